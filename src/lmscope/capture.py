@@ -168,7 +168,7 @@ def _private_copy(module: nn.Module) -> nn.Module:
     return clone
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def pattern(module: nn.Module, call: tuple[tuple, dict]) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities, pre-softmax scores), each [heads, seq, seq], for one recorded call.
 

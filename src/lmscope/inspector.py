@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -34,6 +36,18 @@ def _offline() -> bool:
     )
 
 
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the hub cannot be reached, or None. One TCP connect instead of the client's retries."""
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout).close()
+    except OSError as err:
+        return f"{constants.ENDPOINT} is unreachable ({err})"
+    return None
+
+
 def _locate(name: str) -> tuple[str, bool]:
     """(where to load from, whether to stay offline), or an UnknownModelError naming the id."""
     if Path(name).expanduser().is_dir():
@@ -52,6 +66,12 @@ def _locate(name: str) -> tuple[str, bool]:
             f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
             "download it once while online, pass a local folder, or call "
             "Inspector.from_pretrained() for the bundled default model"
+        )
+    reason = _hub_unreachable()
+    if reason:
+        raise UnknownModelError(
+            f"model {name!r} is not in the local Hugging Face cache and {reason}; pass a local "
+            "folder, or call Inspector.from_pretrained() for the bundled default model"
         )
     return name, False
 
@@ -195,7 +215,8 @@ class Inspector:
         ids = self.encode(text_or_ids)
         display, texts, groups = self._strings(ids)
         batch = ids.to(self.device)[None]
-        with self._eval_mode(), torch.inference_mode(), capture.recording(self.parts) as rec:
+        # no_grad rather than inference_mode: users feed trace tensors back into modules
+        with self._eval_mode(), torch.no_grad(), capture.recording(self.parts) as rec:
             output = self.model(input_ids=batch, use_cache=False)
         return Trace(
             parts=self.parts,
@@ -230,7 +251,7 @@ class Inspector:
             self.tokenizer, "eos_token_id", None
         )
         batch = ids.to(self.device)[None]
-        with self._eval_mode(), torch.inference_mode():
+        with self._eval_mode(), torch.no_grad():
             out = self.model.generate(
                 input_ids=batch,
                 attention_mask=torch.ones_like(batch),

@@ -131,7 +131,7 @@ class Trace:
 
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits from any residual-stream vector(s): the final norm once, then the unembedding."""
-        with torch.inference_mode():
+        with torch.no_grad():
             return self._parts.unembed_residual(resid)
 
     # -- attention ----------------------------------------------------------------------
