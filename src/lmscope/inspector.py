@@ -13,9 +13,9 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from lmscope import architectures, capture, tokens
+from lmscope import architectures, capture, memory, tokens
 from lmscope.default_model import DEFAULT_MODEL_NAME, ensure_converted
-from lmscope.errors import InputError, UnknownModelError
+from lmscope.errors import InputError, MemoryBudgetError, UnknownModelError
 from lmscope.trace import Trace
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -79,12 +79,21 @@ def _locate(name: str) -> tuple[str, bool]:
 class Inspector:
     """Wraps a causal LM (and tokenizer) so prompts can be run and inspected."""
 
-    def __init__(self, model: nn.Module, tokenizer=None, *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer=None,
+        *,
+        name: str | None = None,
+        memory_budget: int | str | None = None,
+    ) -> None:
         self.parts = architectures.resolve(model)
         self.model = model
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.config = model.config
+        #: bytes (or "6GB"); None means LMSCOPE_MEMORY_BUDGET or 80% of free device memory
+        self.memory_budget = memory_budget
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -95,6 +104,7 @@ class Inspector:
         device: str | torch.device | None = "auto",
         dtype: torch.dtype | str | None = None,
         trust_remote_code: bool = False,
+        memory_budget: int | str | None = None,
     ) -> Inspector:
         """Load a Hugging Face causal LM by id or folder; no name means the bundled SmolLM2-135M."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -118,7 +128,7 @@ class Inspector:
         except OSError as err:
             raise UnknownModelError(f"could not load model {display!r}: {err}") from err
         model.to(pick_device(device)).eval()
-        return cls(model, tokenizer, name=display)
+        return cls(model, tokenizer, name=display, memory_budget=memory_budget)
 
     # -- facts --------------------------------------------------------------------------
     @property
@@ -140,6 +150,26 @@ class Inspector:
     @property
     def vocab_size(self) -> int:
         return self.parts.unembed.weight.shape[0]
+
+    @property
+    def d_mlp(self) -> int:
+        config = self.config
+        width = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
+        return int(width or 4 * config.hidden_size)
+
+    def budget(self) -> int:
+        return memory.budget_bytes(self.device, self.memory_budget)
+
+    def estimate_run_bytes(self, n_tokens: int) -> int:
+        return memory.estimate_run_bytes(
+            n_tokens=n_tokens,
+            n_layers=self.n_layers,
+            d_model=self.config.hidden_size,
+            d_mlp=self.d_mlp,
+            n_heads=self.n_heads,
+            vocab=self.vocab_size,
+            element_size=next(self.model.parameters()).element_size(),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -213,11 +243,28 @@ class Inspector:
     ) -> Trace:
         """Run one forward pass and capture everything the views need."""
         ids = self.encode(text_or_ids)
+        budget = self.budget()
+        memory.check(
+            self.estimate_run_bytes(ids.numel()),
+            budget,
+            f"capturing {ids.numel()} tokens on {self.device}",
+            "Use a shorter text, or a larger budget if the device really has the room.",
+        )
         display, texts, groups = self._strings(ids)
         batch = ids.to(self.device)[None]
-        # no_grad rather than inference_mode: users feed trace tensors back into modules
-        with self._eval_mode(), torch.no_grad(), capture.recording(self.parts) as rec:
-            output = self.model(input_ids=batch, use_cache=False)
+        try:
+            # no_grad rather than inference_mode: users feed trace tensors back into modules
+            with self._eval_mode(), torch.no_grad(), capture.recording(self.parts) as rec:
+                output = self.model(input_ids=batch, use_cache=False)
+        except torch.OutOfMemoryError as err:
+            del err  # its traceback pins the half-built activations
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise MemoryBudgetError(
+                f"{self.device} ran out of memory capturing {ids.numel()} tokens "
+                f"(estimated {memory.human(self.estimate_run_bytes(ids.numel()))}). Use a "
+                "shorter text or free other tensors; the inspector is still usable."
+            ) from None
         return Trace(
             parts=self.parts,
             recording=rec,
@@ -229,6 +276,7 @@ class Inspector:
             prompt_length=prompt_length,
             generated_text=generated_text,
             model_name=self.name,
+            memory_budget=budget,
         )
 
     def generate(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lmscope import capture
+from lmscope import capture, memory
 from lmscope.errors import check_index
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class Trace:
         prompt_length: int | None = None,
         generated_text: str = "",
         model_name: str = "",
+        memory_budget: int | None = None,
     ) -> None:
         self._parts = parts
         self._rec = recording
@@ -53,6 +54,7 @@ class Trace:
         self.prompt_length = len(tokens) if prompt_length is None else prompt_length
         self.generated_text = generated_text
         self.model_name = model_name
+        self.memory_budget = memory_budget
         self.n_layers = len(parts.blocks)
         self.n_heads = parts.n_heads
         self._patterns: OrderedDict[int, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
@@ -140,6 +142,16 @@ class Trace:
         if layer in self._patterns:
             self._patterns.move_to_end(layer)
             return self._patterns[layer]
+        if self.memory_budget is not None:
+            need = memory.estimate_pattern_bytes(
+                n_tokens=self.seq_len, n_heads=self.n_heads, element_size=self.dtype.itemsize
+            )
+            memory.check(
+                need,
+                self.memory_budget,
+                f"the attention pattern of layer {layer} at {self.seq_len} tokens",
+                "Look at a shorter text.",
+            )
         result = capture.pattern(self._parts.attentions[layer], self._rec.attn_call[layer])
         self._patterns[layer] = result
         while len(self._patterns) > self.attention_cache_layers:

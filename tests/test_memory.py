@@ -1,0 +1,50 @@
+"""Memory budget: refuse with an estimate and a remedy instead of dying."""
+
+import pytest
+
+import lmscope
+from _models import default_inspector, tiny_ids, tiny_model
+from lmscope import memory
+from lmscope.errors import MemoryBudgetError
+
+
+def test_parse_and_print_sizes():
+    assert memory.parse_size("6GB") == 6_000_000_000
+    assert memory.parse_size("512MiB") == 512 * 2**20
+    assert memory.parse_size(1234) == 1234
+    assert memory.human(1_500_000) == "1.5 MB"
+    with pytest.raises(ValueError, match="6GB"):
+        memory.parse_size("lots")
+
+
+def test_run_over_budget_is_refused_and_inspector_stays_usable():
+    ins = lmscope.Inspector(tiny_model("llama"), memory_budget="10KB")
+    with pytest.raises(
+        MemoryBudgetError, match=r"needs about .* but the memory budget is 10\.0 KB"
+    ):
+        ins.run(tiny_ids(64))
+    ins.memory_budget = None
+    assert ins.run(tiny_ids(64)).seq_len == 64
+
+
+def test_environment_variable_sets_the_budget(monkeypatch):
+    monkeypatch.setenv("LMSCOPE_MEMORY_BUDGET", "1KB")
+    ins = lmscope.Inspector(tiny_model("gpt2"))
+    with pytest.raises(MemoryBudgetError, match="shorter text"):
+        ins.run(tiny_ids(16))
+
+
+def test_pattern_over_budget_is_refused():
+    ins = lmscope.Inspector(tiny_model("llama"))
+    trace = ins.run(tiny_ids(64))
+    trace.memory_budget = 1000
+    with pytest.raises(MemoryBudgetError, match="attention pattern of layer 1"):
+        trace.attention(1)
+
+
+@pytest.mark.real_model
+def test_estimate_is_in_the_right_range():
+    ins = default_inspector()
+    estimate = ins.estimate_run_bytes(1024)
+    # 30 layers x 1024 x (4*576 + 1536) floats + logits 1024 x 49152: ~0.68 GB
+    assert 0.5e9 < estimate < 1.0e9
