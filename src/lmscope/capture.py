@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import sys
+import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,9 +80,26 @@ class Recording:
             setattr(self, name, [None] * self.n_layers)
 
 
+_model_locks: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """One lock per model: hooks see every forward of their module, so runs must not overlap."""
+    with _locks_guard:
+        lock = _model_locks.get(model)
+        if lock is None:
+            lock = _model_locks[model] = threading.RLock()
+        return lock
+
+
 @contextmanager
 def recording(parts: ModelParts) -> Iterator[Recording]:
-    """Hooks on every block for the duration of the `with`; removed even if the forward raises."""
+    """Hooks on every block for the duration of the `with`; removed even if the forward raises.
+
+    Holds the model's lock throughout, so two threads (two dashboards on one inspector) never
+    record each other's activations.
+    """
     rec = Recording(len(parts.blocks))
     handles = []
 
@@ -112,6 +131,8 @@ def recording(parts: ModelParts) -> Iterator[Recording]:
     def on_last_block_output(_module, _args, output):
         rec.final_resid = _first_tensor(output)[0]
 
+    lock = model_lock(parts.blocks[0])
+    lock.acquire()
     try:
         for layer, block in enumerate(parts.blocks):
             handles.append(block.register_forward_pre_hook(on_block_input(layer), with_kwargs=True))
@@ -132,6 +153,7 @@ def recording(parts: ModelParts) -> Iterator[Recording]:
     finally:
         for handle in handles:
             handle.remove()
+        lock.release()
 
 
 def _eager_mask(mask: torch.Tensor | None, module: nn.Module, query_len: int, dtype, device):

@@ -9,8 +9,10 @@ Two views of each token:
 
 from __future__ import annotations
 
+import codecs
 import unicodedata
 from collections.abc import Sequence
+from functools import cache
 
 _REPLACEMENT = "\ufffd"
 _VISIBLE = {" ": "·", "\n": "↵", "\t": "⇥", "\r": "␍"}
@@ -26,32 +28,83 @@ def _decode_each(tokenizer, ids: Sequence[int]) -> list[str]:
     ]
 
 
-def token_texts(tokenizer, ids: Sequence[int]) -> tuple[list[str], list[tuple[int, int]]]:
-    """Exact text of each token, plus (index, count) of its piece for split characters."""
+@cache
+def _byte_alphabet() -> dict[str, int]:
+    """Byte-level BPE writes each byte as a printable character: invert that mapping.
+
+    Printable Latin-1 bytes stand for themselves; the other 68 bytes are shifted, in order, to
+    code points from 256 up.
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    shifted = [b for b in range(256) if b not in printable]
+    table = {chr(b): b for b in printable}
+    table.update({chr(256 + n): b for n, b in enumerate(shifted)})
+    return table
+
+
+def _is_byte_level(tokenizer) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    decoder = getattr(backend, "decoder", None)
+    return type(decoder).__name__ == "ByteLevel"
+
+
+def _token_bytes(tokenizer, ids: Sequence[int]) -> list[bytes]:
+    table = _byte_alphabet()
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    out = []
+    for i, raw in zip(ids, tokenizer.convert_ids_to_tokens(list(ids)), strict=True):
+        if i in special or not isinstance(raw, str) or any(ch not in table for ch in raw):
+            out.append(tokenizer.decode([i]).encode())  # added tokens are stored as plain text
+        else:
+            out.append(bytes(table[ch] for ch in raw))
+    return out
+
+
+def _texts_from_bytes(pieces: list[bytes]) -> list[str]:
+    """Each token's text, a character credited to the token holding its last byte."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    texts = [decoder.decode(piece) for piece in pieces]
+    if texts:
+        texts[-1] += decoder.decode(b"", final=True)
+    return texts
+
+
+def _texts_by_joint_decoding(tokenizer, ids: Sequence[int]) -> list[str]:
+    """Fallback for non-byte-level tokenizers: decode alone, re-join runs of partial pieces."""
     pieces = _decode_each(tokenizer, ids)
     texts = list(pieces)
-    piece_of: list[tuple[int, int]] = [(1, 1)] * len(ids)
     i = 0
     while i < len(ids):
         if _REPLACEMENT not in pieces[i]:
             i += 1
             continue
-        # grow the run of tokens until together they decode to whole characters
         end = i + 1
-        joined = pieces[i]
-        while end <= len(ids):
-            joined = tokenizer.decode(list(ids[i:end]), clean_up_tokenization_spaces=False)
-            if not joined.endswith(_REPLACEMENT) or end - i >= 8:
-                break
+        while end < len(ids) and end - i < 4 and _REPLACEMENT in pieces[end]:
             end += 1
-        end = min(end, len(ids))
-        if end - i == 1:  # an invalid byte on its own: keep the replacement character
-            i += 1
-            continue
-        for j in range(i, end):
-            texts[j] = joined if j == end - 1 else ""
-            piece_of[j] = (j - i + 1, end - i)
+        joined = tokenizer.decode(list(ids[i:end]), clean_up_tokenization_spaces=False)
+        if _REPLACEMENT not in joined:
+            texts[i : end - 1] = [""] * (end - 1 - i)
+            texts[end - 1] = joined
         i = end
+    return texts
+
+
+def token_texts(tokenizer, ids: Sequence[int]) -> tuple[list[str], list[tuple[int, int]]]:
+    """Exact text of each token, plus (piece, of pieces) for tokens of a split character."""
+    if _is_byte_level(tokenizer):
+        texts = _texts_from_bytes(_token_bytes(tokenizer, ids))
+    else:
+        texts = _texts_by_joint_decoding(tokenizer, ids)
+    piece_of: list[tuple[int, int]] = [(1, 1)] * len(texts)
+    start = 0
+    for j, text in enumerate(texts):
+        if text == "":
+            continue
+        if j > start:  # tokens start..j-1 held only bytes of the character token j completes
+            count = j - start + 1
+            for k in range(start, j + 1):
+                piece_of[k] = (k - start + 1, count)
+        start = j + 1
     return texts, piece_of
 
 
@@ -76,8 +129,12 @@ def display_strings(tokenizer, ids: Sequence[int]) -> tuple[list[str], list[str]
     for j, text in enumerate(texts):
         index, count = piece_of[j]
         if count > 1:
-            whole = texts[j + count - index]
-            display.append(f"{visible(whole)} {index}/{count}")
+            completed = texts[j + count - index]
+            display.append(
+                f"{visible(completed[:1])} {index}/{count}"
+                if index < count
+                else f"{visible(completed)} {index}/{count}"
+            )
         else:
             display.append(visible(text))
     return display, texts
