@@ -1,0 +1,267 @@
+"""Attention analyses that turn a Trace into the small matrices and line lists the views show.
+
+Everything here is plain torch on the trace's device; results come back as float32 on the CPU,
+sized for the screen ([seq, seq] at most, or pooled cells). Nothing here imports a widget.
+
+Two kinds of values flow through: ``"prob"`` (softmax probabilities, rows sum to 1) and
+``"score"`` (pre-softmax scores, masked = -inf). Each operation keeps its meaning for both:
+muting the first token renormalises probabilities and sets the score to -inf (the same thing
+before a softmax); fusing words sums probabilities over a word's keys and log-sum-exps scores
+(the score whose softmax is that sum).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lmscope.errors import InputError, OutOfRangeError, check_index
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from lmscope.trace import Trace
+
+Values = Literal["prob", "score"]
+HeadChoice = int | Literal["mean", "max"]
+AGGREGATES = ("mean", "max")
+VALUES = ("prob", "score")
+GRID_BY = ("layer", "head")
+
+
+def _check_values(values: str) -> None:
+    if values not in VALUES:
+        raise InputError(f"values must be one of {VALUES}, got {values!r}")
+
+
+def _check_head(trace: Trace, head: HeadChoice) -> HeadChoice:
+    if isinstance(head, str):
+        if head not in AGGREGATES:
+            raise InputError(f"head must be an index or one of {AGGREGATES}, got {head!r}")
+        return head
+    return check_index("head", head, trace.n_heads)
+
+
+def layer_span(trace: Trace, layer: int, layer_end: int | None = None) -> range:
+    """Blocks layer..layer_end inclusive (a single block when layer_end is None)."""
+    first = check_index("layer", layer, trace.n_layers)
+    last = first if layer_end is None else check_index("layer", layer_end, trace.n_layers)
+    if last < first:
+        raise OutOfRangeError(
+            f"layer range {first}..{last} is empty: the end must be >= the start "
+            f"(valid: 0..{trace.n_layers - 1})"
+        )
+    return range(first, last + 1)
+
+
+def aggregate_heads(patterns: torch.Tensor, how: str) -> torch.Tensor:
+    """[heads, q, k] -> [q, k] by mean or max over heads."""
+    if how == "mean":
+        return patterns.mean(dim=0)
+    if how == "max":
+        return patterns.amax(dim=0)
+    raise InputError(f"aggregate must be one of {AGGREGATES}, got {how!r}")
+
+
+def pattern(
+    trace: Trace,
+    layer: int,
+    head: HeadChoice = 0,
+    *,
+    layer_end: int | None = None,
+    values: Values = "prob",
+) -> torch.Tensor:
+    """[seq, seq] float32 CPU: one head, or the mean/max over heads, averaged over blocks
+    layer..layer_end. Layers are fetched one at a time so a range never holds every layer."""
+    _check_values(values)
+    head = _check_head(trace, head)
+    total: torch.Tensor | None = None
+    span = layer_span(trace, layer, layer_end)
+    for block in span:
+        heads = trace.attention(block) if values == "prob" else trace.attention_scores(block)
+        one = aggregate_heads(heads, head) if isinstance(head, str) else heads[head]
+        one = one.float()
+        total = one.clone() if total is None else total.add_(one)
+    assert total is not None
+    return (total / len(span)).cpu()
+
+
+def mute_first_token(matrix: torch.Tensor, values: Values = "prob") -> torch.Tensor:
+    """Hide the first token's attention sink: drop key 0 and renormalise each row over the
+    rest (row 0, which can only see token 0, becomes all zero). For scores key 0 becomes -inf,
+    whose softmax is the same renormalised row."""
+    _check_values(values)
+    out = matrix.clone()
+    if values == "score":
+        out[..., 0] = -math.inf
+        return out
+    out[..., 0] = 0.0
+    rest = out.sum(dim=-1, keepdim=True)
+    return torch.where(rest > 0, out / rest.clamp_min(1e-30), out)
+
+
+def _word_index(groups: Sequence[Sequence[int]], seq: int) -> torch.Tensor:
+    owner = torch.full((seq,), -1, dtype=torch.long)
+    for w, group in enumerate(groups):
+        for t in group:
+            if not 0 <= t < seq or owner[t] >= 0:
+                raise InputError(
+                    f"word groups must split tokens 0..{seq - 1} into disjoint groups; "
+                    f"token {t} is out of range or in two groups"
+                )
+            owner[t] = w
+    if (owner < 0).any():
+        missing = int((owner < 0).nonzero()[0])
+        raise InputError(f"word groups must cover every token; token {missing} is in none")
+    return owner
+
+
+def fuse_words(
+    matrix: torch.Tensor, groups: Sequence[Sequence[int]], values: Values = "prob"
+) -> torch.Tensor:
+    """[seq, seq] -> [words, words]: sum over a word's key tokens, mean over its query tokens,
+    so probability rows still sum to 1. Scores: log-sum-exp over keys (softmax of the fused
+    score = the summed probability), mean over the query tokens that see the word at all."""
+    _check_values(values)
+    seq = matrix.shape[-1]
+    owner = _word_index(groups, seq)
+    n_words = len(groups)
+    counts = torch.bincount(owner, minlength=n_words).to(matrix.dtype)
+    if values == "prob":
+        by_key = torch.zeros(seq, n_words, dtype=matrix.dtype).index_add_(1, owner, matrix)
+        by_both = torch.zeros(n_words, n_words, dtype=matrix.dtype).index_add_(0, owner, by_key)
+        return by_both / counts[:, None]
+    # scores: logsumexp per key word, computed stably per group of columns
+    by_key = torch.full((seq, n_words), -math.inf, dtype=matrix.dtype)
+    for w, group in enumerate(groups):
+        by_key[:, w] = torch.logsumexp(matrix[:, list(group)], dim=1)
+    finite = torch.isfinite(by_key)
+    summed = torch.zeros(n_words, n_words, dtype=matrix.dtype).index_add_(
+        0, owner, torch.where(finite, by_key, torch.zeros_like(by_key))
+    )
+    seen = torch.zeros(n_words, n_words, dtype=matrix.dtype).index_add_(
+        0, owner, finite.to(matrix.dtype)
+    )
+    return torch.where(seen > 0, summed / seen.clamp_min(1), torch.full_like(summed, -math.inf))
+
+
+def word_labels(tokens: Sequence[str], groups: Sequence[Sequence[int]]) -> list[str]:
+    return ["".join(tokens[t] for t in group) for group in groups]
+
+
+def strength(matrix: torch.Tensor, values: Values = "prob") -> torch.Tensor:
+    """How strongly to draw each weight, in [0, 1]. Probabilities are their own strength;
+    scores are scaled per query row from its lowest to its highest visible score (masked = 0),
+    because raw scores have no common scale across rows."""
+    _check_values(values)
+    if values == "prob":
+        return matrix.clamp(0.0, 1.0)
+    finite = torch.isfinite(matrix)
+    lo = torch.where(finite, matrix, torch.full_like(matrix, math.inf)).amin(-1, keepdim=True)
+    hi = torch.where(finite, matrix, torch.full_like(matrix, -math.inf)).amax(-1, keepdim=True)
+    span = hi - lo
+    scaled = torch.where(span > 0, (matrix - lo) / span.clamp_min(1e-30), torch.ones_like(matrix))
+    return torch.where(finite, scaled, torch.zeros_like(matrix))
+
+
+@dataclass(frozen=True)
+class Lines:
+    """A sparse line list: query index, key index, raw value and drawing strength in [0, 1].
+    Sorted by query, then by key."""
+
+    query: np.ndarray  # int32
+    key: np.ndarray  # int32
+    value: np.ndarray  # float32, the probability or score itself
+    strength: np.ndarray  # float32 in [0, 1]
+
+    def __len__(self) -> int:
+        return len(self.query)
+
+
+def prune(
+    matrix: torch.Tensor,
+    *,
+    threshold: float = 0.0,
+    top_k: int | None = None,
+    values: Values = "prob",
+) -> Lines:
+    """Keep the weights whose strength is >= threshold (and > 0) and, per query row, among the
+    top_k strongest. Masked positions never make a line."""
+    _check_values(values)
+    if not 0.0 <= threshold <= 1.0:
+        raise OutOfRangeError(f"threshold {threshold} is out of range: valid 0..1")
+    s = strength(matrix, values)
+    keep = (s >= threshold) & (s > 0)
+    if values == "score":
+        keep &= torch.isfinite(matrix)
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise OutOfRangeError(f"top_k must be a positive integer or None, got {top_k!r}")
+        # rank by index (not by value) so ties never let more than k lines through
+        ranked = torch.zeros_like(keep)
+        ranked.scatter_(1, torch.topk(s, min(top_k, s.shape[-1]), dim=-1).indices, True)
+        keep &= ranked
+    q, k_idx = keep.nonzero(as_tuple=True)
+    return Lines(
+        query=q.to(torch.int32).numpy(),
+        key=k_idx.to(torch.int32).numpy(),
+        value=matrix[q, k_idx].float().numpy(),
+        strength=s[q, k_idx].float().numpy(),
+    )
+
+
+def pool(matrix: torch.Tensor, size: int) -> torch.Tensor:
+    """[..., q, k] -> [..., min(q, size), min(k, size)] by max over blocks, so a sharp weight
+    stays visible in a thumbnail. Signed inputs keep the value of largest magnitude."""
+    q, k = matrix.shape[-2:]
+    out = (min(q, size), min(k, size))
+    if out == (q, k):
+        return matrix
+    x = matrix.reshape(-1, 1, q, k).float()
+    hi = F.adaptive_max_pool2d(x, out)
+    if (x >= 0).all():
+        pooled = hi
+    else:
+        lo = -F.adaptive_max_pool2d(-x, out)
+        pooled = torch.where(hi.abs() >= lo.abs(), hi, lo)
+    return pooled.reshape(*matrix.shape[:-2], *out)
+
+
+def grid(
+    trace: Trace,
+    *,
+    by: str = "layer",
+    layer: int = 0,
+    head: int = 0,
+    size: int = 128,
+    mute_sink: bool = False,
+    dense: bool = False,
+) -> tuple[torch.Tensor, list[str], list[tuple[int, int]]]:
+    """The heatmaps of a grid: every head of `layer` (by="layer") or `head` in every layer
+    (by="head"), each max-pooled to at most size x size. Returns ([cells, r, r] probabilities,
+    a label per cell, the (layer, head) of each cell). Layers are fetched one at a time.
+    With dense=True cells are not pooled (for the difference of two traces)."""
+    if by not in GRID_BY:
+        raise InputError(f"by must be one of {GRID_BY}, got {by!r}")
+    if size < 1:
+        raise OutOfRangeError(f"size must be >= 1, got {size}")
+    layer = check_index("layer", layer, trace.n_layers)
+    head = check_index("head", head, trace.n_heads)
+    if by == "layer":
+        where = [(layer, h) for h in range(trace.n_heads)]
+        labels = [f"L{layer} H{h}" for h in range(trace.n_heads)]
+    else:
+        where = [(ly, head) for ly in range(trace.n_layers)]
+        labels = [f"L{ly} H{head}" for ly in range(trace.n_layers)]
+    cells = []
+    for block, h in where:
+        m = trace.attention(block)[h].float()
+        if mute_sink:
+            m = mute_first_token(m)
+        cells.append((m if dense else pool(m, size)).cpu())
+    return torch.stack(cells), labels, where
