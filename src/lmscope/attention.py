@@ -232,6 +232,50 @@ def pool(matrix: torch.Tensor, size: int) -> torch.Tensor:
     return pooled.reshape(*matrix.shape[:-2], *out)
 
 
+def grid_cells(
+    trace: Trace, by: str, layer: int, head: int
+) -> tuple[list[tuple[int, int]], list[str]]:
+    """The (layer, head) of each heatmap of a grid, and its label."""
+    if by not in GRID_BY:
+        raise InputError(f"by must be one of {GRID_BY}, got {by!r}")
+    layer = check_index("layer", layer, trace.n_layers)
+    head = check_index("head", head, trace.n_heads)
+    if by == "layer":
+        where = [(layer, h) for h in range(trace.n_heads)]
+    else:
+        where = [(ly, head) for ly in range(trace.n_layers)]
+    return where, [f"L{ly} H{h}" for ly, h in where]
+
+
+def grid_difference(
+    a: Trace,
+    b: Trace,
+    *,
+    by: str = "layer",
+    layer: int = 0,
+    head: int = 0,
+    size: int = 128,
+    mute_sink: bool = False,
+) -> torch.Tensor:
+    """[cells, r, r] pattern of `a` minus pattern of `b`, cell by cell as in `grid`, taken at
+    full resolution and then pooled keeping the signed value of largest magnitude."""
+    if a.seq_len != b.seq_len:
+        raise InputError(
+            f"a difference needs prompts of the same length: {a.seq_len} vs {b.seq_len} tokens; "
+            "compare them side by side instead"
+        )
+    if (a.n_layers, a.n_heads) != (b.n_layers, b.n_heads):
+        raise InputError("a difference needs two traces of the same model")
+    where, _ = grid_cells(a, by, layer, head)
+    cells = []
+    for block, h in where:
+        ma, mb = a.attention(block)[h].float(), b.attention(block)[h].float()
+        if mute_sink:
+            ma, mb = mute_first_token(ma), mute_first_token(mb)
+        cells.append(pool((ma - mb).cpu(), size))
+    return torch.stack(cells)
+
+
 def grid(
     trace: Trace,
     *,
@@ -240,28 +284,17 @@ def grid(
     head: int = 0,
     size: int = 128,
     mute_sink: bool = False,
-    dense: bool = False,
 ) -> tuple[torch.Tensor, list[str], list[tuple[int, int]]]:
     """The heatmaps of a grid: every head of `layer` (by="layer") or `head` in every layer
     (by="head"), each max-pooled to at most size x size. Returns ([cells, r, r] probabilities,
-    a label per cell, the (layer, head) of each cell). Layers are fetched one at a time.
-    With dense=True cells are not pooled (for the difference of two traces)."""
-    if by not in GRID_BY:
-        raise InputError(f"by must be one of {GRID_BY}, got {by!r}")
+    a label per cell, the (layer, head) of each cell). Layers are fetched one at a time."""
     if size < 1:
         raise OutOfRangeError(f"size must be >= 1, got {size}")
-    layer = check_index("layer", layer, trace.n_layers)
-    head = check_index("head", head, trace.n_heads)
-    if by == "layer":
-        where = [(layer, h) for h in range(trace.n_heads)]
-        labels = [f"L{layer} H{h}" for h in range(trace.n_heads)]
-    else:
-        where = [(ly, head) for ly in range(trace.n_layers)]
-        labels = [f"L{ly} H{head}" for ly in range(trace.n_layers)]
+    where, labels = grid_cells(trace, by, layer, head)
     cells = []
     for block, h in where:
         m = trace.attention(block)[h].float()
         if mute_sink:
             m = mute_first_token(m)
-        cells.append((m if dense else pool(m, size)).cpu())
+        cells.append(pool(m, size).cpu())
     return torch.stack(cells), labels, where
