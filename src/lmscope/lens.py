@@ -1,0 +1,262 @@
+"""Logit lens: what the model would predict if it stopped after each block (or each attention).
+
+Every chosen residual-stream row goes through the model's own final norm, unembedding and final
+soft-cap once (`Trace.unembed`), exactly as the model treats its last hidden state. Rows are
+decoded in chunks: a chunk's logits are reduced to top-k, log-normalizer and target ranks before
+the next chunk is built, so `[layers, positions, vocab]` never exists at once.
+
+`resid_post(L-1)` is the last block's output before the final norm, so the last `post` row is the
+model's own prediction (Hugging Face's last `hidden_states` entry is already normed; decoding it
+through the norm again is the classic lens bug this module avoids by construction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import torch
+
+from lmscope import tokens as _tokens
+from lmscope.errors import InputError, OutOfRangeError, check_index
+
+if TYPE_CHECKING:
+    from lmscope.trace import Trace
+
+STAGES = ("post", "mid")
+
+#: bytes of float32 logits one chunk may hold (a chunk also needs a few same-sized temporaries)
+CHUNK_BYTES = 64 * 2**20
+
+
+@dataclass
+class LensResult:
+    """Top-k decodings of one stage at every layer for the chosen positions (all on the CPU).
+
+    `token_ids[l, p]` and `probs[l, p]` are the k most likely next tokens if the model stopped
+    after block `l` (stage "post") or after block `l`'s attention (stage "mid"), read at position
+    `positions[p]`. With targets, `target_ranks[l, p, t]` is how many tokens score strictly higher
+    than target `t` (0 = top) and `target_probs[l, p, t]` its probability.
+    """
+
+    stage: str
+    positions: list[int]
+    token_ids: torch.Tensor  # [n_layers, n_positions, k] int64
+    probs: torch.Tensor  # [n_layers, n_positions, k] float32
+    targets: list[int] = field(default_factory=list)
+    target_ranks: torch.Tensor | None = None  # [n_layers, n_positions, n_targets] int64
+    target_probs: torch.Tensor | None = None  # [n_layers, n_positions, n_targets] float32
+    tokenizer: object | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def k(self) -> int:
+        return self.token_ids.shape[-1]
+
+    @property
+    def n_layers(self) -> int:
+        return self.token_ids.shape[0]
+
+    @cached_property
+    def token_strings(self) -> dict[int, str]:
+        """Display string of every id that appears in the result (a small table, not the vocab)."""
+        ids = torch.cat([self.token_ids.flatten(), torch.tensor(self.targets, dtype=torch.long)])
+        unique = torch.unique(ids).tolist()
+        return dict(zip(unique, token_strings(self.tokenizer, unique), strict=True))
+
+    @property
+    def tokens(self) -> list[list[list[str]]]:
+        """`token_ids` as display strings, nested [layer][position][rank]."""
+        table = self.token_strings
+        return [[[table[i] for i in row] for row in layer] for layer in self.token_ids.tolist()]
+
+    @property
+    def target_tokens(self) -> list[str]:
+        return [self.token_strings[t] for t in self.targets]
+
+
+def token_strings(tokenizer, ids: Sequence[int]) -> list[str]:
+    """Each id decoded on its own, whitespace made visible; '#id' when there is no tokenizer."""
+    ids = list(ids)
+    if tokenizer is None:
+        return [f"#{i}" for i in ids]
+    return [_tokens.visible(text) for text in _tokens._decode_each(tokenizer, ids)]
+
+
+def resolve_targets(targets, tokenizer, vocab_size: int) -> list[int]:
+    """Token ids from ids or strings (a string stands for the first token it encodes to)."""
+    if targets is None:
+        return []
+    if isinstance(targets, (str, int)) or (isinstance(targets, torch.Tensor) and targets.ndim == 0):
+        targets = [targets]
+    out = []
+    for target in targets:
+        if isinstance(target, str):
+            if tokenizer is None:
+                raise InputError(
+                    f"target {target!r} is text but no tokenizer is available: pass a token id, "
+                    "or tokenizer=inspector.tokenizer"
+                )
+            encoded = tokenizer(target, add_special_tokens=False)["input_ids"]
+            if not encoded:
+                raise InputError(f"target {target!r} encodes to no tokens")
+            out.append(int(encoded[0]))
+        else:
+            index = check_index("target token id", target, vocab_size)
+            if index != int(target):  # a negative id is a mistake, not "count from the end"
+                raise OutOfRangeError(
+                    f"target token id {target} is negative (valid: 0..{vocab_size - 1})"
+                )
+            out.append(index)
+    return out
+
+
+def _positions(positions, seq_len: int) -> list[int]:
+    if positions is None:
+        return list(range(seq_len))
+    if isinstance(positions, int) or (isinstance(positions, torch.Tensor) and positions.ndim == 0):
+        positions = [positions]
+    out = [check_index("position", p, seq_len) for p in positions]
+    if not out:
+        raise OutOfRangeError(f"positions is empty; choose some of 0..{seq_len - 1}")
+    return out
+
+
+def _check_k(k, vocab_size: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= vocab_size:
+        raise OutOfRangeError(f"k must be an integer in 1..{vocab_size}, got {k!r}")
+    return k
+
+
+def _state(trace: Trace, stage: str, layer: int, index: torch.Tensor) -> torch.Tensor:
+    if stage == "post":
+        return trace.resid_post(layer)[index]
+    # resid_mid for the chosen rows only (the same sum Trace.resid_mid does, without the full seq)
+    return trace.resid_pre(layer)[index] + trace.attn_out(layer)[index]
+
+
+def _chunk_logits(trace: Trace, stage: str, group, index: torch.Tensor) -> torch.Tensor:
+    """Logits of one chunk's rows. The last block's output decoded through the final norm is by
+    definition the model's own output, so those rows are read from `trace.logits`: bitwise the
+    model's prediction (a matmul over a different number of rows can round differently)."""
+    last = trace.n_layers - 1
+    pieces: list[torch.Tensor | None] = []
+    states = []
+    for layer, a, b in group:
+        if stage == "post" and layer == last:
+            pieces.append(trace.logits[index[a:b]])
+        else:
+            pieces.append(None)
+            states.append(_state(trace, stage, layer, index[a:b]))
+    if states:
+        decoded = trace.unembed(torch.cat(states) if len(states) > 1 else states[0])
+        sizes = iter(s.shape[0] for s in states)
+        start = 0
+        for i, piece in enumerate(pieces):
+            if piece is None:
+                n = next(sizes)
+                pieces[i] = decoded[start : start + n]
+                start += n
+    return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+
+
+def _chunks(n_layers: int, n_pos: int, rows: int):
+    """(layer, start, stop) position slices, grouped so each group holds at most `rows` rows."""
+    group: list[tuple[int, int, int]] = []
+    size = 0
+    for layer in range(n_layers):
+        start = 0
+        while start < n_pos:
+            stop = min(n_pos, start + rows - size)
+            group.append((layer, start, stop))
+            size += stop - start
+            start = stop
+            if size == rows:
+                yield group
+                group, size = [], 0
+    if group:
+        yield group
+
+
+def logit_lens(
+    trace: Trace,
+    k: int = 5,
+    stage: str = "post",
+    positions: int | Sequence[int] | None = None,
+    targets: int | str | Sequence[int | str] | None = None,
+    *,
+    tokenizer=None,
+    chunk_rows: int | None = None,
+) -> LensResult:
+    """Top-k next-token predictions decoded from every layer's residual stream.
+
+    stage: "post" decodes the output of each block, "mid" the stream after each block's
+    attention (before its MLP). positions: one index, a list, or None for every position.
+    targets: token ids, or strings (each stands for its first token; needs `tokenizer` or a
+    `trace.tokenizer`) whose rank and probability are reported at every layer and position.
+    """
+    if stage not in STAGES:
+        raise InputError(f"unknown stage {stage!r}; choose 'post' or 'mid'")
+    tokenizer = tokenizer if tokenizer is not None else getattr(trace, "tokenizer", None)
+    vocab = trace.logits.shape[-1]
+    k = _check_k(k, vocab)
+    pos = _positions(positions, trace.seq_len)
+    target_ids = resolve_targets(targets, tokenizer, vocab)
+    if chunk_rows is None:
+        chunk_rows = max(1, CHUNK_BYTES // (vocab * 4))
+    elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise OutOfRangeError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+
+    n_layers, n_pos = trace.n_layers, len(pos)
+    device = trace.device
+    index = torch.tensor(pos, device=device)
+    top_ids = torch.empty(n_layers * n_pos, k, dtype=torch.long, device=device)
+    top_p = torch.empty(n_layers * n_pos, k, dtype=torch.float32, device=device)
+    n_t = len(target_ids)
+    ranks = torch.empty(n_layers * n_pos, n_t, dtype=torch.long, device=device)
+    t_p = torch.empty(n_layers * n_pos, n_t, dtype=torch.float32, device=device)
+    t_index = torch.tensor(target_ids, dtype=torch.long, device=device)
+
+    row = 0
+    with torch.no_grad():
+        for group in _chunks(n_layers, n_pos, chunk_rows):
+            logits = _chunk_logits(trace, stage, group, index).float()
+            values, ids = logits.topk(k, dim=-1)
+            # softmax's own order of operations (shift by the max, then divide by the sum):
+            # exp(x - logsumexp) loses ~1e-5 relative precision on float32 logits near 30
+            top = values[:, :1]
+            total = (logits - top).exp_().sum(-1, keepdim=True)
+            end = row + logits.shape[0]
+            top_ids[row:end] = ids
+            top_p[row:end] = (values - top).exp_() / total
+            if n_t:
+                t_logits = logits.index_select(1, t_index)  # [rows, n_t]
+                for t in range(n_t):
+                    ranks[row:end, t] = (logits > t_logits[:, t : t + 1]).sum(-1)
+                t_p[row:end] = (t_logits - top).exp_() / total
+            row = end
+
+    shape = (n_layers, n_pos)
+    return LensResult(
+        stage=stage,
+        positions=pos,
+        token_ids=top_ids.view(*shape, k).cpu(),
+        probs=top_p.view(*shape, k).cpu(),
+        targets=target_ids,
+        target_ranks=ranks.view(*shape, n_t).cpu() if n_t else None,
+        target_probs=t_p.view(*shape, n_t).cpu() if n_t else None,
+        tokenizer=tokenizer,
+    )
+
+
+def distribution(trace: Trace, layer: int, position: int, stage: str = "post") -> torch.Tensor:
+    """[vocab] float32 probabilities decoded from one layer at one position (on the CPU)."""
+    if stage not in STAGES:
+        raise InputError(f"unknown stage {stage!r}; choose 'post' or 'mid'")
+    layer = check_index("layer", layer, trace.n_layers)
+    position = check_index("position", position, trace.seq_len)
+    index = torch.tensor([position], device=trace.device)
+    with torch.no_grad():
+        logits = trace.unembed(_state(trace, stage, layer, index))[0].float()
+    return torch.softmax(logits, dim=-1).cpu()
