@@ -155,3 +155,47 @@ def test_real_model_patterns_match_hugging_face_eager():
     )
     fused = attention.fuse_words(attention.pattern(tr, 7, 4), tr.word_groups)
     torch.testing.assert_close(fused.sum(-1), torch.ones(len(tr.word_groups)))
+
+
+def _array(env):
+    import numpy as np
+
+    return np.frombuffer(bytes(env["data"]), dtype=env["dtype"]).reshape(env["shape"])
+
+
+def test_synced_lines_equal_the_pattern_within_quantization(trace):
+    from lmscope.widgets.attention_lines import AttentionLines
+
+    w = AttentionLines(trace, layer=2, head=1, threshold=0.0, top_k=20)
+    q, k = _array(w.lines["query"]).astype(int), _array(w.lines["key"]).astype(int)
+    truth = trace.attention(2)[1].float().numpy()
+    assert len(q) == int((truth > 0).sum())  # no threshold, k = seq: every causal weight
+    assert abs(_array(w.lines["value"]).astype(float) - truth[q, k]).max() <= 1e-3
+    assert abs(_array(w.lines["strength"]) / 255 - truth[q, k]).max() <= 0.5 / 255 + 1e-6
+    w.fuse_words, w.mute_sink = True, True
+    assert w.error == "" and len(w.tokens) == len(trace.word_groups)
+    with pytest.raises(OutOfRangeError, match=r"valid: 0\.\.3"):
+        AttentionLines(trace, layer=0, head=9)
+    w.layer = 7  # from the browser: shown under the view, not raised into the kernel log
+    assert "valid: 0..2" in w.error
+
+
+def test_synced_grid_equals_the_pooled_pattern(trace):
+    from lmscope.widgets.attention_grid import AttentionGrid
+
+    other = tiny_inspector("llama").run(tiny_ids(20, seed=5))
+    g = AttentionGrid(trace, layer=1, compare=other, size=8)
+    a, b = (_array(p) / 255 for p in g.panels)
+    torch.testing.assert_close(
+        torch.from_numpy(a).float(),
+        attention.pool(trace.attention(1).float(), 8),
+        atol=0.5 / 255,
+        rtol=0,
+    )
+    assert b.shape == a.shape
+    g.mode = "diff"
+    diff = torch.from_numpy(_array(g.panels[0]).astype("float32"))
+    expected = attention.pool(trace.attention(1).float() - other.attention(1).float(), 8)
+    torch.testing.assert_close(diff, expected, atol=1e-3, rtol=1e-3)
+    with pytest.raises(InputError, match="same length"):
+        AttentionGrid(trace, compare=tiny_inspector("llama").run(tiny_ids(7)), mode="diff")

@@ -215,3 +215,129 @@ def test_real_model_views_screenshots(page):
     grid = AttentionGrid(a, layer=5, compare=b, mute_sink=True)
     mount(page, grid)
     shot(page, "attention_grid_love_hate.png")
+
+
+# -- JupyterLab / Notebook 7 end to end -------------------------------------------------------
+_NOTEBOOK_CELLS = [
+    "from ipywidgets import VBox\n"
+    "import lmscope\n"
+    "from lmscope.widgets.attention_grid import AttentionGrid\n"
+    "from lmscope.widgets.attention_lines import AttentionLines\n"
+    "ins = lmscope.Inspector.from_pretrained(device='cpu')\n"
+    "tr = ins.run('The cat sat on the mat because it was tired.')",
+    "lines = AttentionLines(tr, layer=5, head=1)\n"
+    "grid = AttentionGrid(tr, layer=4).link(lines)\n"
+    "VBox([grid, lines])",
+]
+
+
+@pytest.fixture(scope="module")
+def jupyter_server(tmp_path_factory):
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    import nbformat
+
+    root = tmp_path_factory.mktemp("nb")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in _NOTEBOOK_CELLS]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, root / "attention.ipynb")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    venv_bin = pathlib.Path(sys.executable).parent
+    proc = subprocess.Popen(
+        [
+            str(venv_bin / "jupyter"),
+            "lab",
+            "--no-browser",
+            f"--port={port}",
+            "--IdentityProvider.token=lmscope",
+            "--allow-root",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.open_browser=False",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token=lmscope", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.terminate()
+        pytest.fail("jupyter server did not start")
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def _run_all(page, app: str) -> None:
+    if app == "lab":
+        page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_text("Run All Cells", exact=True).click()
+    else:
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_text("Run All Cells", exact=True).click()
+
+
+@pytest.mark.e2e
+@pytest.mark.real_model
+@pytest.mark.parametrize("app", ["lab", "notebooks"])
+def test_jupyter_end_to_end(browser, jupyter_server, app):
+    page = browser.new_page(viewport={"width": 1200, "height": 1400})
+    path = "lab/tree" if app == "lab" else "notebooks"
+    page.goto(f"{jupyter_server}/{path}/attention.ipynb?token=lmscope")
+    _run_all(page, app)
+    try:
+        page.locator(".lms-al-stage").wait_for(timeout=120_000)
+    except Exception:
+        shot(page, f"attention_jupyter_{app}_failed.png")
+        raise
+    status = page.locator(".lms-al-status")
+    # hover a token: its lines are isolated and described
+    page.locator('.lms-al-tok.q[data-i="8"]').hover()
+    assert "attends to" in status.text_content()
+    view = page.locator(".lms-al").locator("xpath=..")
+    total = lambda: int(view.get_attribute("data-lines-total"))  # noqa: E731
+    before = total()
+    # select head "max over heads": the kernel answers with new lines
+    page.locator(".lms-al-bar select").nth(2).select_option("max")
+    page.wait_for_function(
+        f"() => document.querySelector('.lms-al').parentNode.dataset.linesTotal !== '{before}'",
+        timeout=30_000,
+    )
+    # raise the threshold: fewer lines
+    before = total()
+    slider = page.locator('.lms-al-bar input[type="range"]')
+    slider.fill("0.3")
+    slider.dispatch_event("change")
+    page.wait_for_function(
+        f"() => +document.querySelector('.lms-al').parentNode.dataset.linesTotal < {before}",
+        timeout=30_000,
+    )
+    # click a heatmap: the line diagram opens that layer and head
+    page.locator('.lms-ag-cell[data-head="7"]').click()
+    page.wait_for_function(
+        "() => { const s = document.querySelectorAll('.lms-al-bar select');"
+        " return s[0].value === '4' && s[2].value === '7'; }",
+        timeout=30_000,
+    )
+    page.locator('.lms-ag-cell[data-head="7"] canvas').hover(position={"x": 60, "y": 60})
+    assert "L4 H7" in page.locator(".lms-ag-tip").text_content()
+    shot(page, f"attention_jupyter_{app}.png")
+    page.close()

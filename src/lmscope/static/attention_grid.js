@@ -167,6 +167,11 @@ function render({ model, el: root }) {
   }
 
   function draw() {
+    // theme colours only resolve once the view is in the document (Jupyter renders detached)
+    if (!box.isConnected) {
+      requestAnimationFrame(draw);
+      return;
+    }
     const t0 = performance.now();
     controls();
     errorBox.textContent = model.get("error") || "";

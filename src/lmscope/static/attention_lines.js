@@ -295,6 +295,11 @@ function render({ model, el: root }) {
   }
 
   function draw() {
+    if (!box.isConnected) {
+      // theme colours and sizes only resolve once the view is in the document
+      requestAnimationFrame(draw);
+      return;
+    }
     const t0 = performance.now();
     const top = scroll.scrollTop;
     const first = Math.max(0, Math.floor(top / ROW) - 1);
