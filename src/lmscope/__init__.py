@@ -4,5 +4,19 @@ from lmscope.errors import LmscopeError
 from lmscope.inspector import Inspector
 from lmscope.trace import Trace
 
-__all__ = ["Inspector", "LmscopeError", "Trace"]
+__all__ = ["AttentionGrid", "AttentionLines", "Inspector", "LmscopeError", "Trace"]
+
+_WIDGETS = {
+    "AttentionLines": "lmscope.widgets.attention_lines",
+    "AttentionGrid": "lmscope.widgets.attention_grid",
+}
+
+
+def __getattr__(name: str):
+    # widgets load anywidget; import them on first use so the torch side stays widget-free
+    if name in _WIDGETS:
+        import importlib
+
+        return getattr(importlib.import_module(_WIDGETS[name]), name)
+    raise AttributeError(f"module 'lmscope' has no attribute {name!r}")
 __version__ = "0.1.0"

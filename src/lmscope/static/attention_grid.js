@@ -5,7 +5,7 @@
 // Binary envelope {data, dtype, shape} -> typed array (copied, so alignment never matters).
 // Stand-in for the shared wire decoder of js/lib until the widget platform lands.
 function decode(env) {
-  if (!env || !env.data) return null;
+  if (!env?.data) return null;
   const d = env.data;
   const bytes =
     d instanceof ArrayBuffer
@@ -29,7 +29,13 @@ function decode(env) {
         const e = (x >> 10) & 31;
         const m = x & 1023;
         const v =
-          e === 0 ? m * 2 ** -24 : e === 31 ? (m ? Number.NaN : Number.POSITIVE_INFINITY) : (1 + m / 1024) * 2 ** (e - 15);
+          e === 0
+            ? m * 2 ** -24
+            : e === 31
+              ? m
+                ? Number.NaN
+                : Number.POSITIVE_INFINITY
+              : (1 + m / 1024) * 2 ** (e - 15);
         out[i] = x & 0x8000 ? -v : v;
       }
       return out;
@@ -281,7 +287,8 @@ function render({ model, el: root }) {
   }
 
   draw();
-  for (const name of ["panels", "labels", "error", "mode", "can_diff"]) model.on(`change:${name}`, draw);
+  for (const name of ["panels", "labels", "error", "mode", "can_diff"])
+    model.on(`change:${name}`, draw);
   for (const name of ["by", "layer", "head", "mute_sink"]) model.on(`change:${name}`, controls);
 }
 
