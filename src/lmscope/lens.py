@@ -223,17 +223,18 @@ def logit_lens(
         for group in _chunks(n_layers, n_pos, chunk_rows):
             logits = _chunk_logits(trace, stage, group, index).float()
             values, ids = logits.topk(k, dim=-1)
-            # softmax's own order of operations (shift by the max, then divide by the sum):
-            # exp(x - logsumexp) loses ~1e-5 relative precision on float32 logits near 30
-            top = values[:, :1]
-            total = (logits - top).exp_().sum(-1, keepdim=True)
             end = row + logits.shape[0]
             top_ids[row:end] = ids
-            top_p[row:end] = (values - top).exp_() / total
             if n_t:
                 t_logits = logits.index_select(1, t_index)  # [rows, n_t]
                 for t in range(n_t):
                     ranks[row:end, t] = (logits > t_logits[:, t : t + 1]).sum(-1)
+            # softmax's own order of operations (shift by the max, exp, divide by the sum), in
+            # place: exp(x - logsumexp) would lose ~1e-5 relative precision on logits near 30
+            top = values[:, :1]
+            total = logits.sub_(top).exp_().sum(-1, keepdim=True)
+            top_p[row:end] = (values - top).exp_() / total
+            if n_t:
                 t_p[row:end] = (t_logits - top).exp_() / total
             row = end
 

@@ -1,0 +1,121 @@
+"""The logit-lens table in Chromium, rendered from a real widget's state with a Python round trip
+for every change the view makes; plus the composite's plots and HTML export."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+# the page harness (fake anywidget model with a Python round trip) the attention views use
+from test_attention_views import browser, mount, settle, shot  # noqa: F401
+
+from _models import default_inspector, tiny_ids, tiny_inspector
+from lmscope.errors import InputError
+from lmscope.widgets.logit_lens import LogitLens
+
+pytestmark = pytest.mark.browser
+CELL_W, CELL_H, GUTTER = 66, 19, 58
+QA = "Q: What is the capital of France?\nA: Paris\nQ: What is the capital of Poland?\nA:"
+
+
+@pytest.fixture
+def page(browser):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    page.close()
+    assert not errors, errors
+
+
+def test_composite_links_table_and_plots():
+    tr = tiny_inspector("llama").run(tiny_ids(12))
+    w = LogitLens(tr, k=3, targets=[5, 9])
+    assert w.table.top["post"]["shape"] == [3, 12, 3] and w.table.top["post"]["dtype"] == "int32"
+    assert w.table.probs["mid"]["dtype"] == "float16"
+    # every id shown is in the string table, and the table holds only ids that occur
+    ids = np.frombuffer(w.table.string_ids["data"], dtype=np.int32)
+    assert set(ids.tolist()) == {
+        *w.results["post"].token_ids.flatten().tolist(),
+        *w.results["mid"].token_ids.flatten().tolist(),
+        5,
+        9,
+    }
+    assert w.selected_token == 11 and w.table.selected_token == 11
+    # focusing a column in the table moves the target line and the scatter
+    w.table.selected_token = 4
+    assert w.selected_token == 4
+    np.testing.assert_allclose(w._lines.y[0], w.results["post"].target_probs[:, 4, 0].numpy())
+    assert [m.visible for m in w._scatter] == [True, True, False, False]
+    w.selected_layer = 1
+    top = w.results["post"].probs[1, 4, 0].item()
+    assert w._scatter[0].y[0] == pytest.approx(top, rel=1e-6)
+    w.metric = "rank"
+    np.testing.assert_array_equal(w._lines.y[1], w.results["post"].target_ranks[:, 4, 1].numpy())
+    w.compare_positions = [2]
+    assert [m.visible for m in w._scatter] == [True, True, True, False]
+    with pytest.raises(InputError, match="stages"):
+        LogitLens(tr, view="both", stages=("post",))
+
+
+def test_table_draws_hovers_and_focuses(page):
+    ins = default_inspector()
+    tr = ins.run(QA)
+    w = LogitLens(tr, k=5, targets=[" Warsaw", " Paris"], tokenizer=ins.tokenizer)
+    mount(page, w.table)
+    root = page.locator(".lms-ll")
+    assert root.get_attribute("data-rows") == str(1 + tr.n_layers)  # target row + layers
+    assert root.get_attribute("data-cols") == str(tr.seq_len)
+    # hover the last layer at the last position: the model's own top-k with probabilities
+    canvas = page.locator(".lms-ll-canvas")
+    scroll_left = page.locator(".lms-ll-scroll").evaluate("n => n.scrollLeft")
+    x = GUTTER + (tr.seq_len - 1) * CELL_W - scroll_left + 20
+    canvas.hover(position={"x": x, "y": CELL_H + 8})
+    assert root.get_attribute("data-hover") == f"post:{tr.n_layers - 1}:{tr.seq_len - 1}"
+    tip = page.locator(".lms-ll-tip").text_content()
+    best = w.results["post"].tokens[-1][-1]
+    assert best[0] in tip and best[1] in tip and "after block" in tip
+    shot(page, "logit_lens_hover.png")
+    # click a cell in layer 20 at position 5: Python hears the focus, the plots follow
+    page.locator(".lms-ll-scroll").evaluate("n => { n.scrollLeft = 0; }")
+    canvas.click(
+        position={"x": GUTTER + 5 * CELL_W + 20, "y": (1 + tr.n_layers - 1 - 20) * CELL_H + 8}
+    )
+    settle(page)
+    assert (w.selected_token, w.selected_layer) == (5, 20)
+    assert w.scatter_fig.title == "softmax at layer 20 (post)"
+    # interleave both stages: twice the layer rows
+    page.locator(".lms-ll-bar select").first.select_option("both")
+    settle(page)
+    assert w.table.view == "both"
+    assert root.get_attribute("data-rows") == str(1 + 2 * tr.n_layers)
+    shot(page, "logit_lens_both.png")
+
+
+def test_long_prompt_scrolls_and_draws_only_visible_columns(page):
+    tr = tiny_inspector("gpt2").run(tiny_ids(250))
+    w = LogitLens(tr, k=3, stages=("post",))
+    mount(page, w.table)
+    root = page.locator(".lms-ll")
+    first, last = int(root.get_attribute("data-first")), int(root.get_attribute("data-last"))
+    assert last - first < 20 and last == 249  # focused on the last position, scrolled there
+    page.locator(".lms-ll-scroll").evaluate(f"n => {{ n.scrollLeft = {100 * CELL_W}; }}")
+    page.wait_for_timeout(100)
+    assert int(root.get_attribute("data-first")) == 100
+    shot(page, "logit_lens_long.png")
+
+
+def test_save_html_writes_the_composite(tmp_path):
+    tr = tiny_inspector("gpt2").run(tiny_ids(8))
+    w = LogitLens(tr, k=2, targets=[3])
+    path = tmp_path / "lens.html"
+    w.save_html(str(path))
+    html = path.read_text()
+    assert "application/vnd.jupyter.widget-state+json" in html
+    assert "lms-ll-canvas" in html  # the table's code travels inside the state
+    assert "BqplotFigure" in html or "FigureModel" in html
