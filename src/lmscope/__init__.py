@@ -4,11 +4,12 @@ from lmscope.errors import LmscopeError
 from lmscope.inspector import Inspector
 from lmscope.trace import Trace
 
-__all__ = ["AttentionGrid", "AttentionLines", "Inspector", "LmscopeError", "Trace"]
+__all__ = ["AttentionGrid", "AttentionLines", "Inspector", "LmscopeError", "LogitLens", "Trace"]
 
 _WIDGETS = {
     "AttentionLines": "lmscope.widgets.attention_lines",
     "AttentionGrid": "lmscope.widgets.attention_grid",
+    "LogitLens": "lmscope.widgets.logit_lens",
 }
 
 
