@@ -6,7 +6,7 @@
 // Binary envelope {data, dtype, shape} -> typed array (copied, so alignment never matters).
 // Stand-in for the shared wire decoder of js/lib until the widget platform lands.
 function decode(env) {
-  if (!env || !env.data) return null;
+  if (!env?.data) return null;
   const d = env.data;
   const bytes =
     d instanceof ArrayBuffer
@@ -22,7 +22,12 @@ function decode(env) {
       const x = h[i];
       const e = (x >> 10) & 31;
       const m = x & 1023;
-      const v = e === 0 ? m * 2 ** -24 : e === 31 ? Number.POSITIVE_INFINITY : (1 + m / 1024) * 2 ** (e - 15);
+      const v =
+        e === 0
+          ? m * 2 ** -24
+          : e === 31
+            ? Number.POSITIVE_INFINITY
+            : (1 + m / 1024) * 2 ** (e - 15);
       out[i] = x & 0x8000 ? -v : v;
     }
     return out;
@@ -75,7 +80,11 @@ function pct(p) {
 }
 
 function rankText(r) {
-  return r >= 10000 ? `${Math.round(r / 1000)}k` : r >= 1000 ? `${(r / 1000).toFixed(1)}k` : String(r);
+  return r >= 10000
+    ? `${Math.round(r / 1000)}k`
+    : r >= 1000
+      ? `${(r / 1000).toFixed(1)}k`
+      : String(r);
 }
 
 // Cut a string to fit `w` pixels, with an ellipsis.
@@ -152,7 +161,7 @@ function render({ model, el: root }) {
       ["post", "after each block"],
       ["mid", "after attention"],
       ["both", "both, interleaved"],
-    ].filter(([v]) => v === "both" ? stages.length === 2 : stages.includes(v));
+    ].filter(([v]) => (v === "both" ? stages.length === 2 : stages.includes(v)));
     for (const [v, label] of opts) {
       const o = el("option", "", label);
       o.value = v;
@@ -183,7 +192,13 @@ function render({ model, el: root }) {
       l2.appendChild(tSel);
       bar.appendChild(l2);
     }
-    bar.appendChild(el("span", "lms-ll-hint", "top-1 per layer, shaded by probability · hover: top-k · click: focus a position"));
+    bar.appendChild(
+      el(
+        "span",
+        "lms-ll-hint",
+        "top-1 per layer, shaded by probability · hover: top-k · click: focus a position",
+      ),
+    );
   }
 
   function layout() {
@@ -197,7 +212,7 @@ function render({ model, el: root }) {
     draw();
   }
 
-  function cellIndex(stage, layer, pos, j) {
+  function cellIndex(layer, pos, j) {
     return (layer * data.P + pos) * data.k + j;
   }
 
@@ -247,7 +262,7 @@ function render({ model, el: root }) {
           const rank = data.tranks[st] ? data.tranks[st][i] : -1;
           text = prob >= 0.01 ? pct(prob) : `#${rankText(rank)}`;
         } else {
-          const i = cellIndex(r.stage, r.layer, p, 0);
+          const i = cellIndex(r.layer, p, 0);
           prob = data.probs[r.stage][i];
           text = data.strings[data.top[r.stage][i]];
           isTarget = targetString !== null && text === targetString;
@@ -295,7 +310,9 @@ function render({ model, el: root }) {
     ctx.font = `11px ${cssVar(wrap, "--jp-ui-font-family", "sans-serif")}`;
     rs.forEach((r, ri) => {
       const label =
-        r.kind === "target" ? `${fit(ctx, targetString, GUTTER - 10)}` : `L${r.layer}${r.stage === "mid" ? " mid" : ""}`;
+        r.kind === "target"
+          ? `${fit(ctx, targetString, GUTTER - 10)}`
+          : `L${r.layer}${r.stage === "mid" ? " mid" : ""}`;
       const selected = r.kind === "layer" && r.layer === selLayer;
       ctx.fillStyle = r.kind === "target" ? warn : selected ? fg : fg2;
       ctx.fillText(label, 4, ri * CELL_H + CELL_H / 2 + 0.5);
@@ -330,18 +347,33 @@ function render({ model, el: root }) {
     const tokenLabel = data.tokens[p];
     if (r.kind === "target") {
       const st = model.get("view") === "mid" ? "mid" : "post";
-      tip.appendChild(el("div", "head", `target ${model.get("targets")[model.get("target")]} after position ${p} (${tokenLabel})`));
+      tip.appendChild(
+        el(
+          "div",
+          "head",
+          `target ${model.get("targets")[model.get("target")]} after position ${p} (${tokenLabel})`,
+        ),
+      );
       for (let l = model.get("n_layers") - 1; l >= 0; l--) {
         const i = (l * data.P + p) * data.T + model.get("target");
         const row = el("div", "row");
-        row.append(el("span", "", `L${l} #${data.tranks[st][i]}`), el("span", "p", pct(data.tprobs[st][i])));
+        row.append(
+          el("span", "", `L${l} #${data.tranks[st][i]}`),
+          el("span", "p", pct(data.tprobs[st][i])),
+        );
         if (l % 5 === 0 || l === model.get("n_layers") - 1) tip.appendChild(row);
       }
     } else {
-      tip.appendChild(el("div", "head", `L${r.layer} ${r.stage === "mid" ? "after attention" : "after block"} · after ${tokenLabel} (${p})`));
+      tip.appendChild(
+        el(
+          "div",
+          "head",
+          `L${r.layer} ${r.stage === "mid" ? "after attention" : "after block"} · after ${tokenLabel} (${p})`,
+        ),
+      );
       const targetString = data.T ? model.get("targets")[model.get("target")] : null;
       for (let j = 0; j < data.k; j++) {
-        const i = cellIndex(r.stage, r.layer, p, j);
+        const i = cellIndex(r.layer, p, j);
         const s = data.strings[data.top[r.stage][i]];
         const row = el("div", s === targetString ? "row tgt" : "row");
         row.append(el("span", "", s), el("span", "p", pct(data.probs[r.stage][i])));
@@ -350,7 +382,10 @@ function render({ model, el: root }) {
       if (data.T) {
         const i = (r.layer * data.P + p) * data.T + model.get("target");
         const row = el("div", "row tgt");
-        row.append(el("span", "", `${targetString} #${data.tranks[r.stage][i]}`), el("span", "p", pct(data.tprobs[r.stage][i])));
+        row.append(
+          el("span", "", `${targetString} #${data.tranks[r.stage][i]}`),
+          el("span", "p", pct(data.tprobs[r.stage][i])),
+        );
         tip.appendChild(row);
       }
     }
@@ -409,10 +444,21 @@ function render({ model, el: root }) {
     if (p < 0 || !data) return;
     const x = p * CELL_W;
     const vw = scroll.clientWidth - GUTTER;
-    if (x < scroll.scrollLeft || x + CELL_W > scroll.scrollLeft + vw) scroll.scrollLeft = Math.max(0, x - vw / 2);
+    if (x < scroll.scrollLeft || x + CELL_W > scroll.scrollLeft + vw)
+      scroll.scrollLeft = Math.max(0, x - vw / 2);
     draw();
   };
-  const keys = ["top", "probs", "strings", "string_ids", "target_probs", "target_ranks", "targets", "tokens", "stages"];
+  const keys = [
+    "top",
+    "probs",
+    "strings",
+    "string_ids",
+    "target_probs",
+    "target_ranks",
+    "targets",
+    "tokens",
+    "stages",
+  ];
   for (const k of keys) model.on(`change:${k}`, reload);
   model.on("change:view", redraw);
   model.on("change:target", () => draw());
