@@ -1,15 +1,26 @@
 """lmscope: Jupyter widgets for looking inside Hugging Face causal language models."""
 
+from lmscope.coloring import token_colors
 from lmscope.errors import LmscopeError
 from lmscope.inspector import Inspector
 from lmscope.trace import Trace
 
-__all__ = ["AttentionGrid", "AttentionLines", "Inspector", "LmscopeError", "LogitLens", "Trace"]
+__all__ = [
+    "AttentionGrid",
+    "AttentionLines",
+    "Inspector",
+    "LmscopeError",
+    "LogitLens",
+    "TokenColors",
+    "Trace",
+    "token_colors",
+]
 
 _WIDGETS = {
     "AttentionLines": "lmscope.widgets.attention_lines",
     "AttentionGrid": "lmscope.widgets.attention_grid",
     "LogitLens": "lmscope.widgets.logit_lens",
+    "TokenColors": "lmscope.widgets.token_colors",
 }
 
 
