@@ -1,0 +1,538 @@
+"""NormPlot: how big each layer's updates are, and whether a token's update size follows its
+predecessors', drawn with bqplot.
+
+A composite (`ipywidgets.VBox`) of three bqplot figures and a control row:
+
+- strips: every token's log norm at every layer, jittered around the layer, coloured by layer.
+  The selected token is ringed in every layer and joined by a line; clicking a point selects
+  its token (`selected_token`, link it to other views), hovering shows the token's text.
+- histograms of the log norms per layer, on one set of bins, coloured the same way.
+- the regression `y[t] = b0 + b1*y[t-1] + ... ` per layer (`lmscope.stats.norm_regression`):
+  betas by layer, one line per lag, filled markers where p < 0.05.
+
+The first token (usually an attention sink, orders of magnitude off) is left out of the strips,
+the histograms and the fit unless `include_first` is set (the fit always leaves it out).
+
+bqplot draws SVG, one element per point: past `max_points` points (30 layers × 1024 tokens is
+30k) the strips show a seeded random subset of tokens, the same tokens in every layer, and say
+so; the selected token is always drawn, and the histograms and the fit use every token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import pathlib
+import re
+import sys
+from typing import TYPE_CHECKING, Any
+
+import bqplot as bq
+import ipywidgets as ipw
+import numpy as np
+import traitlets as t
+
+from lmscope import stats
+from lmscope.errors import InputError, LmscopeError, check_index
+
+STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
+
+if TYPE_CHECKING:
+    from lmscope.trace import Trace
+
+#: matplotlib's plasma at 0, 1/8 .. 1, stopped short of its pale yellow end (unreadable on white)
+_PLASMA = ["#0d0887", "#4c02a1", "#7e03a8", "#a92395", "#cc4778", "#e56b5d", "#f89540", "#fdc328"]
+_LAG_COLORS = ["#c0392b", "#2c6fbb", "#27ae60", "#8e44ad", "#d68910", "#16a085"]
+_LAG_MARKERS = ["square", "circle", "diamond", "triangle-up", "cross", "triangle-down"]
+_STREAM_LABEL = {"attn_out": "attention output", "mlp_out": "MLP output", "resid_post": "residual"}
+MAX_LAGS = 6
+
+
+def layer_colors(n_layers: int) -> list[str]:
+    """One plasma colour per layer, dark (first) to orange-yellow (last)."""
+    anchors = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in _PLASMA], float)
+    where = np.linspace(0, len(_PLASMA) - 1, max(n_layers, 1))
+    rgb = np.stack([np.interp(where, np.arange(len(_PLASMA)), anchors[:, k]) for k in range(3)], 1)
+    return ["#{:02x}{:02x}{:02x}".format(*map(int, row.round())) for row in rgb]
+
+
+class NormPlot(ipw.VBox):
+    """Per-layer log norms of a stream (strips + histograms) and the lag regression's betas."""
+
+    selected_token = t.Int(-1)
+    stream = t.Enum(stats.NORM_STREAMS, "attn_out")
+    lags = t.Int(2)
+    include_first = t.Bool(False)
+
+    def __init__(
+        self,
+        trace: Trace,
+        stream: str = "attn_out",
+        lags: int = 2,
+        *,
+        selected_token: int = -1,
+        include_first: bool = False,
+        max_points: int = 8000,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        if stream not in stats.NORM_STREAMS:
+            raise InputError(
+                f"stream must be one of {', '.join(stats.NORM_STREAMS)}, got {stream!r}"
+            )
+        if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+            raise InputError(f"max_points must be a positive integer, got {max_points!r}")
+        self.trace = trace
+        lags = self._check_lags(lags)
+        self.max_points = max_points
+        self._rng = np.random.default_rng(seed)
+        self._norms: dict[str, np.ndarray] = {}
+        self._fits: dict[tuple[str, int], stats.NormRegression] = {}
+        self.regression: stats.NormRegression | None = None
+        L = trace.n_layers
+        self.colors = layer_colors(L)
+        self.jitter = np.clip(self._rng.normal(0, 0.09, (L, trace.seq_len)), -0.3, 0.3)
+
+        self._build_controls(stream, lags)
+        self.strip_fig = self._strip_figure()
+        self.hist_fig = self._hist_figure()
+        self.beta_fig = self._beta_figure()
+        self.status = ipw.Label(layout=ipw.Layout(margin="0 0 0 8px"))
+        self.error = ipw.Label(style={"text_color": "#b00020"})
+        plots = ipw.HBox([self.strip_fig, self.hist_fig], layout=ipw.Layout(width="100%"))
+        super().__init__([self.controls, plots, self.beta_fig, self.status, self.error], **kwargs)
+
+        for name in ("stream", "lags", "include_first"):
+            t.link((self, name), (self._widgets[name], "value"))
+        self.include_first = include_first
+        self.stream = stream
+        self.lags = lags
+        self.selected_token = check_index("position", selected_token, trace.seq_len)
+        self._strip.observe(self._on_pick, names="selected")
+        self.observe(self._redraw, names=["stream", "lags", "include_first"])
+        self.observe(self._draw_selection, names="selected_token")
+        self._redraw()
+
+    # -- checks and data ----------------------------------------------------------------------
+    def _max_lags(self) -> int:
+        return max(1, min(MAX_LAGS, (self.trace.seq_len - stats.SKIP_FIRST - 2) // 2))
+
+    def _check_lags(self, lags: int) -> int:
+        if isinstance(lags, bool) or not isinstance(lags, int | np.integer):
+            raise InputError(f"lags must be a positive integer, got {lags!r}")
+        if not 1 <= lags <= self._max_lags():
+            raise InputError(
+                f"lags must be in 1..{self._max_lags()} for this {self.trace.seq_len}-token trace,"
+                f" got {lags}"
+            )
+        return int(lags)
+
+    def log_norms(self, stream: str | None = None) -> np.ndarray:
+        """`[n_layers, seq]` log norms of `stream` (the shown one by default), cached."""
+        stream = stream or self.stream
+        if stream not in self._norms:
+            self._norms[stream] = stats.log_norms(self.trace, stream).numpy()
+        return self._norms[stream]
+
+    def fit(self) -> stats.NormRegression:
+        key = (self.stream, self.lags)
+        if key not in self._fits:
+            self._fits[key] = stats.norm_regression(self.trace, self.stream, self.lags)
+        return self._fits[key]
+
+    def shown_positions(self) -> np.ndarray:
+        """Token positions drawn in the strips (all of them up to `max_points` points)."""
+        first = 0 if self.include_first else stats.SKIP_FIRST
+        positions = np.arange(first, self.trace.seq_len)
+        per_layer = max(1, self.max_points // self.trace.n_layers)
+        if len(positions) > per_layer:
+            pick = np.random.default_rng(0).choice(len(positions), per_layer, replace=False)
+            positions = positions[np.sort(pick)]
+        return positions
+
+    # -- building ---------------------------------------------------------------------------
+    def _build_controls(self, stream: str, lags: int) -> None:
+        self._widgets = {
+            "stream": ipw.ToggleButtons(
+                options=[(_STREAM_LABEL[s], s) for s in stats.NORM_STREAMS],
+                value=stream,
+                style={"button_width": "130px"},
+            ),
+            "lags": ipw.Dropdown(
+                options=list(range(1, self._max_lags() + 1)),
+                value=lags,
+                description="lags",
+                layout=ipw.Layout(width="120px"),
+                style={"description_width": "36px"},
+            ),
+            "include_first": ipw.Checkbox(
+                value=False, description="show first token", indent=False
+            ),
+        }
+        self.controls = ipw.HBox(
+            list(self._widgets.values()),
+            layout=ipw.Layout(align_items="center", gap="12px", flex_flow="row wrap"),
+        )
+
+    def _strip_figure(self) -> bq.Figure:
+        L = self.trace.n_layers
+        x = bq.LinearScale(min=-0.7, max=L - 0.3)
+        y = bq.LinearScale()
+        color = bq.ColorScale(colors=_PLASMA, min=0, max=max(L - 1, 1))
+        self._strip = bq.Scatter(
+            x=np.zeros(1),
+            y=np.zeros(1),
+            color=np.zeros(1),
+            scales={"x": x, "y": y, "color": color},
+            default_size=14,
+            default_opacities=[0.55],
+            stroke_width=0,
+            names_unique=False,
+            display_names=False,
+            interactions={"hover": "tooltip", "click": "select"},
+            # d3 sets these with .text(): token strings stay text, never markup
+            tooltip=bq.Tooltip(
+                fields=["name", "color", "y"],
+                formats=["", "d", ".3f"],
+                labels=["token", "layer", "log norm"],
+            ),
+            selected_style={"opacity": 0.55},
+            unselected_style={"opacity": 0.55},
+        )
+        self._trail = bq.Lines(
+            x=np.zeros(1),
+            y=np.zeros(1),
+            scales={"x": x, "y": y},
+            colors=["#222"],
+            stroke_width=1,
+            opacities=[0.6],
+        )
+        self._ring = bq.Scatter(
+            x=np.zeros(1),
+            y=np.zeros(1),
+            scales={"x": x, "y": y},
+            colors=["#111"],
+            default_size=70,
+            fill=False,
+            stroke="#111",
+            stroke_width=2,
+            names_unique=False,
+            display_names=False,
+            visible=False,
+        )
+        axes = [
+            bq.Axis(
+                scale=x, label="layer", tick_values=np.arange(L), tick_format="d", grid_lines="none"
+            ),
+            bq.Axis(
+                scale=y,
+                orientation="vertical",
+                label="log norm",
+                tick_format=".1f",
+                grid_lines="dashed",
+            ),
+        ]
+        return bq.Figure(
+            marks=[self._strip, self._trail, self._ring],
+            axes=axes,
+            layout=ipw.Layout(width="62%", height="360px", min_width="420px"),
+            fig_margin={"top": 40, "bottom": 45, "left": 55, "right": 10},
+            title_style={"font-size": "14px"},
+        )
+
+    def _hist_figure(self) -> bq.Figure:
+        x, y = bq.LinearScale(), bq.LinearScale(min=0)
+        self._hist = bq.Lines(
+            x=np.zeros(2),
+            y=np.zeros((1, 2)),
+            scales={"x": x, "y": y},
+            colors=self.colors,
+            stroke_width=1.3,
+            marker="square",
+            marker_size=10,
+            opacities=[0.85],
+        )
+        axes = [
+            bq.Axis(scale=x, label="log norm", tick_format=".1f"),
+            bq.Axis(scale=y, orientation="vertical", label="tokens", tick_format="d"),
+        ]
+        return bq.Figure(
+            marks=[self._hist],
+            axes=axes,
+            layout=ipw.Layout(width="38%", height="360px", min_width="300px"),
+            fig_margin={"top": 40, "bottom": 45, "left": 50, "right": 10},
+            title="distribution per layer",
+            title_style={"font-size": "14px"},
+        )
+
+    def _beta_figure(self) -> bq.Figure:
+        L = self.trace.n_layers
+        x, y = bq.LinearScale(min=-0.5, max=L - 0.5), bq.LinearScale()
+        self._zero = bq.Lines(
+            x=np.array([-0.5, L - 0.5]),
+            y=np.zeros(2),
+            scales={"x": x, "y": y},
+            colors=["#999"],
+            stroke_width=1,
+        )
+        self._beta_lines, self._beta_sig, self._beta_ns = [], [], []
+        tip = bq.Tooltip(fields=["name"], labels=[""], show_labels=False)
+        for j in range(MAX_LAGS):
+            c = _LAG_COLORS[j]
+            self._beta_lines.append(
+                bq.Lines(
+                    x=np.arange(L),
+                    y=np.zeros(L),
+                    scales={"x": x, "y": y},
+                    colors=[c],
+                    stroke_width=1.2,
+                    labels=[f"t-{j + 1}"],
+                    display_legend=True,
+                    visible=False,
+                )
+            )
+            self._beta_sig.append(
+                bq.Scatter(
+                    x=np.zeros(1),
+                    y=np.zeros(1),
+                    scales={"x": x, "y": y},
+                    colors=[c],
+                    marker=_LAG_MARKERS[j],
+                    default_size=90,
+                    names_unique=False,
+                    display_names=False,
+                    tooltip=tip,
+                    visible=False,
+                )
+            )
+            self._beta_ns.append(
+                bq.Scatter(
+                    x=np.zeros(1),
+                    y=np.zeros(1),
+                    scales={"x": x, "y": y},
+                    colors=[c],
+                    marker=_LAG_MARKERS[j],
+                    default_size=40,
+                    fill=False,
+                    stroke=c,
+                    stroke_width=1.2,
+                    names_unique=False,
+                    display_names=False,
+                    tooltip=tip,
+                    visible=False,
+                )
+            )
+        axes = [
+            bq.Axis(
+                scale=x, label="layer", tick_values=np.arange(L), tick_format="d", grid_lines="none"
+            ),
+            bq.Axis(
+                scale=y,
+                orientation="vertical",
+                label="beta",
+                tick_format=".2f",
+                grid_lines="dashed",
+            ),
+        ]
+        return bq.Figure(
+            marks=[self._zero, *self._beta_lines, *self._beta_sig, *self._beta_ns],
+            axes=axes,
+            layout=ipw.Layout(width="100%", height="280px"),
+            fig_margin={"top": 40, "bottom": 45, "left": 55, "right": 10},
+            legend_location="top-right",
+            title_style={"font-size": "14px"},
+        )
+
+    # -- drawing ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _reporting(self):
+        """Show a failed update under the plots instead of losing it in the kernel log."""
+        try:
+            yield
+            self.error.value = ""
+        except (LmscopeError, ValueError, IndexError, MemoryError) as err:
+            self.error.value = f"{type(err).__name__}: {err}"
+
+    def _redraw(self, change: dict | None = None) -> None:
+        with self._reporting():
+            self._draw_strips()
+            self._draw_hist()
+            self._draw_betas()
+            self._draw_selection()
+
+    def _draw_strips(self) -> None:
+        y = self.log_norms()
+        pos = self.shown_positions()
+        L, k = self.trace.n_layers, len(pos)
+        self._drawn = pos
+        values = y[:, pos]
+        finite = np.isfinite(values)
+        tokens = np.asarray(self.trace.tokens, dtype=object)
+        names = np.char.add(np.char.add("#", pos.astype(str)), " ")
+        names = np.char.add(names, tokens[pos].astype(str))
+        with self._strip.hold_sync():
+            self._strip.x = (np.arange(L)[:, None] + self.jitter[:, pos]).ravel()
+            self._strip.y = np.where(finite, values, np.nan).ravel()
+            self._strip.color = np.repeat(np.arange(L), k).astype(float)
+            self._strip.names = np.tile(names, L)
+            self._strip.selected = None
+        self._strip.scales["y"].min = float(np.nanmin(values[finite])) - 0.2
+        self._strip.scales["y"].max = float(np.nanmax(values[finite])) + 0.2
+        self.strip_fig.axes[1].label = f"log ‖{self.stream}‖"
+        n_all = self.trace.seq_len - (0 if self.include_first else stats.SKIP_FIRST)
+        drawn = "" if k == n_all else f" · {k} of {n_all} tokens drawn (subsample)"
+        self.strip_fig.title = f"{_STREAM_LABEL[self.stream]} norms by layer{drawn}"
+
+    def _draw_hist(self) -> None:
+        first = 0 if self.include_first else stats.SKIP_FIRST
+        y = self.log_norms()[:, first:]
+        finite = y[np.isfinite(y)]
+        # one set of bins for every layer, as wide as Freedman-Diaconis gives for one layer's
+        # sample (pooled, the bins would be far too narrow for each layer's curve)
+        widths = [np.diff(np.histogram_bin_edges(row[np.isfinite(row)], "fd")[:2]) for row in y]
+        width = float(np.median(np.concatenate(widths))) if widths else 1.0
+        lo, hi = float(finite.min()), float(finite.max())
+        n_bins = int(np.clip(np.ceil((hi - lo) / width) if width > 0 else 1, 1, 60))
+        edges = np.linspace(lo, hi if hi > lo else lo + 1, n_bins + 1)
+        counts = np.stack([np.histogram(row[np.isfinite(row)], edges)[0] for row in y])
+        with self._hist.hold_sync():
+            self._hist.x = (edges[:-1] + edges[1:]) / 2
+            self._hist.y = counts.astype(float)
+            self._hist.labels = [f"layer {i}" for i in range(len(counts))]
+        self.hist_fig.axes[0].label = f"log ‖{self.stream}‖"
+
+    def _draw_betas(self) -> None:
+        res = self.fit()
+        self.regression = res
+        L = self.trace.n_layers
+        betas, pvals = res.betas.numpy(), res.pvalues.numpy()
+        for j in range(MAX_LAGS):
+            on = j < res.lags
+            for mark in (self._beta_lines[j], self._beta_sig[j], self._beta_ns[j]):
+                mark.visible = on
+            self._beta_lines[j].display_legend = on
+            if not on:
+                continue
+            b, p = betas[:, j], pvals[:, j]
+            names = np.array(
+                [f"layer {i}, t-{j + 1}: beta {b[i]:.3f}, p = {p[i]:.2g}" for i in range(L)]
+            )
+            self._beta_lines[j].y = b
+            for mark, keep in ((self._beta_sig[j], p < 0.05), (self._beta_ns[j], ~(p < 0.05))):
+                with mark.hold_sync():
+                    idx = np.flatnonzero(keep)
+                    mark.x, mark.y, mark.names = idx.astype(float), b[idx], names[idx]
+        shown = betas[np.isfinite(betas)]
+        lo, hi = (min(0.0, shown.min()), max(0.0, shown.max())) if shown.size else (-1.0, 1.0)
+        pad = 0.08 * (hi - lo or 1.0)
+        self._zero.scales["y"].min, self._zero.scales["y"].max = lo - pad, hi + pad
+        n_sig = int(res.significant().any(1).sum())
+        self.beta_fig.title = (
+            f"log ‖{self.stream}‖[t] ~ b0 + "
+            + " + ".join(f"b{j + 1}·[t-{j + 1}]" for j in range(res.lags))
+            + f"  (t ≥ {res.lags + 1}, {res.n_obs} tokens; filled: p < 0.05, {n_sig} of {L} layers)"
+        )
+
+    def _draw_selection(self, change: dict | None = None) -> None:
+        pos = self.selected_token
+        y = self.log_norms()
+        L = self.trace.n_layers
+        if pos < 0 or pos >= self.trace.seq_len:
+            self._ring.visible = self._trail.visible = False
+            self.status.value = "click a point to select its token"
+            return
+        xs = np.arange(L) + self.jitter[:, pos]
+        with self._ring.hold_sync():
+            self._ring.x, self._ring.y = xs, y[:, pos]
+            self._ring.visible = True
+        with self._trail.hold_sync():
+            self._trail.x, self._trail.y = xs, y[:, pos]
+            self._trail.visible = True
+        self.status.value = (
+            f"token {pos}: {self.trace.tokens[pos]}  ·  log norm from {np.nanmin(y[:, pos]):.2f}"
+            f" to {np.nanmax(y[:, pos]):.2f} across layers"
+            + (
+                "  (the first token is left out of the histograms and the fit)"
+                if pos == 0 and not self.include_first
+                else ""
+            )
+        )
+
+    def _on_pick(self, change: dict) -> None:
+        picked = change["new"]
+        if picked is None or len(picked) == 0:
+            return
+        with self._reporting():
+            self.selected_token = int(self._drawn[int(picked[-1]) % len(self._drawn)])
+        self._strip.selected = None
+
+    # -- export -----------------------------------------------------------------------------
+    def save_html(self, path: str | os.PathLike) -> pathlib.Path:
+        """The figures and controls as one HTML file that renders with no kernel and no network.
+
+        Written with Jupyter's own HTML widget manager (vendored in `lmscope/static/vendor`) and
+        bqplot's and bqscales' built JS inlined from their installed packages, so nothing is
+        fetched from a CDN. Hover tooltips and the controls work; selecting a token, or changing
+        the stream, needs the kernel.
+        """
+        target = pathlib.Path(path)
+        target.write_text(
+            widget_page(self, f"lmscope NormPlot: {self.trace.seq_len} tokens"), encoding="utf-8"
+        )
+        return target
+
+
+def _inline(code: str) -> str:
+    # a literal "</script" would end the inline element early; in JS "<\/" reads as "</"
+    return re.sub(r"</(script)", r"<\\/\1", code, flags=re.IGNORECASE)
+
+
+def _amd_module(package: str) -> str:
+    """A Jupyter extension's built AMD bundle from its Python package, named so that require.js
+    finds it locally instead of asking a CDN."""
+    share = pathlib.Path(sys.prefix) / "share" / "jupyter" / "nbextensions" / package / "index.js"
+    if not share.exists():
+        import importlib.metadata as md
+
+        found = [
+            f
+            for f in md.files(package) or []
+            if str(f).endswith(f"nbextensions/{package}/index.js")
+        ]
+        if not found:
+            raise LmscopeError(
+                f"cannot find {package}'s built JS (nbextensions/{package}/index.js)"
+            )
+        share = pathlib.Path(found[0].locate())
+    code = share.read_text(encoding="utf-8")
+    named, n = re.subn(r"\bdefine\(\[", f'define("{package}",[', code, count=1)
+    if n != 1:
+        raise LmscopeError(f"{package}'s index.js is not the AMD bundle expected")
+    return named
+
+
+def widget_page(widget: ipw.Widget, title: str) -> str:
+    """One self-contained HTML page rendering `widget` (any ipywidgets, bqplot included)."""
+    from ipywidgets.embed import dependency_state, embed_data
+
+    data = embed_data(views=[widget], state=dependency_state(widget, drop_defaults=False))
+    state = json.dumps(data["manager_state"], ensure_ascii=True).replace("<", "\\u003c")
+    view = json.dumps(data["view_specs"][0]).replace("<", "\\u003c")
+    vendor = STATIC / "vendor"
+    scripts = [
+        (vendor / "require.js").read_text(encoding="utf-8"),
+        _amd_module("bqscales"),
+        _amd_module("bqplot"),
+        (vendor / "html-manager-embed-amd.js").read_text(encoding="utf-8"),
+    ]
+    inline = "\n".join(f"<script>{_inline(code)}</script>" for code in scripts)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n"
+        f"<style>body {{ margin: 16px; font: 13px system-ui, sans-serif; }}</style>\n</head>\n<body>\n{inline}\n"
+        f'<script type="application/vnd.jupyter.widget-state+json">{state}</script>\n'
+        f'<script type="application/vnd.jupyter.widget-view+json">{view}</script>\n'
+        "</body>\n</html>\n"
+    )
