@@ -3,6 +3,7 @@
 from lmscope.coloring import token_colors
 from lmscope.errors import LmscopeError
 from lmscope.inspector import Inspector
+from lmscope.stats import log_norms, norm_regression
 from lmscope.trace import Trace
 
 __all__ = [
@@ -11,8 +12,11 @@ __all__ = [
     "Inspector",
     "LmscopeError",
     "LogitLens",
+    "NormPlot",
     "TokenColors",
     "Trace",
+    "log_norms",
+    "norm_regression",
     "token_colors",
 ]
 
@@ -21,6 +25,7 @@ _WIDGETS = {
     "AttentionGrid": "lmscope.widgets.attention_grid",
     "LogitLens": "lmscope.widgets.logit_lens",
     "TokenColors": "lmscope.widgets.token_colors",
+    "NormPlot": "lmscope.widgets.norm_plot",
 }
 
 
