@@ -1,0 +1,237 @@
+"""The token-colors view in Chromium, rendered from a real widget's state with a Python round
+trip for every change the view makes (pixels checked against the colors Python sent); then the
+same widget live in JupyterLab and Notebook 7."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+from harness import mount, open_notebook, settle, shot, write_notebook
+
+from _models import PROSE_THEN_CODE, default_inspector, tiny_ids, tiny_inspector
+from lmscope.errors import InputError, OutOfRangeError
+from lmscope.widgets.token_colors import TokenColors
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def prose_code():
+    return default_inspector().run(PROSE_THEN_CODE)
+
+
+def colors_of(w: TokenColors) -> np.ndarray:
+    env = w.colors
+    return np.frombuffer(bytes(env["data"]), np.uint8).reshape(env["shape"])
+
+
+def box(page, token: int) -> dict:
+    return page.evaluate("(t) => document.querySelector('.lms-tc').tokenBox(t)", token)
+
+
+def pixel(page, row: int, x: float, y: float) -> list[int]:
+    """RGB at CSS px (x, y) of a row's canvas, y in text coordinates (scroll accounted)."""
+    return page.evaluate(
+        """([row, x, y]) => {
+            const scroll = document.querySelectorAll('.lms-tc-scroll')[row];
+            const c = scroll.querySelector('canvas');
+            const dpr = c.width / c.clientWidth;
+            const px = c.getContext('2d').getImageData(
+                Math.round(x * dpr), Math.round((y - scroll.scrollTop) * dpr), 1, 1).data;
+            return [px[0], px[1], px[2]];
+        }""",
+        [row, x, y],
+    )
+
+
+def hover_token(page, row: int, token: int) -> None:
+    b = box(page, token)
+    page.locator(".lms-tc-scroll canvas").nth(row).hover(
+        position={"x": b["x"] + b["w"] / 2, "y": b["y"] + 3}
+    )
+
+
+def test_widget_state_and_errors():
+    tr = tiny_inspector("llama").run(tiny_ids(12))
+    w = TokenColors(tr, layer=1, k=3)
+    assert w.colors["dtype"] == "uint8" and w.colors["shape"] == [3, 3, 12, 3]
+    assert w.neighbors["dtype"] == "int32" and w.neighbors["shape"] == [3, 12, 3]
+    assert w.neighbors_layer == 1 and w.titles[0] == "attention output"
+    assert isinstance(w.colors["data"], memoryview)
+    w.layer = 2
+    assert w.neighbors_layer == 2
+    assert np.array_equal(
+        np.frombuffer(bytes(w.neighbors["data"]), np.int32).reshape(3, 12, 3), w.neighbor_table(2)
+    )
+    with pytest.raises(OutOfRangeError, match=r"0\.\.2"):
+        w.layer = 3
+    with pytest.raises(OutOfRangeError, match=r"0\.\.11"):
+        w.selected_token = 12
+    w.selected_token = -1
+    with pytest.raises(InputError, match="streams"):
+        TokenColors(tr, streams=("resid_mid",))
+    with pytest.raises(InputError, match="k must be"):
+        TokenColors(tr, k=0)
+    with pytest.raises(OutOfRangeError):
+        TokenColors(tr, layer=5)
+    one = TokenColors(tr, streams=("mlp_out",))
+    assert one.colors["shape"] == [1, 3, 12, 3]
+
+
+@pytest.mark.real_model
+def test_view_paints_python_colors_and_reflows_text(page, prose_code):
+    w = TokenColors(prose_code, layer=15)
+    mount(page, w)
+    rgb = colors_of(w)
+    for row in range(3):
+        for token in (1, 10, 40, 80):
+            b = box(page, token)
+            got = pixel(page, row, b["x"] + 1, b["y"] + 1)
+            assert np.abs(np.array(got) - rgb[row, 15, token]).max() <= 2, (row, token)
+    # a newline starts a new line: "def" opens the code half at the left edge
+    code = next(i for i, piece in enumerate(prose_code.token_texts) if piece.strip() == "def")
+    assert box(page, code)["x"] == 4 and box(page, code)["y"] > box(page, code - 2)["y"]
+    # the text stays within the view's width
+    width = page.evaluate("document.querySelector('.lms-tc-scroll canvas').clientWidth")
+    assert all(box(page, i)["x"] + box(page, i)["w"] <= width for i in range(prose_code.seq_len))
+    shot(page, "token_colors_real.png")
+
+
+@pytest.mark.real_model
+def test_slider_hover_click_with_python_round_trip(page, prose_code):
+    w = TokenColors(prose_code, layer=3, k=4)
+    mount(page, w)
+    slider = page.locator(".lms-tc-bar input[type=range]")
+    slider.fill("20")
+    settle(page)
+    assert w.layer == 20 and w.neighbors_layer == 20
+    assert page.locator(".lms-tc").get_attribute("data-layer") == "20"
+    b = box(page, 30)
+    assert (
+        np.abs(np.array(pixel(page, 2, b["x"] + 1, b["y"] + 1)) - colors_of(w)[2, 20, 30]).max()
+        <= 2
+    )
+    # hover a token in the MLP row: its neighbours at layer 20, from Python's table
+    hover_token(page, 1, 30)
+    info = page.locator(".lms-tc-info").text_content()
+    expected = w.neighbor_table(20)[1, 30]
+    assert "(#30)" in info and "MLP output at layer 20" in info
+    for n in expected:
+        assert f"(#{n})" in info
+    # the neighbours are outlined: pixels at their top edge turn to the outline color
+    n0 = box(page, int(expected[0]))
+    assert (
+        np.abs(
+            np.array(pixel(page, 1, n0["x"] + 1, n0["y"] + 1)) - colors_of(w)[1, 20, expected[0]]
+        ).max()
+        > 30
+    )
+    shot(page, "token_colors_hover.png")
+    # click selects (in Python), a second click clears
+    page.locator(".lms-tc-scroll canvas").nth(1).click(
+        position={"x": b["x"] + b["w"] / 2, "y": b["y"] + 3}
+    )
+    settle(page)
+    assert w.selected_token == 30
+    page.locator(".lms-tc-scroll canvas").nth(1).click(
+        position={"x": b["x"] + b["w"] / 2, "y": b["y"] + 3}
+    )
+    settle(page)
+    assert w.selected_token == -1
+
+
+@pytest.mark.real_model
+def test_play_steps_to_the_last_layer(page, prose_code):
+    w = TokenColors(prose_code, layer=prose_code.n_layers - 4)
+    w.play_interval = 40
+    mount(page, w)
+    page.locator(".lms-tc-bar button").click()
+    page.wait_for_function(
+        f"document.querySelector('.lms-tc').dataset.layer === '{prose_code.n_layers - 1}'"
+    )
+    settle(page)
+    assert w.layer == prose_code.n_layers - 1
+    assert "play" in page.locator(".lms-tc-bar button").text_content()  # stopped at the end
+
+
+def test_text_color_is_the_higher_contrast_choice(page):
+    tr = tiny_inspector("gpt2").run(tiny_ids(8))
+    mount(page, TokenColors(tr))
+    code = (pathlib.Path(__file__).parents[2] / "src/lmscope/static/token_colors.js").read_text()
+    worst = page.evaluate(
+        """async (code) => {
+            const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
+            const { textColor } = await import(url);
+            const lum = (r, g, b) => [r, g, b].map((c) => { c /= 255;
+                return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; })
+                .reduce((s, c, i) => s + c * [0.2126, 0.7152, 0.0722][i], 0);
+            const ratio = (a, b) => (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+            let worst = 99;
+            for (let r = 0; r < 256; r += 15) for (let g = 0; g < 256; g += 15)
+              for (let b = 0; b < 256; b += 15) {
+                const bg = lum(r, g, b);
+                const fg = textColor(r, g, b) === "#fff" ? 1 : 0;
+                worst = Math.min(worst, ratio(bg, fg));
+              }
+            return worst;
+        }""",
+        code,
+    )
+    assert worst >= 4.5  # WCAG AA on any background in the RGB cube
+
+
+@pytest.mark.real_model
+def test_dark_theme_screenshot(page, prose_code):
+    w = TokenColors(prose_code, layer=10)
+    mount(page, w)
+    page.evaluate("document.body.style.background = '#111'")
+    page.add_style_tag(
+        content=":root { --jp-layout-color0: #111; --jp-ui-font-color0: #eee; "
+        "--jp-ui-font-color1: #ddd; --jp-ui-font-color2: #aaa; --jp-border-color2: #333; }"
+    )
+    hover_token(page, 2, 12)
+    assert page.locator(".lms-tc").get_attribute("data-hover") == "12"
+    shot(page, "token_colors_dark.png")
+
+
+# -- JupyterLab / Notebook 7 end to end -------------------------------------------------------
+_CELLS = [
+    "import lmscope\n"
+    "ins = lmscope.Inspector.from_pretrained(device='cpu')\n"
+    f"tr = ins.run({PROSE_THEN_CODE!r})",
+    "w = lmscope.TokenColors(tr, layer=5)\nw",
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.real_model
+@pytest.mark.parametrize("app", ["lab", "notebooks"])
+def test_jupyter_end_to_end(browser, jupyter_server, app):
+    name = write_notebook(jupyter_server.root, "token_colors.ipynb", _CELLS)
+    page = open_notebook(browser, jupyter_server, name, app)
+    try:
+        page.wait_for_function(
+            "() => { const v = document.querySelector('.lms-tc');"
+            " return v && v.tokenBox && v.tokenBox(5); }",
+            timeout=120_000,
+        )
+    except Exception:
+        shot(page, f"token_colors_jupyter_{app}_failed.png")
+        raise
+    root = page.locator(".lms-tc")
+    root.scroll_into_view_if_needed()
+    # move the slider: the kernel answers with that layer's neighbour table
+    page.locator(".lms-tc-bar input[type=range]").fill("12")
+    assert root.get_attribute("data-layer") == "12"
+    b = page.evaluate("document.querySelector('.lms-tc').tokenBox(20)")
+    canvas = page.locator(".lms-tc-scroll canvas").nth(2)
+    canvas.hover(position={"x": b["x"] + b["w"] / 2, "y": b["y"] + 3})
+    page.wait_for_function(
+        "() => /at layer 12:.*\\(#\\d+\\)/.test(document.querySelector('.lms-tc-info').textContent)",
+        timeout=30_000,
+    )
+    canvas.click(position={"x": b["x"] + b["w"] / 2, "y": b["y"] + 3})
+    shot(page, f"token_colors_jupyter_{app}.png")
+    page.close()
