@@ -53,7 +53,7 @@ def prompt_ids(ins: lmscope.Inspector, n: int) -> torch.Tensor:
 
 def data_bytes(widget) -> int:
     """Synced state without the JS bundle (the same few KB for any prompt)."""
-    return widget.synced_bytes() - len(str(widget._esm))
+    return widget.synced_bytes()
 
 
 def timed(fn):

@@ -1,49 +1,8 @@
 // A grid of attention heatmaps: every head of one layer, or one head through every layer,
 // for one trace, two traces side by side, or their difference. Each heatmap arrives pooled to
 // at most size x size (uint8 probabilities, float16 differences) and is drawn on its own canvas.
-
-// Binary envelope {data, dtype, shape} -> typed array (copied, so alignment never matters).
-// Stand-in for the shared wire decoder of js/lib until the widget platform lands.
-function decode(env) {
-  if (!env?.data) return null;
-  const d = env.data;
-  const bytes =
-    d instanceof ArrayBuffer
-      ? new Uint8Array(d.slice(0))
-      : new Uint8Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength));
-  const buf = bytes.buffer;
-  switch (env.dtype) {
-    case "uint8":
-      return bytes;
-    case "uint16":
-      return new Uint16Array(buf);
-    case "int32":
-      return new Int32Array(buf);
-    case "float32":
-      return new Float32Array(buf);
-    case "float16": {
-      const h = new Uint16Array(buf);
-      const out = new Float32Array(h.length);
-      for (let i = 0; i < h.length; i++) {
-        const x = h[i];
-        const e = (x >> 10) & 31;
-        const m = x & 1023;
-        const v =
-          e === 0
-            ? m * 2 ** -24
-            : e === 31
-              ? m
-                ? Number.NaN
-                : Number.POSITIVE_INFINITY
-              : (1 + m / 1024) * 2 ** (e - 15);
-        out[i] = x & 0x8000 ? -v : v;
-      }
-      return out;
-    }
-    default:
-      throw new Error(`unsupported dtype ${env.dtype}`);
-  }
-}
+import { defineView } from "../lib/view.js";
+import { decode } from "../lib/wire.js";
 
 const CSS = `
 .lms-ag { font: 12px var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #222);
@@ -292,4 +251,4 @@ function render({ model, el: root }) {
   for (const name of ["by", "layer", "head", "mute_sink"]) model.on(`change:${name}`, controls);
 }
 
-export default { render };
+export default defineView(render);

@@ -2,38 +2,8 @@
 // shows the top-1 prediction decoded from that layer, shaded by its probability; hover shows the
 // top-k, click focuses a column. Drawn on one canvas the width of the view; only the columns in
 // view are drawn, so a few thousand positions scroll as smoothly as ten.
-
-// Binary envelope {data, dtype, shape} -> typed array (copied, so alignment never matters).
-// Stand-in for the shared wire decoder of js/lib until the widget platform lands.
-function decode(env) {
-  if (!env?.data) return null;
-  const d = env.data;
-  const bytes =
-    d instanceof ArrayBuffer
-      ? new Uint8Array(d.slice(0))
-      : new Uint8Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength));
-  const buf = bytes.buffer;
-  if (env.dtype === "int32") return new Int32Array(buf);
-  if (env.dtype === "float32") return new Float32Array(buf);
-  if (env.dtype === "float16") {
-    const h = new Uint16Array(buf);
-    const out = new Float32Array(h.length);
-    for (let i = 0; i < h.length; i++) {
-      const x = h[i];
-      const e = (x >> 10) & 31;
-      const m = x & 1023;
-      const v =
-        e === 0
-          ? m * 2 ** -24
-          : e === 31
-            ? Number.POSITIVE_INFINITY
-            : (1 + m / 1024) * 2 ** (e - 15);
-      out[i] = x & 0x8000 ? -v : v;
-    }
-    return out;
-  }
-  throw new Error(`unsupported dtype ${env.dtype}`);
-}
+import { defineView } from "../lib/view.js";
+import { decode } from "../lib/wire.js";
 
 const CSS = `
 .lms-ll { font: 12px var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #222);
@@ -477,4 +447,4 @@ function render({ model, el: root }) {
   };
 }
 
-export default { render };
+export default defineView(render);

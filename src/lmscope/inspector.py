@@ -277,6 +277,7 @@ class Inspector:
             generated_text=generated_text,
             model_name=self.name,
             memory_budget=budget,
+            tokenizer=self.tokenizer,
         )
 
     def generate(

@@ -78,10 +78,7 @@ class LensResult:
 
 def token_strings(tokenizer, ids: Sequence[int]) -> list[str]:
     """Each id decoded on its own, whitespace made visible; '#id' when there is no tokenizer."""
-    ids = list(ids)
-    if tokenizer is None:
-        return [f"#{i}" for i in ids]
-    return [_tokens.visible(text) for text in _tokens._decode_each(tokenizer, ids)]
+    return _tokens.id_strings(tokenizer, ids)
 
 
 def resolve_targets(targets, tokenizer, vocab_size: int) -> list[int]:

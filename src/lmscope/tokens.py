@@ -165,3 +165,11 @@ def word_groups(texts: Sequence[str], special: Sequence[bool] | None = None) -> 
             groups.append(list(indices))
         prev_tail_alnum = bool(text) and text[-1].isalnum() and not is_special
     return groups
+
+
+def id_strings(tokenizer, ids: Sequence[int]) -> list[str]:
+    """Each id decoded on its own (a vocabulary entry, not a piece of a text), made visible."""
+    ids = list(ids)
+    if tokenizer is None:
+        return [f"#{i}" for i in ids]
+    return [visible(text) for text in _decode_each(tokenizer, ids)]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from lmscope import capture, memory
 from lmscope.errors import check_index
+from lmscope.tokens import id_strings
 
 if TYPE_CHECKING:
     from lmscope.architectures import ModelParts
@@ -43,6 +44,7 @@ class Trace:
         generated_text: str = "",
         model_name: str = "",
         memory_budget: int | None = None,
+        tokenizer: Any = None,
     ) -> None:
         self._parts = parts
         self._rec = recording
@@ -55,6 +57,7 @@ class Trace:
         self.generated_text = generated_text
         self.model_name = model_name
         self.memory_budget = memory_budget
+        self.tokenizer = tokenizer
         self.n_layers = len(parts.blocks)
         self.n_heads = parts.n_heads
         self._patterns: OrderedDict[int, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
@@ -170,7 +173,25 @@ class Trace:
         """[seq, seq] one head's probabilities."""
         return self.attention(layer)[check_index("head", head, self.n_heads)]
 
+    # -- analyses -------------------------------------------------------------------------
+    def logit_lens(
+        self, k=5, stage="post", positions=None, targets=None, *, tokenizer=None, chunk_rows=None
+    ):
+        """Top-k decoded predictions after every block ("post") or attention sub-layer ("mid").
+
+        See `lmscope.lens.logit_lens`; targets may be ids or strings such as " Warsaw".
+        """
+        from lmscope.lens import logit_lens
+
+        return logit_lens(
+            self, k, stage, positions, targets, tokenizer=tokenizer, chunk_rows=chunk_rows
+        )
+
     # -- text ---------------------------------------------------------------------------
+    def token_strings(self, ids) -> list[str]:
+        """Display strings of vocabulary ids (for predictions), '#id' without a tokenizer."""
+        return id_strings(self.tokenizer, list(ids))
+
     @cached_property
     def text(self) -> str:
         return "".join(self.token_texts)

@@ -4,134 +4,14 @@ Then the same widgets in a real JupyterLab, driven with the mouse."""
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-import pathlib
-import sys
-from typing import Any
-
 import pytest
+from harness import mount, open_notebook, settle, shot, write_notebook
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from _models import default_inspector, tiny_ids, tiny_inspector
 from lmscope.widgets.attention_grid import AttentionGrid
 from lmscope.widgets.attention_lines import AttentionLines
 
 pytestmark = pytest.mark.browser
-SHOTS = pathlib.Path(os.environ.get("LMSCOPE_SHOTS", "test-output/screenshots"))
-
-# A fake anywidget model: state from Python, changes go back through window.lmsSync (exposed
-# by Playwright) and Python's answer is applied with change events, like a kernel round trip.
-_HARNESS = """
-async ([code, stateJson, buffers]) => {
-  const toState = (json, bufs) => {
-    const state = JSON.parse(json);
-    for (const [path, b64] of bufs) {
-      const bin = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-      let obj = state;
-      for (const key of path.slice(0, -1)) obj = obj[key];
-      obj[path[path.length - 1]] = new DataView(bin.buffer);
-    }
-    return state;
-  };
-  const state = toState(stateJson, buffers);
-  const handlers = {};
-  const dirty = {};
-  const model = {
-    get: (k) => state[k],
-    set: (k, v) => { state[k] = v; dirty[k] = v; },
-    on: (ev, fn) => { (handlers[ev] ||= []).push(fn); },
-    off: () => {},
-    save_changes: async () => {
-      const sent = { ...dirty };
-      for (const k of Object.keys(dirty)) delete dirty[k];
-      window.__lmsPending = (window.__lmsPending || 0) + 1;
-      const [json, bufs] = await window.lmsSync(JSON.stringify(sent));
-      const update = toState(json, bufs);
-      Object.assign(state, update);
-      for (const k of Object.keys(update)) for (const fn of handlers[`change:${k}`] || []) fn();
-      window.__lmsPending -= 1;
-    },
-    send: () => {},
-  };
-  window.__lmsModel = model;
-  const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
-  const view = (await import(url)).default;
-  const el = document.getElementById("root");
-  const t0 = performance.now();
-  view.render({ model, el });
-  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-  return performance.now() - t0;
-}
-"""
-
-
-def _split(widget: Any, state: dict) -> tuple[str, list]:
-    from ipywidgets.widgets.widget import _remove_buffers
-
-    clean, paths, buffers = _remove_buffers(state)
-    encoded = [
-        [p, base64.b64encode(bytes(b)).decode()] for p, b in zip(paths, buffers, strict=True)
-    ]
-    return json.dumps(clean), encoded
-
-
-def mount(page: Any, widget: Any) -> float:
-    """Render `widget` in `page`; returns the time to first paint in ms (performance.now)."""
-    changed: dict[str, Any] = {}
-
-    def record(change: dict) -> None:
-        changed[change["name"]] = True
-
-    widget.observe(record)
-
-    def sync(payload: str) -> list:
-        changed.clear()
-        widget.set_state(json.loads(payload))
-        return list(_split(widget, widget.get_state(key=[*changed])))
-
-    if not hasattr(page, "_lms_sync"):
-        page._lms_sync = {}
-        page.expose_function("lmsSync", lambda payload: page._lms_sync["current"](payload))
-    page._lms_sync["current"] = sync
-    page.set_content('<html><body style="margin:12px"><div id="root"></div></body></html>')
-    code = (
-        pathlib.Path(widget._esm).read_text()
-        if isinstance(widget._esm, pathlib.Path)
-        else widget._esm
-    )
-    state_json, buffers = _split(widget, widget.get_state())
-    return page.evaluate(_HARNESS, [code, state_json, buffers])
-
-
-def settle(page: Any) -> None:
-    page.wait_for_function("!window.__lmsPending")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    page = browser.new_page(viewport={"width": 900, "height": 800})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    page.close()
-    assert not errors, errors
-
-
-def shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), full_page=True)
 
 
 def test_lines_draw_hover_and_follow_controls(page):
@@ -231,78 +111,12 @@ _NOTEBOOK_CELLS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def jupyter_server(tmp_path_factory):
-    import socket
-    import subprocess
-    import time
-    import urllib.request
-
-    import nbformat
-
-    root = tmp_path_factory.mktemp("nb")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in _NOTEBOOK_CELLS]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, root / "attention.ipynb")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    venv_bin = pathlib.Path(sys.executable).parent
-    proc = subprocess.Popen(
-        [
-            str(venv_bin / "jupyter"),
-            "lab",
-            "--no-browser",
-            f"--port={port}",
-            "--IdentityProvider.token=lmscope",
-            "--allow-root",
-            f"--ServerApp.root_dir={root}",
-            "--ServerApp.open_browser=False",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token=lmscope", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.terminate()
-        pytest.fail("jupyter server did not start")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
-def _run_all(page, app: str) -> None:
-    if app == "lab":
-        page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
-        page.locator(".jp-Notebook .jp-Cell").first.click()
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_text("Run All Cells", exact=True).click()
-    else:
-        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
-        page.locator(".jp-Notebook .jp-Cell").first.click()
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_text("Run All Cells", exact=True).click()
-
-
 @pytest.mark.e2e
 @pytest.mark.real_model
 @pytest.mark.parametrize("app", ["lab", "notebooks"])
 def test_jupyter_end_to_end(browser, jupyter_server, app):
-    page = browser.new_page(viewport={"width": 1200, "height": 1400})
-    path = "lab/tree" if app == "lab" else "notebooks"
-    page.goto(f"{jupyter_server}/{path}/attention.ipynb?token=lmscope")
-    _run_all(page, app)
+    name = write_notebook(jupyter_server.root, f"attention_{app}.ipynb", _NOTEBOOK_CELLS)
+    page = open_notebook(browser, jupyter_server, name, app)
     try:
         page.locator(".lms-al-stage").wait_for(timeout=120_000)
     except Exception:

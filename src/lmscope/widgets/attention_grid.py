@@ -15,8 +15,9 @@ import torch
 import traitlets as t
 
 from lmscope import attention
+from lmscope._wire import encode
 from lmscope.errors import InputError, OutOfRangeError, check_index
-from lmscope.widgets._attention_base import STATIC, AttentionWidget, envelope
+from lmscope.widgets.base import LmscopeWidget, static_bundle
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
@@ -30,10 +31,10 @@ def _label(trace: Trace, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class AttentionGrid(AttentionWidget):
+class AttentionGrid(LmscopeWidget):
     """Every head of a layer, or one head through every layer, as a grid of heatmaps."""
 
-    _esm = STATIC / "attention_grid.js"
+    _esm = static_bundle("attention_grid")
 
     n_layers = t.Int(1).tag(sync=True)
     n_heads = t.Int(1).tag(sync=True)
@@ -125,14 +126,14 @@ class AttentionGrid(AttentionWidget):
         panels = []
         if self.mode == "diff":
             diff = attention.grid_difference(self._trace, self._compare, **opts)
-            panels.append(envelope(diff.numpy().astype("float16")))
+            panels.append(encode(diff.numpy().astype("float16")))
             where, labels = attention.grid_cells(self._trace, self.by, self.layer, self.head)
         else:
             cells, labels, where = attention.grid(self._trace, **opts)
-            panels.append(envelope(_quantize(cells)))
+            panels.append(encode(_quantize(cells)))
             if self.mode == "side":
                 cells_b, _, _ = attention.grid(self._compare, **opts)
-                panels.append(envelope(_quantize(cells_b)))
+                panels.append(encode(_quantize(cells_b)))
         with self.hold_sync():
             self.labels = labels
             self.cells = [list(w) for w in where]

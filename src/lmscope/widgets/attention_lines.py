@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 import traitlets as t
 
 from lmscope import attention
+from lmscope._wire import encode
 from lmscope.errors import InputError, OutOfRangeError, check_index
-from lmscope.widgets._attention_base import STATIC, AttentionWidget, envelope
+from lmscope.widgets.base import LmscopeWidget, static_bundle
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
@@ -28,7 +29,7 @@ _CONTROLS = (
 )
 
 
-class AttentionLines(AttentionWidget):
+class AttentionLines(LmscopeWidget):
     """Queries on the left, keys on the right, a line per weight (opacity and width by weight).
 
     `head` is an index or "mean"/"max" over all heads; `layer_end` averages blocks
@@ -36,7 +37,7 @@ class AttentionLines(AttentionWidget):
     the row's range) or beyond the `top_k` strongest per query are not sent.
     """
 
-    _esm = STATIC / "attention_lines.js"
+    _esm = static_bundle("attention_lines")
 
     n_layers = t.Int(1).tag(sync=True)
     n_heads = t.Int(1).tag(sync=True)
@@ -149,9 +150,9 @@ class AttentionLines(AttentionWidget):
         with self.hold_sync():
             self.tokens = list(tokens)
             self.lines = {
-                "query": envelope(found.query.astype(index)),
-                "key": envelope(found.key.astype(index)),
-                "strength": envelope((found.strength * 255).round().astype("uint8")),
-                "value": envelope(found.value.astype("float16")),
+                "query": encode(found.query.astype(index)),
+                "key": encode(found.key.astype(index)),
+                "strength": encode((found.strength * 255).round().astype("uint8")),
+                "value": encode(found.value.astype("float16")),
             }
             self.error = ""

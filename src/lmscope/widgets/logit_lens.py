@@ -25,8 +25,9 @@ import torch
 import traitlets as t
 
 from lmscope import lens
+from lmscope._wire import encode
 from lmscope.errors import InputError, check_index
-from lmscope.widgets._attention_base import STATIC, AttentionWidget, envelope
+from lmscope.widgets.base import LmscopeWidget, static_bundle
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
@@ -35,10 +36,10 @@ SCATTER_TOP = 100
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
-class LogitLensTable(AttentionWidget):
+class LogitLensTable(LmscopeWidget):
     """The table view alone (also what `LogitLens.save_html` exports)."""
 
-    _esm = STATIC / "logit_lens.js"
+    _esm = static_bundle("logit_lens")
 
     n_layers = t.Int(1).tag(sync=True)
     k = t.Int(5).tag(sync=True)
@@ -123,18 +124,18 @@ class LogitLens(ipw.VBox):
         start = 0
         for stage, r in results.items():
             n = r.token_ids.numel()
-            top[stage] = envelope(inverse[start : start + n].view(r.token_ids.shape).int().numpy())
+            top[stage] = encode(inverse[start : start + n].view(r.token_ids.shape).int().numpy())
             start += n
-            probs[stage] = envelope(r.probs.numpy().astype(np.float16))
+            probs[stage] = encode(r.probs.numpy().astype(np.float16))
             if r.targets:
-                t_probs[stage] = envelope(r.target_probs.numpy().astype(np.float16))
-                t_ranks[stage] = envelope(r.target_ranks.int().numpy())
+                t_probs[stage] = encode(r.target_probs.numpy().astype(np.float16))
+                t_ranks[stage] = encode(r.target_ranks.int().numpy())
         first = next(iter(results.values()))
         with self.table.hold_sync():
             self.table.tokens = list(self.trace.tokens)
             self.table.stages = list(results)
             self.table.strings = strings
-            self.table.string_ids = envelope(unique.int().numpy())
+            self.table.string_ids = encode(unique.int().numpy())
             self.table.top, self.table.probs = top, probs
             self.table.targets = first.target_tokens if first.targets else []
             self.table.target_probs, self.table.target_ranks = t_probs, t_ranks
@@ -259,14 +260,9 @@ class LogitLens(ipw.VBox):
             self.scatter_fig.title = f"softmax at layer {layer} ({stage})"
 
     # -- export ---------------------------------------------------------------------------
-    def save_html(self, path: str) -> None:
-        """The whole composite (table and plots) as one HTML file that opens without a kernel.
+    def save_html(self, path: str, title: str | None = None):
+        """The table as one self-contained HTML file that renders with no network; the bqplot
+        plots need the kernel, and the page says so where they stood."""
+        from lmscope.export import save_html
 
-        The table's code is inlined in the widget state; the bqplot figures are loaded by the
-        ipywidgets embed script, which fetches bqplot's JS from a CDN when the file is opened.
-        """
-        from ipywidgets.embed import dependency_state, embed_minimal_html
-
-        embed_minimal_html(
-            path, views=[self], state=dependency_state(self, drop_defaults=False), title="lmscope"
-        )
+        return save_html(self, path, title=title or "lmscope: logit lens")

@@ -1,0 +1,44 @@
+// Wraps a view's render with what every lmscope view has: the shared stylesheet, the error
+// area under the view, and a note when the page is a static snapshot without a kernel.
+import { ERROR_CSS, errorArea } from "./errors.js";
+
+const injected = new WeakSet();
+
+/** Add a stylesheet once per document. */
+export function injectCss(css, doc = document) {
+  const key = doc.head;
+  const id = `lms-css-${hash(css)}`;
+  if (injected.has(key) && doc.getElementById(id)) return;
+  if (!doc.getElementById(id)) {
+    const style = doc.createElement("style");
+    style.id = id;
+    style.textContent = css;
+    doc.head.append(style);
+  }
+  injected.add(key);
+}
+
+function hash(text) {
+  let h = 0;
+  for (let i = 0; i < text.length; i++) h = (h * 31 + text.charCodeAt(i)) | 0;
+  return (h >>> 0).toString(36);
+}
+
+/**
+ * @param {(ctx: {model: any, el: HTMLElement}) => (void | (() => void))} render
+ * @returns {{render: (ctx: {model: any, el: HTMLElement}) => () => void}}
+ */
+export function defineView(render) {
+  return {
+    render({ model, el }) {
+      injectCss(ERROR_CSS);
+      el.classList.add("lms-view");
+      const cleanup = render({ model, el });
+      const stopErrors = errorArea(model, el);
+      return () => {
+        if (typeof cleanup === "function") cleanup();
+        stopErrors();
+      };
+    },
+  };
+}

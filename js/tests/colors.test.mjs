@@ -1,0 +1,31 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { diverging, rgb, sequential } from "../lib/colors.js";
+import { luminance, textOn } from "../lib/theme.js";
+import { timeoutFor } from "../lib/request.js";
+
+test("sequential map runs white to blue and clamps", () => {
+  assert.deepEqual(sequential(0), [255, 255, 255]);
+  assert.deepEqual(sequential(1), [33, 102, 172]);
+  assert.deepEqual(sequential(7), sequential(1));
+  const mid = sequential(0.5);
+  assert.ok(mid[0] < 255 && mid[0] > 33);
+});
+
+test("diverging map is white at zero, blue below and red above", () => {
+  assert.deepEqual(diverging(0), [255, 255, 255]);
+  assert.deepEqual(diverging(-1), [33, 102, 172]);
+  assert.deepEqual(diverging(1), [178, 24, 43]);
+  assert.equal(rgb([1, 2, 3]), "rgb(1,2,3)");
+});
+
+test("text colour contrasts with its background", () => {
+  assert.equal(textOn([255, 255, 255]), "#000");
+  assert.equal(textOn([33, 102, 172]), "#fff");
+  assert.ok(luminance([255, 255, 255]) > 0.99 && luminance([0, 0, 0]) === 0);
+});
+
+test("request timeouts grow with the data expected", () => {
+  assert.equal(timeoutFor(0), 5000);
+  assert.ok(timeoutFor(10_000_000) > 40_000);
+});

@@ -1,0 +1,1 @@
+"""anywidget views: one class per view, all built on widgets.base.LmscopeWidget."""

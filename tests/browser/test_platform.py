@@ -1,0 +1,169 @@
+"""The widget platform in a real browser: the wire decoder, the demonstrator view, the static
+HTML export with the network blocked, and JupyterLab / Notebook 7 end to end."""
+
+from __future__ import annotations
+
+import pathlib
+import struct
+
+import numpy as np
+import pytest
+from harness import cell_output, mount, open_notebook, run_cell, settle, shot, write_notebook
+
+from _models import tiny_ids, tiny_inspector
+from lmscope import _wire
+from lmscope.widgets.tokens import TokenView
+
+pytestmark = pytest.mark.browser
+WIRE_JS = pathlib.Path(__file__).resolve().parents[2] / "js" / "lib" / "wire.js"
+
+
+def _load_wire(page):
+    page.set_content("<html><body></body></html>")
+    page.evaluate(
+        """async (code) => {
+          const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
+          window.wire = await import(url);
+        }""",
+        WIRE_JS.read_text(),
+    )
+
+
+def test_wire_round_trips_bit_exactly_into_javascript(page):
+    _load_wire(page)
+    rng = np.random.default_rng(0)
+    specials = np.array([0, -0.0, 1, -2, 65504, 6e-8, np.inf, -np.inf], dtype=np.float16)
+    cases = {
+        "float16": np.concatenate([rng.standard_normal(500).astype(np.float16), specials]),
+        "uint8": rng.integers(0, 256, 300, dtype=np.uint8),
+        "float32": rng.standard_normal(300).astype(np.float32),
+        "int32": rng.integers(-(2**31), 2**31 - 1, 300, dtype=np.int64),
+    }
+    for dtype, values in cases.items():
+        env = _wire.encode(values)
+        assert env["dtype"] == dtype
+        padded = b"\x00" * 3 + bytes(env["data"])  # an odd offset, as a DataView into a message
+        for container in ("dataview", "uint8array", "arraybuffer", "fallback"):
+            got = page.evaluate(
+                """([bytes, dtype, shape, container]) => {
+                  const all = new Uint8Array(bytes);
+                  const data = container === "dataview" ? new DataView(all.buffer, 3)
+                    : container === "uint8array" ? all.subarray(3) : all.buffer.slice(3);
+                  if (container === "fallback") {
+                    return Array.from(window.wire.decodeHalf(data, false), (v) => Object.is(v, -0) ? "-0" : v);
+                  }
+                  const out = window.wire.decode({ data, dtype, shape });
+                  return Array.from(out, (v) => Object.is(v, -0) ? "-0" : v);
+                }""",
+                [list(padded), dtype, env["shape"], container],
+            )
+            if container == "fallback" and dtype != "float16":
+                continue
+            expected = values.astype(dtype).astype(np.float64 if dtype != "float16" else np.float32)
+            got = np.array([-0.0 if v == "-0" else v for v in got], dtype=expected.dtype)
+            # compare bits, so -0.0 and infinities count too
+            assert got.tobytes() == expected.tobytes(), (dtype, container)
+    assert struct.pack("<e", 65504) == np.float16(65504).tobytes()
+
+
+def _token_view(hostile: bool = False):
+    trace = tiny_inspector("gpt2").run(tiny_ids(8))
+    if hostile:
+        trace.tokens = ["<img src=x onerror=window.pwned=1>", "<b>bold</b>", *trace.tokens[2:]]
+    return trace, TokenView(trace)
+
+
+def test_demonstrator_renders_selects_and_answers(page):
+    trace, view = _token_view()
+    mount(page, view)
+    chips = page.locator(".lms-token")
+    assert chips.count() == 8
+    assert chips.nth(4).locator(".lms-token-id").text_content() == str(int(trace.input_ids[4]))
+    chips.nth(4).click()
+    settle(page)
+    assert view.selected_token == 4  # the click reached Python
+    assert page.locator(".lms-token.selected").count() == 1
+    assert "after token 4" in page.locator(".lms-tokens-info").text_content()
+    assert view.predictions[0].split()[0] in page.locator(".lms-tokens-info").text_content()
+    shot(page, "platform_tokens.png")
+
+
+def test_token_text_is_never_markup(page):
+    _, view = _token_view(hostile=True)
+    mount(page, view)
+    assert page.locator(".lms-token img, .lms-token b").count() == 0
+    assert page.locator(".lms-token-text").first.text_content().startswith("<img")
+    assert page.evaluate("window.pwned") is None
+
+
+def test_errors_show_under_the_view(page):
+    _, view = _token_view()
+    mount(page, view)
+    view.error = "IndexError: layer 40 is out of range"
+    mount(page, view)
+    assert page.locator(".lms-error").text_content() == "IndexError: layer 40 is out of range"
+
+
+def test_save_html_renders_offline(browser, tmp_path):
+    trace, view = _token_view(hostile=True)
+    view.selected_token = 3
+    path = view.save_html(tmp_path / "tokens.html")
+    page = browser.new_page()
+    requests = []
+
+    def block(route):
+        requests.append(route.request.url)
+        route.abort()
+
+    page.route(lambda url: not url.startswith(("file:", "blob:", "data:")), block)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri())
+    page.locator("[data-rendered='1']").wait_for(timeout=10_000)
+    assert page.locator(".lms-token").count() == trace.seq_len
+    assert page.locator(".lms-token.selected .lms-token-id").text_content() == str(
+        int(trace.input_ids[3])
+    )
+    assert page.locator(".lms-token img").count() == 0
+    # a change that needs Python says so instead of failing silently
+    page.locator(".lms-token").nth(5).click()
+    assert "needs a running kernel" in page.locator(".lms-static-note").text_content()
+    shot(page, "platform_static_export.png")
+    page.close()
+    assert not requests and not errors
+
+
+_CELLS = [
+    "import lmscope\n"
+    "from lmscope.widgets.tokens import TokenView\n"
+    "ins = lmscope.Inspector.from_pretrained(device='cpu')\n"
+    "view = TokenView(ins.run('The capital of France is Paris.'))\n"
+    "view",
+    "print('selected:', view.selected_token)",
+    "view.selected_token = 2 if view.selected_token == 5 else view.selected_token",
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.real_model
+@pytest.mark.parametrize("app", ["lab", "notebooks"])
+def test_demonstrator_in_jupyter(browser, jupyter_server, app):
+    name = write_notebook(jupyter_server.root, f"tokens_{app}.ipynb", _CELLS)
+    page = open_notebook(browser, jupyter_server, name, app)
+    try:
+        page.locator(".lms-token").nth(5).wait_for(timeout=120_000)
+        # a click in the view changes the Python trait
+        page.locator(".lms-token").nth(5).click()
+        page.locator(".lms-token.selected[data-i='5']").wait_for()
+        run_cell(page, 1)
+        cell_output(page, 1).filter(has_text="selected: 5").wait_for(timeout=30_000)
+        # a Python trait change redraws the view
+        run_cell(page, 2)
+        page.locator(".lms-token.selected[data-i='2']").wait_for(timeout=30_000)
+        page.locator(".lms-tokens-info", has_text="after token 2").wait_for(timeout=30_000)
+        shot(page, f"platform_tokens_{app}.png")
+    except Exception:
+        shot(page, f"platform_tokens_{app}_failed.png")
+        raise
+    finally:
+        page.close()

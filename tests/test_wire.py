@@ -1,0 +1,118 @@
+"""The wire format, the array trait and the base widget's error and request plumbing."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import traitlets as t
+
+from lmscope import _wire
+from lmscope.widgets.base import LmscopeWidget, reports_errors, request_handler
+from lmscope.widgets.traits import WireArray
+
+
+@pytest.mark.parametrize(
+    ("array", "kind", "dtype"),
+    [
+        (torch.rand(3, 4), "prob", "float16"),
+        (torch.rand(3, 4, dtype=torch.float64), "auto", "float32"),
+        (torch.randn(2, 5), "activation", "float16"),
+        (np.arange(6, dtype=np.int64).reshape(2, 3), "auto", "int32"),
+        (np.arange(6, dtype=np.int64), "index", "int32"),
+        (np.array([0, 128, 255]), "byte", "uint8"),
+        (np.ones(4, dtype=np.uint8), "auto", "uint8"),
+        (torch.randn(4, dtype=torch.bfloat16), "table", "float32"),
+        (np.array([True, False]), "auto", "uint8"),
+    ],
+)
+def test_encode_narrows_and_round_trips(array, kind, dtype):
+    env = _wire.encode(array, kind)
+    assert env["dtype"] == dtype
+    assert isinstance(env["data"], memoryview)
+    back = _wire.decode(env)
+    assert list(back.shape) == env["shape"] == list(array.shape)
+    source = array.float().numpy() if isinstance(array, torch.Tensor) else array
+    np.testing.assert_array_equal(back, source.astype(dtype))
+
+
+def test_encode_refuses_what_does_not_fit():
+    with pytest.raises(ValueError, match=r"0\.\.255"):
+        _wire.encode(np.array([300]), "byte")
+    with pytest.raises(ValueError, match="int32"):
+        _wire.encode(np.array([2**40]), "index")
+    with pytest.raises(TypeError):
+        _wire.encode(np.array(["a"]), "auto")
+
+
+class Demo(LmscopeWidget):
+    _esm = "export default { render() {} }"
+    values = WireArray(kind="prob").tag(sync=True)
+    layer = t.Int(0).tag(sync=True)
+
+    @t.observe("layer")
+    @reports_errors
+    def _push(self, _change=None):
+        if self.layer > 3:
+            raise IndexError(f"layer {self.layer} is out of range: valid 0..3")
+        self.values = torch.full((2,), 0.25 * self.layer)
+
+    @request_handler("slice")
+    def _slice(self, start: int, stop: int):
+        env = _wire.encode(torch.arange(10)[start:stop], "index")
+        return {"dtype": env["dtype"], "shape": env["shape"]}, [env["data"]]
+
+
+def test_array_trait_holds_binary_envelopes():
+    w = Demo(values=np.array([0.5, 1.0]))
+    assert w.values["dtype"] == "float16"
+    state = w.get_state()
+    assert isinstance(state["values"]["data"], memoryview)
+    with pytest.raises(t.TraitError, match="values"):
+        w.values = np.array(["x"])
+
+
+def test_callback_errors_show_under_the_view_and_clear():
+    w = Demo()
+    w.layer = 9
+    assert w.error == "IndexError: layer 9 is out of range: valid 0..3"
+    w.layer = 2
+    assert w.error == ""
+    np.testing.assert_array_equal(WireArray.to_numpy(w.values), [0.5, 0.5])
+
+
+def test_requests_are_answered_with_buffers_and_errors():
+    w = Demo()
+    sent = []
+    w.send = lambda content, buffers=None: sent.append((content, buffers))
+    w._on_custom_message(
+        w,
+        {"type": "lmscope:request", "id": "a", "name": "slice", "args": {"start": 2, "stop": 5}},
+        [],
+    )
+    reply, buffers = sent[-1]
+    assert reply == {
+        "type": "lmscope:response",
+        "id": "a",
+        "ok": True,
+        "result": {"dtype": "int32", "shape": [3]},
+    }
+    assert np.frombuffer(bytes(buffers[0]), dtype=np.int32).tolist() == [2, 3, 4]
+    w._on_custom_message(w, {"type": "lmscope:request", "id": "b", "name": "nope", "args": {}}, [])
+    assert sent[-1][0]["ok"] is False and "no request handler 'nope'" in sent[-1][0]["error"]
+    assert "nope" in w.error
+
+
+def test_token_view_selection_is_validated_and_answered():
+    from _models import tiny_ids, tiny_inspector
+    from lmscope.widgets.tokens import TokenView
+
+    trace = tiny_inspector("gpt2").run(tiny_ids(6))
+    view = TokenView(trace)
+    assert WireArray.to_numpy(view.ids).tolist() == trace.input_ids.tolist()
+    view.selected_token = 3
+    assert len(view.predictions) == 5 and view.predictions[0].startswith("#")
+    with pytest.raises(IndexError, match=r"0\.\.5"):
+        view.selected_token = 6
+    fake = SimpleNamespace(tokens=["a", "b"], input_ids=torch.tensor([1, 2]))
+    assert TokenView(fake).predictions == []
