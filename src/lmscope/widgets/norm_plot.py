@@ -223,8 +223,13 @@ class NormPlot(ipw.VBox):
             visible=False,
         )
         axes = [
+            # every other layer past 16: the strips get ~60% of the width
             bq.Axis(
-                scale=x, label="layer", tick_values=np.arange(L), tick_format="d", grid_lines="none"
+                scale=x,
+                label="layer",
+                tick_values=np.arange(0, L, 1 if L <= 16 else 2),
+                tick_format="d",
+                grid_lines="none",
             ),
             bq.Axis(
                 scale=y,
@@ -413,7 +418,10 @@ class NormPlot(ipw.VBox):
             for mark in (self._beta_lines[j], self._beta_sig[j], self._beta_ns[j]):
                 mark.visible = on
             self._beta_lines[j].display_legend = on
-            if not on:
+            if not on:  # keep no stray points in hidden marks
+                for mark in (self._beta_sig[j], self._beta_ns[j]):
+                    with mark.hold_sync():
+                        mark.x, mark.y, mark.names = np.zeros(0), np.zeros(0), np.array([], str)
                 continue
             b, p = betas[:, j], pvals[:, j]
             names = np.array(
