@@ -52,7 +52,7 @@ def log_norms(trace: Trace, stream: str = "attn_out") -> torch.Tensor:
     """
     _check_stream(stream)
     rows = [
-        torch.linalg.vector_norm(trace.stream(stream, layer).double(), dim=-1).cpu()
+        torch.linalg.vector_norm(trace.stream(stream, layer), dim=-1, dtype=torch.float64).cpu()
         for layer in range(trace.n_layers)
     ]
     return torch.stack(rows).log()
