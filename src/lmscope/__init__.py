@@ -9,6 +9,7 @@ from lmscope.trace import Trace
 __all__ = [
     "AttentionGrid",
     "AttentionLines",
+    "Dashboard",
     "Inspector",
     "LmscopeError",
     "LogitLens",
@@ -26,6 +27,7 @@ _WIDGETS = {
     "LogitLens": "lmscope.widgets.logit_lens",
     "TokenColors": "lmscope.widgets.token_colors",
     "NormPlot": "lmscope.widgets.norm_plot",
+    "Dashboard": "lmscope.widgets.dashboard",
 }
 
 

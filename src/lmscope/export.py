@@ -30,6 +30,7 @@ _PAGE = """<!DOCTYPE html>
 body {{ margin: 16px; font: 13px system-ui, sans-serif; color: #222; background: #fff; }}
 .lms-export-note {{ margin: 8px 0; padding: 6px 8px; border: 1px dashed #bbb; color: #555; font-size: 12px; }}
 .lms-export-title {{ font-weight: 600; margin: 0 0 8px; }}
+.lms-export-label {{ font-weight: 600; margin: 12px 0 2px; }}
 </style>
 </head>
 <body>
@@ -75,6 +76,9 @@ def _widget_blocks(widget: Any, views: list, notes: list) -> str:
         inner = "".join(_widget_blocks(child, views, notes) for child in widget.children)
         direction = "row" if isinstance(widget, ipywidgets.HBox) else "column"
         return f'<div style="display:flex;flex-direction:{direction};gap:8px;flex-wrap:wrap">{inner}</div>'
+    if isinstance(widget, ipywidgets.Label):
+        # a caption or section title in a layout (text, never markup)
+        return f'<div class="lms-export-label">{html.escape(widget.value)}</div>'
     kind = type(widget).__name__
     notes.append(kind)
     return (

@@ -311,3 +311,9 @@ class Inspector:
         new_ids = out[ids.numel() :]
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True) if self.tokenizer else ""
         return self.run(out.cpu(), prompt_length=ids.numel(), generated_text=text)
+
+    def show(self, text: str, **dashboard_kwargs):
+        """Run `text` and return a `lmscope.Dashboard` of it, with a prompt box for new runs."""
+        from lmscope.widgets.dashboard import Dashboard  # widgets stay out of the torch side
+
+        return Dashboard(self.run(text), self, **dashboard_kwargs)
