@@ -5,16 +5,21 @@
   answer comes back as change events, like a kernel round trip. Returns ms to first paint.
 - `settle(page)`: wait until those round trips are done.
 - `shot(page, name)`: a screenshot in test-output/screenshots/ for a person to look at.
+- `run_notebook(browser, server, cells, app, wait_for=".lms-view")`: write a notebook of code
+  cells, open it in JupyterLab (app="lab") or Notebook 7 ("notebooks"), run all cells once the
+  kernel is idle, wait until the widget is drawn, return the page (also `jupyter_lab.run(...)`).
 - `write_notebook(root, name, cells)`, `open_notebook(browser, server, name, app)`,
-  `run_cell(page, index)`, `cell_output(page, index)`: drive JupyterLab ("lab") or Notebook 7
-  ("notebooks") against the `jupyter_server` fixture of conftest.py.
+  `run_cell(page, index)`, `cell_output(page, index)`: the pieces, for finer control;
+  `widget_errors(page)`: uncaught errors from our code on such a page.
 
-Fixtures (conftest.py): `browser` (Debian chromium, session), `page`, `jupyter_server`.
+Fixtures (conftest.py): `browser` (Debian chromium, session), `page`, `jupyter_server`,
+`jupyter_lab`, `notebook7`.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import pathlib
@@ -130,19 +135,79 @@ def write_notebook(root: pathlib.Path, name: str, cells: list[str]) -> str:
     return name
 
 
+# Run every cell once the notebook's kernel is idle: "Run All" before the kernel connects is
+# dropped silently by both front ends. Needs the server's expose_app_in_browser (conftest.py).
+_RUN_ALL = """
+async () => {
+  const app = window.jupyterapp;
+  const panel = app.shell.currentWidget;
+  await panel.context.ready;
+  await panel.sessionContext.ready;
+  const kernel = panel.sessionContext.session.kernel;
+  const start = performance.now();
+  while (kernel.status !== "idle") {
+    if (performance.now() - start > 60000) throw new Error(`kernel stuck: ${kernel.status}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await app.commands.execute("notebook:run-all-cells");
+}
+"""
+
+
 def open_notebook(browser: Any, server: Any, name: str, app: str, run_all: bool = True) -> Any:
-    """A page with notebook `name` open in JupyterLab (app="lab") or Notebook 7 ("notebooks")."""
+    """A page with notebook `name` open in JupyterLab (app="lab") or Notebook 7 ("notebooks"),
+    all cells run (asynchronously: wait for what they draw) when `run_all`."""
     page = browser.new_page(viewport={"width": 1200, "height": 1400})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack}"))
+    page._lms_errors = errors
     path = "lab/tree" if app == "lab" else "notebooks"
-    page.goto(f"{server.url}/{path}/{name}?token={server.token}")
-    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=90_000)
-    # the kernel must be idle before "Run All" or the first cell may run before it exists
-    page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
-    page.wait_for_timeout(500)
+    page.goto(f"{server.url}/{path}/{name}")
+    page.wait_for_function(
+        "() => window.jupyterapp?.shell?.currentWidget?.sessionContext !== undefined",
+        timeout=90_000,
+    )
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=30_000)
     if run_all:
-        page.locator(".jp-Notebook .jp-Cell").first.click()
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_text("Run All Cells", exact=True).click()
+        page.evaluate(_RUN_ALL)
+    return page
+
+
+def widget_errors(page: Any) -> list[str]:
+    """Uncaught errors on a Jupyter page opened by `open_notebook`, minus those raised inside
+    Jupyter's own bundles (Notebook 7.6 throws one while loading its settings)."""
+    ours = ("blob:", "anywidget", "lmscope")
+    return [e for e in page._lms_errors if any(mark in e for mark in ours) or "/static/" not in e]
+
+
+def run_notebook(
+    browser: Any,
+    server: Any,
+    cells: list[str],
+    app: str,
+    name: str | None = None,
+    wait_for: str = ".lms-view",
+    timeout_ms: int = 120_000,
+) -> Any:
+    """Write `cells` as a notebook, open it in `app`, run all cells and wait until `wait_for` (by
+    default any lmscope view) is drawn. Returns the page; on failure a screenshot
+    `<name>_failed.png` is left in test-output/screenshots/ with the cells' error outputs."""
+    digest = hashlib.sha1("\0".join(cells).encode()).hexdigest()[:8]
+    name = name or f"nb_{app}_{digest}.ipynb"
+    write_notebook(server.root, name, cells)
+    page = open_notebook(browser, server, name, app)
+    try:
+        page.locator(wait_for).first.wait_for(timeout=timeout_ms)
+    except Exception as err:
+        shot(page, f"{pathlib.Path(name).stem}_failed.png")
+        tracebacks = page.locator(
+            ".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']"
+        )
+        detail = "\n".join(tracebacks.all_text_contents())[-3000:]
+        page.close()
+        raise AssertionError(
+            f"{wait_for!r} never appeared in {app}; cell errors:\n{detail}"
+        ) from err
     return page
 
 
