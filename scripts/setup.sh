@@ -25,5 +25,6 @@ if [ "${LMSCOPE_SKIP_BROWSER:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
 fi
 
 if command -v npm >/dev/null 2>&1 && [ -f package.json ] && [ ! -d node_modules ]; then
-    npm ci --no-audit --no-fund --silent
+    # npm ci rejects this lock over optional per-platform binaries it omits; versions are pinned exactly
+    npm install --no-audit --no-fund --silent
 fi
