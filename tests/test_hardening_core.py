@@ -138,3 +138,19 @@ def test_trust_remote_code_is_off_by_default():
         inspect.signature(lmscope.Inspector.from_pretrained).parameters["trust_remote_code"].default
     )
     assert default is False
+
+
+def test_closing_a_view_releases_its_trace():
+    from lmscope.widgets.attention_lines import AttentionLines
+    from lmscope.widgets.tokens import TokenView
+
+    trace = tiny_inspector("llama").run(tiny_ids(16))
+    views = [AttentionLines(trace, layer=1, head=0), TokenView(trace)]
+    ref = weakref.ref(trace)
+    del trace
+    gc.collect()
+    assert ref() is not None  # open views keep their trace (ipywidgets registers every widget)
+    for view in views:
+        view.close()
+    gc.collect()
+    assert ref() is None

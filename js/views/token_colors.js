@@ -2,25 +2,8 @@
 // stream (attention output, MLP output, residual stream) at the selected layer. The colors of
 // every layer arrive once as uint8 RGB, so the slider and play need no kernel; the neighbour
 // table of the current layer comes from Python (`neighbors`, valid for `neighbors_layer`).
-
-// Binary envelope {data, dtype, shape} -> typed array (copied, so alignment never matters).
-// Stand-in for the shared wire decoder of js/lib until the widget platform lands.
-function decode(env) {
-  if (!env?.data) return null;
-  const d = env.data;
-  const bytes =
-    d instanceof ArrayBuffer
-      ? new Uint8Array(d.slice(0))
-      : new Uint8Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength));
-  switch (env.dtype) {
-    case "uint8":
-      return bytes;
-    case "int32":
-      return new Int32Array(bytes.buffer);
-    default:
-      throw new Error(`unsupported dtype ${env.dtype}`);
-  }
-}
+import { defineView } from "../lib/view.js";
+import { decode } from "../lib/wire.js";
 
 const LINE = 21; // px per text line
 const PAD_X = 1; // px of color either side of a token's text
@@ -419,4 +402,4 @@ function render({ model, el }) {
   };
 }
 
-export default { render };
+export default defineView(render);

@@ -38,4 +38,6 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_WIDGETS[name]), name)
     raise AttributeError(f"module 'lmscope' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"

@@ -59,7 +59,11 @@ def encode(array: Any, kind: Kind = "auto") -> dict[str, Any]:
     values = np.ascontiguousarray(narrow(as_numpy(array), kind))
     if values.dtype.byteorder == ">":
         values = values.astype(values.dtype.newbyteorder("<"))
-    return {"data": memoryview(values.tobytes()), "dtype": values.dtype.name, "shape": list(values.shape)}
+    return {
+        "data": memoryview(values.tobytes()),
+        "dtype": values.dtype.name,
+        "shape": list(values.shape),
+    }
 
 
 def decode(envelope: dict[str, Any]) -> np.ndarray:

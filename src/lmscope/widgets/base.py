@@ -42,6 +42,7 @@ import traitlets as t
 
 from lmscope import _wire
 from lmscope.errors import LmscopeError
+from lmscope.trace import Trace
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
 log = logging.getLogger("lmscope")
@@ -84,6 +85,15 @@ def request_handler(name: str) -> Callable[[Callable], Callable]:
 
 
 class LmscopeWidget(anywidget.AnyWidget):
+    """Base of every lmscope view: shared stylesheet, error area, request/response, save_html.
+
+    Subclasses set `_esm = static_bundle("<view>")` and declare traits; they keep `_css` (the
+    shared stylesheet, built from js/styles/lmscope.css) and put their own rules in their
+    JS module (`injectCss` in js/lib/view.js).
+    """
+
+    _css = STATIC / "lmscope.css"
+    #: message of the last failed callback, shown under the view; "" when all is well
     error = t.Unicode("").tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -120,7 +130,9 @@ class LmscopeWidget(anywidget.AnyWidget):
         buffers: list = []
         try:
             if attr is None:
-                raise KeyError(f"{type(self).__name__} has no request handler {content.get('name')!r}")
+                raise KeyError(
+                    f"{type(self).__name__} has no request handler {content.get('name')!r}"
+                )
             result = getattr(self, attr)(**(content.get("args") or {}))
             if isinstance(result, tuple):
                 result, buffers = result
@@ -129,6 +141,14 @@ class LmscopeWidget(anywidget.AnyWidget):
             reply.update(ok=False, error=describe(err))
             self.error = describe(err)
         self.send(reply, buffers)
+
+    def close(self) -> None:
+        """Close the view and let go of its trace(s): ipywidgets keeps every widget in a
+        registry until it is closed, and a trace pinned there would pin its tensors too."""
+        super().close()
+        for name, value in list(vars(self).items()):
+            if isinstance(value, Trace):
+                setattr(self, name, None)
 
     # -- export and accounting -------------------------------------------------------------
     def save_html(self, path: str | os.PathLike, title: str | None = None) -> pathlib.Path:

@@ -21,8 +21,9 @@ import torch
 import traitlets as t
 
 from lmscope import coloring
+from lmscope._wire import encode
 from lmscope.errors import InputError, check_index
-from lmscope.widgets._attention_base import STATIC, AttentionWidget, envelope
+from lmscope.widgets.base import LmscopeWidget, static_bundle
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
@@ -34,10 +35,10 @@ ROW_TITLES = {
 }
 
 
-class TokenColors(AttentionWidget):
+class TokenColors(LmscopeWidget):
     """Spectral token colors of one trace, layer by layer (see the module docstring)."""
 
-    _esm = STATIC / "token_colors.js"
+    _esm = static_bundle("token_colors")
 
     texts = t.List(t.Unicode()).tag(sync=True)  # exact text pieces, reflowed by the view
     tokens = t.List(t.Unicode()).tag(sync=True)  # display strings (spaces/newlines visible)
@@ -81,7 +82,7 @@ class TokenColors(AttentionWidget):
             titles=[ROW_TITLES[s] for s in streams],
             n_layers=trace.n_layers,
             layer=layer,
-            colors=envelope((rgb * 255).round().to(torch.uint8).numpy()),
+            colors=encode((rgb * 255).round().to(torch.uint8).numpy()),
             k=k,
             selected_token=selected_token,
             **kwargs,
@@ -98,7 +99,7 @@ class TokenColors(AttentionWidget):
     def _update_neighbors(self) -> None:
         table = self.neighbor_table(self.layer)
         with self.hold_sync():
-            self.neighbors = envelope(table)
+            self.neighbors = encode(table)
             self.neighbors_layer = self.layer
 
     @t.validate("layer")

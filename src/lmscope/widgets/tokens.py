@@ -54,5 +54,7 @@ class TokenView(LmscopeWidget):
         probs = torch.softmax(logits[i].float(), dim=-1)
         top = torch.topk(probs, 5)
         strings = getattr(self._trace, "token_strings", None)
-        names = strings(top.indices.tolist()) if strings else [f"#{j}" for j in top.indices.tolist()]
+        names = (
+            strings(top.indices.tolist()) if strings else [f"#{j}" for j in top.indices.tolist()]
+        )
         self.predictions = [f"{n} {p:.1%}" for n, p in zip(names, top.values.tolist(), strict=True)]
