@@ -76,9 +76,9 @@ class Dashboard(ipw.VBox):
         self.prompt = ipw.Textarea(
             value=trace.text,
             placeholder="Type a prompt, then Run (inspect it) or Generate (continue it greedily)",
-            rows=2,
+            rows=3,
             disabled=inspector is None,
-            layout=ipw.Layout(flex="1 1 auto", width="auto"),
+            layout=ipw.Layout(width="100%"),
         )
         self.run_button = ipw.Button(
             description="Run", button_style="primary", icon="play", disabled=inspector is None
@@ -91,30 +91,31 @@ class Dashboard(ipw.VBox):
             min=1,
             max=512,
             description="new tokens",
-            style={"description_width": "72px"},
+            style={"description_width": "initial"},
             layout=ipw.Layout(width="150px"),
             disabled=inspector is None,
         )
         self.run_button.on_click(lambda _b: self._from_button(self.run))
         self.generate_button.on_click(lambda _b: self._from_button(self.generate))
-        buttons = ipw.HBox(
-            [self.run_button, self.generate_button, self.max_new_tokens],
-            layout=ipw.Layout(align_items="center", gap="6px"),
-        )
-        self.prompt_box = ipw.HBox(
-            [self.prompt, buttons], layout=ipw.Layout(align_items="center", gap="8px")
-        )
         # steps: 1 running the model, 2 building the open tab's view
         self.progress = ipw.IntProgress(
-            min=0, max=3, layout=ipw.Layout(width="160px", visibility="hidden")
+            min=0, max=3, layout=ipw.Layout(width="120px", visibility="hidden")
         )
         self.status = ipw.Label()
         self.error = ipw.Label(style={"text_color": "#b00020"})
-        status_row = ipw.HBox(
-            [self.progress, self.status], layout=ipw.Layout(align_items="center", gap="8px")
+        controls = ipw.HBox(
+            [
+                self.run_button,
+                self.generate_button,
+                self.max_new_tokens,
+                self.progress,
+                self.status,
+            ],
+            layout=ipw.Layout(align_items="center", gap="8px", flex_flow="row wrap"),
         )
+        self.prompt_box = ipw.VBox([self.prompt, controls])
         self.tabs = ipw.Tab(children=[ipw.VBox() for _ in TABS], titles=list(TABS))
-        super().__init__([self.prompt_box, status_row, self.error, self.tabs], **kwargs)
+        super().__init__([self.prompt_box, self.error, self.tabs], **kwargs)
         self.add_class("lms-dashboard")
 
         self._selection.observe(self._on_selection, names=["layer", "head"])
