@@ -1,5 +1,5 @@
 // Bundle every js/views/<name>.js into src/lmscope/static/<name>.js, plus the static-export
-// runtime. The output is committed so `pip install .` needs no node; CI rebuilds and diffs it.
+// runtime and the shared stylesheet. The output is committed so `pip install .` needs no node; CI rebuilds and diffs it.
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import * as esbuild from "esbuild";
@@ -27,6 +27,12 @@ const builds = [
     outfile: "src/lmscope/static/static_runtime.js",
     format: "iife",
     globalName: "lmscopeStatic",
+  },
+  // the stylesheet every view shares (LmscopeWidget._css)
+  {
+    ...common,
+    entryPoints: ["js/styles/lmscope.css"],
+    outfile: "src/lmscope/static/lmscope.css",
   },
 ];
 

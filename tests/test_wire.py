@@ -1,5 +1,8 @@
 """The wire format, the array trait and the base widget's error and request plumbing."""
 
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -116,3 +119,51 @@ def test_token_view_selection_is_validated_and_answered():
         view.selected_token = 6
     fake = SimpleNamespace(tokens=["a", "b"], input_ids=torch.tensor([1, 2]))
     assert TokenView(fake).predictions == []
+
+
+def test_views_load_their_bundle_and_the_shared_stylesheet_from_files():
+    from anywidget._file_contents import FileContents
+
+    from lmscope.widgets.base import STATIC
+    from lmscope.widgets.tokens import TokenView
+
+    # Paths, turned into watched files by anywidget: what ANYWIDGET_HMR=1 reloads live
+    assert isinstance(TokenView._esm, FileContents)
+    assert isinstance(LmscopeWidget._css, FileContents)
+    view = TokenView(SimpleNamespace(tokens=["a"], input_ids=torch.tensor([7])))
+    assert view._esm == (STATIC / "tokens.js").read_text()
+    assert ".lms-error" in view._css and "--jp-" in view._css
+
+
+_HMR_SCRIPT = """
+import pathlib, sys, time
+from lmscope.widgets.base import LmscopeWidget
+bundle = pathlib.Path(sys.argv[1])
+
+class Live(LmscopeWidget):
+    _esm = bundle
+
+w = Live()
+assert "v1" in w._esm
+time.sleep(0.3)
+bundle.write_text("export default { render() {} } // v2")
+deadline = time.monotonic() + 10
+while "v2" not in w._esm and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("reloaded" if "v2" in w._esm else "stale")
+"""
+
+
+def test_hot_reload_pushes_a_rebuilt_bundle(tmp_path):
+    pytest.importorskip("watchfiles")
+    bundle = tmp_path / "live.js"
+    bundle.write_text("export default { render() {} } // v1")
+    env = {**os.environ, "ANYWIDGET_HMR": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", _HMR_SCRIPT, str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.stdout.strip() == "reloaded", out.stderr[-2000:]

@@ -18,6 +18,17 @@ export function diverging(d) {
   return t < 0 ? mix(WHITE, BLUE, -t) : mix(WHITE, RED, t);
 }
 
+/**
+ * The sequential map as a CSS colour over the theme's background, so a probability of 0 is
+ * the page itself in light and dark themes alike (needs CSS color-mix, any 2023+ browser).
+ * @param {number} p probability in [0, 1]
+ * @param {string} [base] CSS colour of zero
+ */
+export function sequentialCss(p, base = "var(--jp-layout-color0, #fff)") {
+  const pct = Math.round(clamp(p) * 1000) / 10;
+  return `color-mix(in srgb, ${rgb(BLUE)} ${pct}%, ${base})`;
+}
+
 /** CSS string for an [r, g, b] triple. */
 export function rgb([r, g, b]) {
   return `rgb(${r},${g},${b})`;

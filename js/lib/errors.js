@@ -1,4 +1,5 @@
 // The area under every view where a failed Python callback is shown (the `error` trait).
+// Styled by the shared stylesheet, js/styles/lmscope.css (.lms-error).
 
 /**
  * @param {any} model anywidget model
@@ -19,9 +20,3 @@ export function errorArea(model, host) {
   host.append(box);
   return () => model.off("change:error", update);
 }
-
-export const ERROR_CSS = `.lms-error { margin-top: 6px; padding: 6px 8px; border-left: 3px solid var(--jp-error-color1, #d32f2f);
-  background: var(--jp-error-color3, #fdecea); color: var(--jp-ui-font-color1, #222);
-  font: 12px var(--jp-code-font-family, monospace); white-space: pre-wrap; }
-.lms-static-note { margin: 4px 0; font: 11px var(--jp-ui-font-family, system-ui, sans-serif);
-  color: var(--jp-ui-font-color2, #666); }`;

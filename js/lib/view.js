@@ -1,10 +1,10 @@
-// Wraps a view's render with what every lmscope view has: the shared stylesheet, the error
-// area under the view, and a note when the page is a static snapshot without a kernel.
-import { ERROR_CSS, errorArea } from "./errors.js";
+// Wraps a view's render with what every lmscope view has: the `lms-view` class the shared
+// stylesheet (LmscopeWidget._css) hangs on, and the error area under the view.
+import { errorArea } from "./errors.js";
 
 const injected = new WeakSet();
 
-/** Add a stylesheet once per document. */
+/** Add a view's own stylesheet once per document. */
 export function injectCss(css, doc = document) {
   const key = doc.head;
   const id = `lms-css-${hash(css)}`;
@@ -31,7 +31,6 @@ function hash(text) {
 export function defineView(render) {
   return {
     render({ model, el }) {
-      injectCss(ERROR_CSS);
       el.classList.add("lms-view");
       const cleanup = render({ model, el });
       const stopErrors = errorArea(model, el);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { diverging, rgb, sequential } from "../lib/colors.js";
+import { diverging, rgb, sequential, sequentialCss } from "../lib/colors.js";
 import { luminance, textOn } from "../lib/theme.js";
 import { timeoutFor } from "../lib/request.js";
 
@@ -28,4 +28,13 @@ test("text colour contrasts with its background", () => {
 test("request timeouts grow with the data expected", () => {
   assert.equal(timeoutFor(0), 5000);
   assert.ok(timeoutFor(10_000_000) > 40_000);
+});
+
+test("the CSS form of the sequential map mixes blue into the theme's background", () => {
+  assert.equal(
+    sequentialCss(0.25),
+    "color-mix(in srgb, rgb(33,102,172) 25%, var(--jp-layout-color0, #fff))",
+  );
+  assert.match(sequentialCss(3), / 100%, /);
+  assert.match(sequentialCss(-1, "black"), / 0%, black\)$/);
 });

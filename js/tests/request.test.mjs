@@ -9,9 +9,10 @@ function fakeModel(answer) {
     off: (_event, fn) => handlers.splice(handlers.indexOf(fn), 1),
     send(msg) {
       const reply = answer(msg);
-      if (reply) setTimeout(() => {
-        for (const fn of handlers.slice()) fn(reply, []);
-      }, 1);
+      if (reply)
+        setTimeout(() => {
+          for (const fn of handlers.slice()) fn(reply, []);
+        }, 1);
     },
     handlers,
   };

@@ -1,7 +1,8 @@
 // The demonstrator view: each token as a chip with its id, shaded by how confidently the
 // model predicted it; click selects (syncs `selected_token`), Python answers with predictions.
-import { rgb, sequential } from "../lib/colors.js";
+import { sequential, sequentialCss } from "../lib/colors.js";
 import { textOn } from "../lib/theme.js";
+import { tokenElement, tokenLabel } from "../lib/tokens.js";
 import { defineView, injectCss } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
 
@@ -38,17 +39,18 @@ function render({ model, el }) {
       const chip = document.createElement("span");
       chip.className = "lms-token";
       chip.dataset.i = String(i);
-      const fill = sequential(i === 0 ? 0 : confidence[i] * 0.85);
-      chip.style.background = rgb(fill);
-      chip.style.color = textOn(fill);
-      const text = document.createElement("span");
-      text.className = "lms-token-text";
-      text.textContent = token; // token text is data, never markup
+      // shaded over the theme's own background, so dark themes get dark chips
+      const strength = i === 0 ? 0 : confidence[i] * 0.85;
+      chip.style.background = sequentialCss(strength);
+      if (strength > 0.5) chip.style.color = textOn(sequential(strength));
+      const text = tokenElement(token);
       const id = document.createElement("span");
       id.className = "lms-token-id";
       id.textContent = String(ids[i]);
       chip.append(text, id);
-      chip.title = i === 0 ? "first token" : `p = ${(confidence[i] * 100).toFixed(1)}%`;
+      const label = tokenLabel(token, i, ids[i]);
+      chip.title =
+        i === 0 ? label : `${label}: p = ${(confidence[i] * 100).toFixed(1)}% as predicted`;
       chip.addEventListener("click", () => {
         model.set("selected_token", model.get("selected_token") === i ? -1 : i);
         model.save_changes();

@@ -30,6 +30,7 @@ _PAGE = """<!DOCTYPE html>
 body {{ margin: 16px; font: 13px system-ui, sans-serif; color: #222; background: #fff; }}
 .lms-export-note {{ margin: 8px 0; padding: 6px 8px; border: 1px dashed #bbb; color: #555; font-size: 12px; }}
 .lms-export-title {{ font-weight: 600; margin: 0 0 8px; }}
+{shared_css}
 .lms-export-label {{ font-weight: 600; margin: 12px 0 2px; }}
 </style>
 </head>
@@ -88,11 +89,14 @@ def _widget_blocks(widget: Any, views: list, notes: list) -> str:
 
 
 def _bundle_code(view: LmscopeWidget) -> str:
-    # anywidget swaps a Path `_esm` for the file's text (or keeps the Path under HMR)
+    # anywidget keeps `_esm` as a synced trait holding the file's text (kept current under HMR)
     esm = view._esm
-    if isinstance(esm, pathlib.Path) or (isinstance(esm, str) and esm.endswith(".js") and "\n" not in esm):
-        return pathlib.Path(esm).read_text(encoding="utf-8")
-    return str(esm)
+    return esm.read_text(encoding="utf-8") if isinstance(esm, pathlib.Path) else str(esm)
+
+
+def _shared_css() -> str:
+    # the stylesheet LmscopeWidget._css loads in Jupyter; "</" cannot end a <style> early here
+    return (STATIC / "lmscope.css").read_text(encoding="utf-8").replace("</", "<\\/")
 
 
 def _runtime_source() -> str:
@@ -127,6 +131,7 @@ def render_html(widget: Any, title: str | None = None) -> str:
         blocks=blocks,
         scripts="\n".join(scripts),
         runtime=_runtime_source(),
+        shared_css=_shared_css(),
     )
 
 

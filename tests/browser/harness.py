@@ -1,7 +1,7 @@
 """Browser-test helpers shared by every view's tests.
 
-- `mount(page, widget)`: render a real lmscope widget's state and bundle in a plain page with a
-  fake anywidget model; every change the view saves goes to the Python widget, and Python's
+- `mount(page, widget)`: render a real lmscope widget's state, `_css` and bundle in a plain page
+  with a fake anywidget model; every change the view saves goes to the Python widget, and Python's
   answer comes back as change events, like a kernel round trip. Returns ms to first paint.
 - `settle(page)`: wait until those round trips are done.
 - `shot(page, name)`: a screenshot in test-output/screenshots/ for a person to look at.
@@ -104,6 +104,10 @@ def mount(page: Any, widget: Any) -> float:
         page.expose_function("lmsSync", lambda payload: page._lms_sync["current"](payload))
     page._lms_sync["current"] = sync
     page.set_content('<html><body style="margin:12px"><div id="root"></div></body></html>')
+    # the shared stylesheet Jupyter would load from the widget's `_css`
+    css = getattr(widget, "_css", "")
+    if css:
+        page.add_style_tag(content=str(css))
     code = (
         pathlib.Path(widget._esm).read_text()
         if isinstance(widget._esm, pathlib.Path)

@@ -102,7 +102,36 @@ def test_errors_show_under_the_view(page):
     mount(page, view)
     view.error = "IndexError: layer 40 is out of range"
     mount(page, view)
-    assert page.locator(".lms-error").text_content() == "IndexError: layer 40 is out of range"
+    box = page.locator(".lms-error")
+    assert box.text_content() == "IndexError: layer 40 is out of range"
+    assert box.is_visible()
+    # styled by the shared stylesheet (`_css`): a red rule on the left, not bare text
+    assert (
+        page.evaluate("getComputedStyle(document.querySelector('.lms-error')).borderLeftWidth")
+        == "3px"
+    )
+    shot(page, "platform_error.png")
+    view.error = ""
+    mount(page, view)
+    assert page.locator(".lms-error").is_hidden()
+
+
+_DARK = """:root { --jp-ui-font-color1: rgb(224, 224, 224); --jp-ui-font-color2: rgb(170, 170, 170);
+  --jp-layout-color0: #111111; --jp-border-color2: rgb(80, 80, 80); }
+body { background: #111111; }"""
+
+
+def test_views_follow_jupyterlab_theme_variables(page):
+    _, view = _token_view()
+    mount(page, view)
+    color = "getComputedStyle(document.querySelector('.lms-tokens-info')).color"
+    light = page.evaluate(color)
+    page.add_style_tag(content=_DARK)
+    assert page.evaluate(color) == "rgb(170, 170, 170)" != light
+    assert page.evaluate("getComputedStyle(document.querySelector('.lms-view')).color") == (
+        "rgb(224, 224, 224)"
+    )
+    shot(page, "platform_tokens_dark.png")
 
 
 def test_save_html_renders_offline(browser, tmp_path):
