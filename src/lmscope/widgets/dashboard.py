@@ -76,7 +76,7 @@ class Dashboard(ipw.VBox):
         self.prompt = ipw.Textarea(
             value=trace.text,
             placeholder="Type a prompt, then Run (inspect it) or Generate (continue it greedily)",
-            rows=3,
+            rows=4,
             disabled=inspector is None,
             layout=ipw.Layout(width="100%"),
         )
