@@ -121,3 +121,47 @@ def test_save_html_renders_offline(browser, tmp_path):
     shot(page, "logit_lens_static_export.png")
     page.close()
     assert not blocked
+
+
+_CELLS = [
+    "import lmscope\n"
+    "ins = lmscope.Inspector.from_pretrained(device='cpu')\n"
+    "tr = ins.run('Q: What is the capital of France?\\nA: Paris\\nQ: What is the capital of Poland?\\nA:')\n"
+    "lens = lmscope.LogitLens(tr, k=5, targets=[' Warsaw'], stages=('post',))\n"
+    "lens",
+    "print('focus:', lens.selected_token, lens.selected_layer)",
+    "lens.selected_layer = 3",
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.real_model
+@pytest.mark.parametrize("app", ["lab", "notebooks"])
+def test_logit_lens_in_jupyter(browser, jupyter_server, app):
+    from harness import cell_output, open_notebook, run_cell, write_notebook
+
+    name = write_notebook(jupyter_server.root, f"lens_{app}.ipynb", _CELLS)
+    page = open_notebook(browser, jupyter_server, name, app)
+    try:
+        canvas = page.locator(".lms-ll-canvas")
+        canvas.wait_for(timeout=120_000)
+        page.locator(".bqplot").first.wait_for(timeout=60_000)  # the target line and the scatter
+        root = page.locator(".lms-ll")
+        n_layers = 30
+        # click layer 20 at position 5: the kernel hears the focus
+        page.locator(".lms-ll-scroll").evaluate("n => { n.scrollLeft = 0; }")
+        canvas.click(
+            position={"x": GUTTER + 5 * CELL_W + 20, "y": (1 + n_layers - 1 - 20) * CELL_H + 8}
+        )
+        run_cell(page, 1)
+        cell_output(page, 1).filter(has_text="focus: 5 20").wait_for(timeout=30_000)
+        # a Python change of the focused layer reaches the scatter's title
+        run_cell(page, 2)
+        page.get_by_text("softmax at layer 3", exact=False).first.wait_for(timeout=30_000)
+        assert root.get_attribute("data-cols") is not None
+        shot(page, f"logit_lens_jupyter_{app}.png")
+    except Exception:
+        shot(page, f"logit_lens_jupyter_{app}_failed.png")
+        raise
+    finally:
+        page.close()
