@@ -73,6 +73,9 @@ def test_quickstart_dashboard_in_jupyter(browser, jupyter_server, app):
         canvas.click(position={"x": x, "y": 4 * LENS_CELL_H + 8})
         _selection_printed(page, "Selection(token=3,")
         shot(page, f"dashboard_{app}_lens.png")
+        page.locator(".lms-dashboard").screenshot(
+            path=f"test-output/screenshots/dashboard_{app}_lens_view.png"
+        )
         _tab(page, "Tokens")
         page.locator(".lms-token.selected[data-i='3']").wait_for(timeout=30_000)
 

@@ -102,7 +102,7 @@ class Dashboard(ipw.VBox):
             min=0, max=3, layout=ipw.Layout(width="120px", visibility="hidden")
         )
         self.status = ipw.Label()
-        self.error = ipw.Label(style={"text_color": "#b00020"})
+        self.error = ipw.Label(style={"text_color": "#b00020"}, layout=ipw.Layout(display="none"))
         controls = ipw.HBox(
             [
                 self.run_button,
@@ -228,7 +228,9 @@ class Dashboard(ipw.VBox):
             self._link(grid, "selected_head", "head")
             return ipw.VBox([grid, lines])
         if tab == "Logit lens":
-            view = lmscope.LogitLens(tr, selected_token=max(sel.token, 0))
+            # track the model's own final answer through the layers
+            answer = int(tr.logits[-1].argmax()) if tr.logits is not None else None
+            view = lmscope.LogitLens(tr, targets=answer, selected_token=max(sel.token, 0))
             view.selected_layer = sel.layer
             self._link(view.table, "selected_token", "token")
             self._link(view.table, "selected_layer", "layer")
@@ -326,8 +328,10 @@ class Dashboard(ipw.VBox):
             if not isinstance(err, ValueError | IndexError | KeyError):
                 log.exception("lmscope dashboard action failed")
             self.error.value = describe(err)
+            self.error.layout.display = None
         else:
             self.error.value = ""
+            self.error.layout.display = "none"
 
     # -- export --------------------------------------------------------------------------------
     def save_html(self, path: str | os.PathLike, title: str | None = None) -> pathlib.Path:
