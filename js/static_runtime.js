@@ -47,11 +47,11 @@ function staticModel(state, showNote) {
       );
     },
     save_changes() {
-      if (changed.size) showNote([...changed]);
+      for (const key of changed) showNote(`changing ${key}`);
       changed.clear();
     },
-    send() {
-      showNote(["a data request"]);
+    send(msg) {
+      showNote(msg?.name ? `fetching '${msg.name}' data` : "fetching data");
     },
     widget_manager: {},
   };
@@ -62,9 +62,12 @@ export async function mount(host, code, state, buffers) {
   note.className = "lms-static-note";
   note.textContent =
     "Static snapshot: hover and zoom work here; new layers, heads or prompts need a running kernel.";
-  const showNote = (keys) => {
-    note.textContent = `Static snapshot: changing ${keys.join(", ")} needs a running kernel (open the notebook to explore further).`;
-    note.dataset.asked = "1";
+  // everything asked of the kernel so far, so a later action does not hide an earlier one
+  const asked = new Set();
+  const showNote = (what) => {
+    asked.add(what);
+    note.textContent = `Static snapshot: ${[...asked].join("; ")}: needs a running kernel (open the notebook to explore further).`;
+    note.dataset.asked = String(asked.size);
   };
   const model = staticModel(restore(state, buffers), showNote);
   const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));

@@ -21,6 +21,8 @@ export function timeoutFor(expectedBytes = 0) {
  */
 export function request(model, name, args = {}, options = {}) {
   if (model.lmscopeStatic) {
+    // the static runtime's send() puts a visible note on the page; then fail at once
+    model.send({ type: "lmscope:request", name, args });
     return Promise.reject(new Error("this is a static snapshot: more data needs a running kernel"));
   }
   const id = `${Date.now()}-${counter++}`;

@@ -46,6 +46,9 @@ test("no reply times out and unsubscribes", async () => {
   assert.equal(model.handlers.length, 0);
 });
 
-test("a static page refuses at once instead of waiting", async () => {
-  await assert.rejects(request({ lmscopeStatic: true }, "x"), /static snapshot/);
+test("a static page refuses at once, after telling the page", async () => {
+  const asked = [];
+  const model = { lmscopeStatic: true, send: (msg) => asked.push(msg.name) };
+  await assert.rejects(request(model, "x"), /static snapshot/);
+  assert.deepEqual(asked, ["x"]);
 });

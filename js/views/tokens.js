@@ -1,8 +1,10 @@
 // The demonstrator view: each token as a chip with its id, shaded by how confidently the
-// model predicted it; click selects (syncs `selected_token`), Python answers with predictions.
+// model predicted it; click selects (syncs `selected_token`), Python answers with predictions;
+// the first hover fetches every position's top next tokens in one request, for the tooltips.
 import { sequential, sequentialCss } from "../lib/colors.js";
 import { textOn } from "../lib/theme.js";
 import { tokenElement, tokenLabel } from "../lib/tokens.js";
+import { request } from "../lib/request.js";
 import { defineView, injectCss } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
 
@@ -29,7 +31,31 @@ function render({ model, el }) {
   el.append(root);
 
   const chips = [];
+  /** @type {Promise<void> | null} */
+  let fetching = null;
+  const prefetch = () => {
+    if (fetching) return;
+    const n = chips.length;
+    fetching = request(model, "next_tokens", { k: 3 }, { expectedBytes: n * 3 * 24 })
+      .then(({ result, buffers }) => {
+        const probs = decode({ data: buffers[0], ...result.probs });
+        const k = result.probs.shape[1];
+        result.tokens.forEach((names, i) => {
+          const chip = chips[i];
+          if (!chip) return;
+          const next = names.map((name, j) => `${name} ${(probs[i * k + j] * 100).toFixed(1)}%`);
+          chip.title = `${chip.title}\nnext: ${next.join(" · ")}`;
+          chip.dataset.next = names[0];
+        });
+        el.dataset.prefetched = "1";
+      })
+      .catch((err) => {
+        // Python shows its own failures in the error area; a static page shows its note
+        el.dataset.prefetched = `failed: ${err.message}`;
+      });
+  };
   const build = () => {
+    fetching = null;
     const tokens = model.get("tokens") || [];
     const ids = decode(model.get("ids")) || [];
     const confidence = decode(model.get("confidence")) || [];
@@ -51,6 +77,7 @@ function render({ model, el }) {
       const label = tokenLabel(token, i, ids[i]);
       chip.title =
         i === 0 ? label : `${label}: p = ${(confidence[i] * 100).toFixed(1)}% as predicted`;
+      chip.addEventListener("pointerenter", prefetch);
       chip.addEventListener("click", () => {
         model.set("selected_token", model.get("selected_token") === i ? -1 : i);
         model.save_changes();

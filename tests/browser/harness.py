@@ -1,7 +1,9 @@
 """Browser-test helpers shared by every view's tests.
 
 - `mount(page, widget)`: render a real lmscope widget's state, `_css` and bundle in a plain page
-  with a fake anywidget model; every change the view saves goes to the Python widget, and Python's
+  with a fake anywidget model (binary buffers as DataViews at an odd byteOffset, as Jupyter
+  may hand them); `model.send` reaches the widget's `on_msg` handlers (so `request(...)` is
+  answered by `@request_handler` methods) and replies arrive as "msg:custom" events; every change the view saves goes to the Python widget, and Python's
   answer comes back as change events, like a kernel round trip. Returns ms to first paint.
 - `settle(page)`: wait until those round trips are done.
 - `shot(page, name)`: a screenshot in test-output/screenshots/ for a person to look at.
@@ -33,42 +35,61 @@ SHOTS = pathlib.Path(os.environ.get("LMSCOPE_SHOTS", "test-output/screenshots"))
 # by Playwright) and Python's answer is applied with change events, like a kernel round trip.
 _HARNESS = """
 async ([code, stateJson, buffers]) => {
+  // buffers arrive as DataViews at an odd offset into a bigger buffer, as Jupyter may hand them
+  const view = (b64) => {
+    const bin = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const padded = new Uint8Array(bin.length + 3);
+    padded.set(bin, 1);
+    return new DataView(padded.buffer, 1, bin.length);
+  };
   const toState = (json, bufs) => {
     const state = JSON.parse(json);
     for (const [path, b64] of bufs) {
-      const bin = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
       let obj = state;
       for (const key of path.slice(0, -1)) obj = obj[key];
-      obj[path[path.length - 1]] = new DataView(bin.buffer);
+      obj[path[path.length - 1]] = view(b64);
     }
     return state;
   };
   const state = toState(stateJson, buffers);
   const handlers = {};
   const dirty = {};
+  const fire = (ev, ...args) => { for (const fn of [...(handlers[ev] || [])]) fn(...args); };
+  const apply = ([json, bufs]) => {
+    const update = toState(json, bufs);
+    Object.assign(state, update);
+    for (const k of Object.keys(update)) fire(`change:${k}`);
+  };
+  const roundTrip = async (work) => {
+    window.__lmsPending = (window.__lmsPending || 0) + 1;
+    try { await work(); } finally { window.__lmsPending -= 1; }
+  };
   const model = {
     get: (k) => state[k],
     set: (k, v) => { state[k] = v; dirty[k] = v; },
     on: (ev, fn) => { (handlers[ev] ||= []).push(fn); },
-    off: () => {},
-    save_changes: async () => {
+    off: (ev, fn) => {
+      if (!ev) { for (const k of Object.keys(handlers)) delete handlers[k]; return; }
+      handlers[ev] = fn ? (handlers[ev] || []).filter((f) => f !== fn) : [];
+    },
+    save_changes: () => roundTrip(async () => {
       const sent = { ...dirty };
       for (const k of Object.keys(dirty)) delete dirty[k];
-      window.__lmsPending = (window.__lmsPending || 0) + 1;
-      const [json, bufs] = await window.lmsSync(JSON.stringify(sent));
-      const update = toState(json, bufs);
-      Object.assign(state, update);
-      for (const k of Object.keys(update)) for (const fn of handlers[`change:${k}`] || []) fn();
-      window.__lmsPending -= 1;
-    },
-    send: () => {},
+      apply(await window.lmsSync(JSON.stringify(sent)));
+    }),
+    // custom messages reach the widget's on_msg handlers; its replies come back as msg:custom
+    send: (content) => roundTrip(async () => {
+      const [replies, changes] = await window.lmsSend(JSON.stringify(content));
+      apply(changes);
+      for (const [json, bufs] of replies) fire("msg:custom", JSON.parse(json), bufs.map(view));
+    }),
   };
   window.__lmsModel = model;
   const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
-  const view = (await import(url)).default;
+  const module = (await import(url)).default;
   const el = document.getElementById("root");
   const t0 = performance.now();
-  view.render({ model, el });
+  module.render({ model, el });
   await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
   return performance.now() - t0;
 }
@@ -99,10 +120,25 @@ def mount(page: Any, widget: Any) -> float:
         widget.set_state(json.loads(payload))
         return list(_split(widget, widget.get_state(key=[*changed])))
 
+    def send(payload: str) -> list:
+        changed.clear()
+        replies: list = []
+        widget.send = lambda content, buffers=None: replies.append((content, buffers or []))
+        try:
+            widget._handle_custom_msg(json.loads(payload), [])
+        finally:
+            del widget.send
+        encoded = [
+            [json.dumps(c), [base64.b64encode(bytes(b)).decode() for b in bufs]]
+            for c, bufs in replies
+        ]
+        return [encoded, list(_split(widget, widget.get_state(key=[*changed])))]
+
     if not hasattr(page, "_lms_sync"):
         page._lms_sync = {}
-        page.expose_function("lmsSync", lambda payload: page._lms_sync["current"](payload))
-    page._lms_sync["current"] = sync
+        page.expose_function("lmsSync", lambda payload: page._lms_sync["sync"](payload))
+        page.expose_function("lmsSend", lambda payload: page._lms_sync["send"](payload))
+    page._lms_sync.update(sync=sync, send=send)
     page.set_content('<html><body style="margin:12px"><div id="root"></div></body></html>')
     # the shared stylesheet Jupyter would load from the widget's `_css`
     css = getattr(widget, "_css", "")
@@ -142,9 +178,10 @@ def write_notebook(root: pathlib.Path, name: str, cells: list[str]) -> str:
 # Run every cell once the notebook's kernel is idle: "Run All" before the kernel connects is
 # dropped silently by both front ends. Needs the server's expose_app_in_browser (conftest.py).
 _RUN_ALL = """
-async () => {
+async (path) => {
   const app = window.jupyterapp;
-  const panel = app.shell.currentWidget;
+  const panel = [...app.shell.widgets("main")].find((w) => w.context?.path === path)
+    ?? app.shell.currentWidget;
   await panel.context.ready;
   await panel.sessionContext.ready;
   const kernel = panel.sessionContext.session.kernel;
@@ -165,15 +202,21 @@ def open_notebook(browser: Any, server: Any, name: str, app: str, run_all: bool 
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack}"))
     page._lms_errors = errors
-    path = "lab/tree" if app == "lab" else "notebooks"
-    page.goto(f"{server.url}/{path}/{name}")
+    if app == "lab":
+        # a workspace of its own, reset: Lab would otherwise reopen every earlier test's
+        # notebook as a background tab, and selectors would find their (hidden) cells first
+        workspace = hashlib.sha1(name.encode()).hexdigest()[:10]
+        url = f"{server.url}/lab/workspaces/t{workspace}/tree/{name}?reset"
+    else:
+        url = f"{server.url}/notebooks/{name}"
+    page.goto(url)
     page.wait_for_function(
         "() => window.jupyterapp?.shell?.currentWidget?.sessionContext !== undefined",
         timeout=90_000,
     )
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=30_000)
     if run_all:
-        page.evaluate(_RUN_ALL)
+        page.evaluate(_RUN_ALL, name)
     return page
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pathlib
 import struct
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from harness import cell_output, mount, run_cell, settle, shot, widget_errors
 
 from _models import tiny_ids, tiny_inspector
@@ -89,6 +91,32 @@ def test_demonstrator_renders_selects_and_answers(page):
     shot(page, "platform_tokens.png")
 
 
+def test_demonstrator_prefetches_in_one_request(page):
+    trace, view = _token_view()
+    calls = []
+    original = view._next_tokens  # the instance attribute wins over the class's handler
+    view._next_tokens = lambda **kw: (calls.append(kw), original(**kw))[1]
+    mount(page, view)
+    page.locator(".lms-token").nth(2).hover()
+    page.locator("[data-prefetched='1']").wait_for(timeout=10_000)
+    page.locator(".lms-token").nth(5).hover()
+    settle(page)
+    assert calls == [{"k": 3}]  # one bulk fetch, not one per hover
+    probs = torch.softmax(trace.logits[4].float(), dim=-1)
+    best = int(torch.argmax(probs))
+    chip = page.locator(".lms-token").nth(4)
+    assert chip.get_attribute("data-next") == f"#{best}"
+    assert f"next: #{best} {probs[best].item() * 100:.1f}%" in chip.get_attribute("title")
+
+
+def test_failed_request_shows_under_the_view(page):
+    fake = SimpleNamespace(tokens=["a", "b", "c"], input_ids=torch.tensor([1, 2, 3]))
+    mount(page, TokenView(fake))
+    page.locator(".lms-token").nth(1).hover()
+    page.locator(".lms-error", has_text="kept no logits").wait_for(timeout=10_000)
+    assert page.locator(".lms-view").get_attribute("data-prefetched").startswith("failed:")
+
+
 def test_token_text_is_never_markup(page):
     _, view = _token_view(hostile=True)
     mount(page, view)
@@ -157,7 +185,10 @@ def test_save_html_renders_offline(browser, tmp_path):
     assert page.locator(".lms-token img").count() == 0
     # a change that needs Python says so instead of failing silently
     page.locator(".lms-token").nth(5).click()
-    assert "needs a running kernel" in page.locator(".lms-static-note").text_content()
+    # and so does the request for more data that the first hover sent
+    note = page.locator(".lms-static-note").text_content()
+    assert "changing selected_token" in note and "fetching 'next_tokens' data" in note
+    assert "needs a running kernel" in note
     shot(page, "platform_static_export.png")
     page.close()
     assert not requests and not errors

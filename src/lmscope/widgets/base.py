@@ -137,6 +137,8 @@ class LmscopeWidget(anywidget.AnyWidget):
             if isinstance(result, tuple):
                 result, buffers = result
             reply.update(ok=True, result=result)
+            if self.error:
+                self.error = ""
         except Exception as err:
             reply.update(ok=False, error=describe(err))
             self.error = describe(err)

@@ -1,6 +1,8 @@
 """TokenView: the trace's tokens with their ids, selectable. The smallest complete view: it
 exercises the wire (ids as int32, the per-token probability of the model's own next-token
-prediction as float16), selection flowing both ways, errors and the static export."""
+prediction as float16), selection flowing both ways (a click sets `selected_token`, Python
+answers with `predictions`), a bulk request (every position's top next tokens, fetched once on
+first hover), errors under the view, and the static export."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ from typing import Any
 import torch
 import traitlets as t
 
+from lmscope import _wire
 from lmscope.errors import check_index
-from lmscope.widgets.base import LmscopeWidget, reports_errors, static_bundle
+from lmscope.widgets.base import LmscopeWidget, reports_errors, request_handler, static_bundle
 from lmscope.widgets.traits import WireArray
 
 
@@ -53,8 +56,26 @@ class TokenView(LmscopeWidget):
             return
         probs = torch.softmax(logits[i].float(), dim=-1)
         top = torch.topk(probs, 5)
-        strings = getattr(self._trace, "token_strings", None)
-        names = (
-            strings(top.indices.tolist()) if strings else [f"#{j}" for j in top.indices.tolist()]
-        )
+        names = self._names(top.indices.tolist())
         self.predictions = [f"{n} {p:.1%}" for n, p in zip(names, top.values.tolist(), strict=True)]
+
+    def _names(self, ids: list[int]) -> list[str]:
+        strings = getattr(self._trace, "token_strings", None)
+        return strings(ids) if strings else [f"#{j}" for j in ids]
+
+    @request_handler("next_tokens")
+    def _next_tokens(self, k: int = 3) -> tuple[dict, list]:
+        """Every position's top-k next tokens: strings as JSON, probabilities as one float16
+        buffer of shape [seq, k] (the view prefetches this once, for its tooltips)."""
+        logits = getattr(self._trace, "logits", None)
+        if logits is None:
+            raise ValueError("this trace kept no logits, so there are no predictions to show")
+        k = max(1, min(int(k), 10))
+        with torch.no_grad():
+            top = torch.topk(torch.softmax(logits.float(), dim=-1), k, dim=-1)
+        ids = top.indices.cpu()
+        names = self._names(ids.flatten().tolist())
+        rows = [names[i * k : (i + 1) * k] for i in range(ids.shape[0])]
+        env = _wire.encode(top.values, "prob")
+        result = {"tokens": rows, "probs": {"dtype": env["dtype"], "shape": env["shape"]}}
+        return result, [env["data"]]
