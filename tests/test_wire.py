@@ -39,6 +39,14 @@ def test_encode_narrows_and_round_trips(array, kind, dtype):
     np.testing.assert_array_equal(back, source.astype(dtype))
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_encode_takes_gpu_tensors():
+    values = torch.rand(4, 5, device="cuda", dtype=torch.bfloat16)
+    env = _wire.encode(values, "prob")
+    np.testing.assert_array_equal(_wire.decode(env), values.float().cpu().numpy().astype("f2"))
+
+
 def test_encode_refuses_what_does_not_fit():
     with pytest.raises(ValueError, match=r"0\.\.255"):
         _wire.encode(np.array([300]), "byte")
