@@ -92,6 +92,33 @@ def test_callback_errors_show_under_the_view_and_clear():
     np.testing.assert_array_equal(WireArray.to_numpy(w.values), [0.5, 0.5])
 
 
+class Chained(LmscopeWidget):
+    _esm = "export default { render() {} }"
+    start = t.Int(0).tag(sync=True)
+    end = t.Int(0).tag(sync=True)
+
+    @t.observe("start")
+    @reports_errors
+    def _follow(self, _change=None):
+        if self.end < self.start:
+            self.end = self.start  # fires _check, which fails; this callback itself succeeds
+
+    @t.observe("end")
+    @reports_errors
+    def _check(self, _change=None):
+        if self.end > 3:
+            raise IndexError(f"end {self.end} is out of range: valid 0..3")
+
+
+def test_an_outer_callback_does_not_clear_the_error_of_one_it_fired():
+    w = Chained()
+    w.start = 7
+    assert w.error == "IndexError: end 7 is out of range: valid 0..3"
+    w.start = 0  # the next success clears it
+    w.end = 2
+    assert w.error == ""
+
+
 def test_requests_are_answered_with_buffers_and_errors():
     w = Demo()
     sent = []

@@ -102,15 +102,24 @@ class LmscopeWidget(anywidget.AnyWidget):
 
     @contextmanager
     def reporting_errors(self) -> Iterator[None]:
+        """Run a callback: its exception becomes `error`; its success clears an earlier one,
+        unless a callback nested inside it (an observer its assignment fired) just failed."""
+        reported = self._errors_reported
         try:
             yield
         except Exception as err:
             if not isinstance(err, LmscopeError | ValueError | IndexError | KeyError):
                 log.exception("lmscope view callback failed")
-            self.error = describe(err)
+            self._report(err)
         else:
-            if self.error:
+            if self.error and self._errors_reported == reported:
                 self.error = ""
+
+    _errors_reported = 0
+
+    def _report(self, err: BaseException) -> None:
+        self._errors_reported += 1
+        self.error = describe(err)
 
     # -- request / response ----------------------------------------------------------------
     @classmethod
@@ -128,6 +137,7 @@ class LmscopeWidget(anywidget.AnyWidget):
         reply: dict[str, Any] = {"type": "lmscope:response", "id": content.get("id")}
         attr = self._request_handlers().get(content.get("name", ""))
         buffers: list = []
+        reported = self._errors_reported
         try:
             if attr is None:
                 raise KeyError(
@@ -137,11 +147,11 @@ class LmscopeWidget(anywidget.AnyWidget):
             if isinstance(result, tuple):
                 result, buffers = result
             reply.update(ok=True, result=result)
-            if self.error:
+            if self.error and self._errors_reported == reported:
                 self.error = ""
         except Exception as err:
             reply.update(ok=False, error=describe(err))
-            self.error = describe(err)
+            self._report(err)
         self.send(reply, buffers)
 
     def close(self) -> None:
