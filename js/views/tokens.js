@@ -1,8 +1,7 @@
 // The demonstrator view: each token as a chip with its id, shaded by how confidently the
 // model predicted it; click selects (syncs `selected_token`), Python answers with predictions;
 // the first hover fetches every position's top next tokens in one request, for the tooltips.
-import { sequential, sequentialCss } from "../lib/colors.js";
-import { textOn } from "../lib/theme.js";
+import { sequentialCss } from "../lib/colors.js";
 import { tokenElement, tokenLabel } from "../lib/tokens.js";
 import { request } from "../lib/request.js";
 import { defineView, injectCss } from "../lib/view.js";
@@ -65,10 +64,9 @@ function render({ model, el }) {
       const chip = document.createElement("span");
       chip.className = "lms-token";
       chip.dataset.i = String(i);
-      // shaded over the theme's own background, so dark themes get dark chips
-      const strength = i === 0 ? 0 : confidence[i] * 0.85;
-      chip.style.background = sequentialCss(strength);
-      if (strength > 0.5) chip.style.color = textOn(sequential(strength));
+      // shaded over the theme's own background and capped at 55% blue, so the theme's text
+      // colour stays readable on every chip in light and dark themes alike
+      chip.style.background = sequentialCss(i === 0 ? 0 : confidence[i] * 0.55);
       const text = tokenElement(token);
       const id = document.createElement("span");
       id.className = "lms-token-id";

@@ -194,6 +194,29 @@ def test_save_html_renders_offline(browser, tmp_path):
     assert not requests and not errors
 
 
+def _text_luminance(page) -> float:
+    rgb = page.evaluate(
+        "getComputedStyle(document.querySelector('.lms-tokens-info')).color.match(/\\d+/g)"
+    )
+    return sum(w * int(c) for w, c in zip((0.2126, 0.7152, 0.0722), rgb, strict=False)) / 255
+
+
+def _check_dark_theme(page) -> None:
+    """Lab's dark theme reaches the view through --jp-* variables, live."""
+    change = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
+    assert _text_luminance(page) < 0.5
+    try:
+        page.evaluate(change, "JupyterLab Dark")
+        page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
+        page.wait_for_timeout(300)
+        assert _text_luminance(page) > 0.5
+        shot(page, "platform_tokens_lab_dark.png")
+    finally:
+        # the theme is a user setting: later Lab tests must start light again
+        page.evaluate(change, "JupyterLab Light")
+        page.wait_for_function("document.body.dataset.jpThemeLight === 'true'")
+
+
 _CELLS = [
     "import sys\n"
     "import lmscope\n"
@@ -230,6 +253,8 @@ def test_demonstrator_in_jupyter(browser, request, front_end):
         page.locator(".lms-tokens-info", has_text="after token 2").wait_for(timeout=30_000)
         page.locator(".lms-view").first.scroll_into_view_if_needed()
         shot(page, f"platform_tokens_{jupyter.app}.png")
+        if jupyter.app == "lab":
+            _check_dark_theme(page)
     except Exception:
         shot(page, f"platform_tokens_{jupyter.app}_failed.png")
         raise
