@@ -4,33 +4,19 @@ JupyterLab and Notebook 7 (a click on a point selects its token in the kernel)."
 
 from __future__ import annotations
 
-import os
-import pathlib
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import numpy as np
 import pytest
+from harness import shot
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from _models import default_inspector, tiny_ids, tiny_inspector
 from lmscope.errors import InputError
 from lmscope.stats import norm_regression
 from lmscope.widgets.norm_plot import NormPlot
 
-SHOTS = pathlib.Path(os.environ.get("LMSCOPE_SHOTS", "test-output/screenshots"))
 HOSTILE = (
     "Hungarian rock <b>bold</b> & <img src=x onerror=alert(1)> has been part of the popular "
     "music of Hungary since the early 1960s; the first major bands were Illés and Omega."
 )
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), full_page=True)
 
 
 def test_composite_draws_fit_and_selection():
@@ -93,16 +79,6 @@ def test_bad_arguments_are_clear_errors():
         NormPlot(tr, selected_token=12)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
 @pytest.mark.browser
 @pytest.mark.real_model
 def test_saved_page_renders_offline_with_text_tooltips(browser, tmp_path):
@@ -160,91 +136,35 @@ _CELLS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def jupyter_server(tmp_path_factory):
-    import nbformat
-
-    root = tmp_path_factory.mktemp("norms")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in _CELLS]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, root / "norms.ipynb")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            str(pathlib.Path(sys.executable).parent / "jupyter"),
-            "lab",
-            "--no-browser",
-            f"--port={port}",
-            "--IdentityProvider.token=lmscope",
-            "--allow-root",
-            f"--ServerApp.root_dir={root}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token=lmscope", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.terminate()
-        pytest.fail("jupyter server did not start")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
 @pytest.mark.browser
 @pytest.mark.e2e
 @pytest.mark.real_model
 @pytest.mark.parametrize("app", ["lab", "notebooks"])
 def test_live_click_selects_token_and_stream_switches(browser, jupyter_server, app):
-    page = browser.new_page(viewport={"width": 1300, "height": 1100})
-    path = "lab/tree" if app == "lab" else "notebooks"
-    page.goto(f"{jupyter_server}/{path}/norms.ipynb?token=lmscope")
-    cell = page.locator(".jp-Notebook .jp-Cell").first
-    cell.wait_for(timeout=60_000)
+    from harness import open_notebook, write_notebook
+
+    name = write_notebook(jupyter_server.root, f"norms_{app}.ipynb", _CELLS)
+    page = open_notebook(browser, jupyter_server, name, app)
     strips = page.locator(".bqplot").first
     try:
-        # run the cell once the kernel takes it (a run sent while it starts can be dropped)
-        for _ in range(6):
-            cell.locator(".jp-InputArea-editor").click()
-            page.keyboard.press("Shift+Enter")
-            try:
-                cell.locator(".jp-InputPrompt").filter(has_text="[*]").or_(
-                    cell.locator(".jp-InputPrompt").filter(has_text="[1]")
-                ).wait_for(timeout=10_000)
-                break
-            except Exception:
-                continue
         strips.locator(".dot").nth(100).wait_for(timeout=120_000)
+        status = page.get_by_text("token ", exact=False).filter(has_text="across layers")
+        status.wait_for(timeout=30_000)
+        before = status.text_content()
+        # a click on layer 3's 5th drawn token: the kernel selects it and answers with the status
+        tr = default_inspector().run(HOSTILE)
+        pos = NormPlot(tr).shown_positions()
+        strips.locator(".dot").nth(3 * len(pos) + 4).dispatch_event("click")
+        expected = f"token {int(pos[4])}: {tr.tokens[int(pos[4])]}"
+        page.get_by_text(expected, exact=False).wait_for(timeout=30_000)
+        assert status.text_content() != before
+        # the stream selector: the kernel redraws the strips and the fit for the MLP output
+        page.get_by_role("button", name="MLP output").click()
+        page.get_by_text("MLP output norms by layer").wait_for(timeout=30_000)
+        page.get_by_text("log ‖mlp_out‖[t]", exact=False).wait_for(timeout=30_000)
+        shot(page, f"norm_plot_{app}.png")
     except Exception:
         shot(page, f"norm_plot_{app}_failed.png")
         raise
-    status = page.get_by_text("token ", exact=False).filter(has_text="across layers")
-    status.wait_for(timeout=30_000)
-    before = status.text_content()
-    # a click on layer 3's 5th drawn token: the kernel selects it and answers with the status
-    ins = default_inspector()
-    tr = ins.run(HOSTILE)
-    pos = NormPlot(tr).shown_positions()
-    strips.locator(".dot").nth(3 * len(pos) + 4).dispatch_event("click")
-    expected = f"token {int(pos[4])}: {tr.tokens[int(pos[4])]}"
-    page.get_by_text(expected, exact=False).wait_for(timeout=30_000)
-    assert status.text_content() != before
-    # the stream selector: the kernel redraws the strips and the fit for the MLP output
-    page.get_by_role("button", name="MLP output").click()
-    page.get_by_text("MLP output norms by layer").wait_for(timeout=30_000)
-    page.get_by_text("log ‖mlp_out‖[t]", exact=False).wait_for(timeout=30_000)
-    shot(page, f"norm_plot_{app}.png")
-    page.close()
+    finally:
+        page.close()
