@@ -8,6 +8,18 @@ const ROW = 18; // px per token row
 const MAX_VIEW = 560; // px of the visible window before the columns scroll
 const LABEL_W = 150; // px reserved for each token column
 const BUCKETS = 24; // strength levels: one canvas stroke per level
+// the controls Python tags each line list with (AttentionLines._slice_key)
+const CONTROLS = [
+  "layer",
+  "layer_end",
+  "head",
+  "aggregate",
+  "values",
+  "threshold",
+  "top_k",
+  "fuse_words",
+  "mute_sink",
+];
 
 const CSS = `
 .lms-al { font: 12px var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #222);
@@ -28,6 +40,7 @@ const CSS = `
   font-family: var(--jp-code-font-family, ui-monospace, monospace); cursor: pointer; }
 .lms-al-tok.q { text-align: right; }
 .lms-al-tok.focus { outline: 1.5px solid var(--jp-brand-color1, #1976d2); }
+.lms-al.pending .lms-al-stage { opacity: 0.45; transition: opacity 0.15s 0.1s; }
 .lms-al-error { color: var(--jp-error-color1, #d32f2f); white-space: pre-wrap; }
 `;
 
@@ -204,6 +217,18 @@ function render({ model, el: root }) {
     topK.value = String(model.get("top_k"));
     fuse.checked = model.get("fuse_words");
     mute.checked = model.get("mute_sink");
+    markPending();
+  }
+
+  // Lines still of an earlier selection (the kernel has not answered the latest change yet) are
+  // dimmed and described as such, so a stale slice never passes for the chosen head.
+  function markPending() {
+    const raw = model.get("lines") || {};
+    const stale = CONTROLS.filter((name) => name in raw && raw[name] !== model.get(name));
+    box.classList.toggle("pending", stale.length > 0);
+    root.dataset.pending = stale.join(",");
+    root.dataset.slice = `${raw.layer}-${raw.layer_end}:${raw.aggregate === "head" ? raw.head : raw.aggregate}`;
+    return stale.length > 0;
   }
 
   function load() {
@@ -364,6 +389,12 @@ function render({ model, el: root }) {
   }
 
   function describe() {
+    if (box.classList.contains("pending")) {
+      status.textContent = model.get("error")
+        ? "these lines are of the previous selection: the last change failed (see below)"
+        : "updating: waiting for the kernel's lines for this selection…";
+      return;
+    }
     if (!focus) {
       const n = lines.query.length;
       status.textContent = `${tokens.length} ${model.get("fuse_words") ? "words" : "tokens"}, ${n} lines · hover a token to isolate its lines, click to pin`;
@@ -435,10 +466,13 @@ function render({ model, el: root }) {
   model.on("change:tokens", onChange);
   model.on("change:error", () => {
     errorBox.textContent = model.get("error") || "";
+    describe();
   });
-  for (const name of ["layer", "layer_end", "head", "aggregate", "values", "threshold", "top_k"]) {
-    model.on(`change:${name}`, syncControls);
-  }
+  const onControl = () => {
+    syncControls();
+    describe();
+  };
+  for (const name of CONTROLS) model.on(`change:${name}`, onControl);
   const resize = new ResizeObserver(() => layout());
   resize.observe(box);
   return () => resize.disconnect();

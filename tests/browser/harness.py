@@ -66,7 +66,13 @@ async ([code, stateJson, buffers]) => {
   };
   const model = {
     get: (k) => state[k],
-    set: (k, v) => { state[k] = v; dirty[k] = v; },
+    // like Backbone: a local set fires change:<name> at once when the value changed
+    set: (k, v) => {
+      const changed = state[k] !== v;
+      state[k] = v;
+      dirty[k] = v;
+      if (changed) fire(`change:${k}`);
+    },
     on: (ev, fn) => { (handlers[ev] ||= []).push(fn); },
     off: (ev, fn) => {
       if (!ev) { for (const k of Object.keys(handlers)) delete handlers[k]; return; }

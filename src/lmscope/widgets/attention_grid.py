@@ -109,6 +109,10 @@ class AttentionGrid(LmscopeWidget):
         self._refresh()
         self.observe(self._on_control, names=["by", "layer", "head", "mute_sink", "mode"])
 
+    @property
+    def trace(self) -> Trace:
+        return self._trace
+
     def _on_control(self, change: dict) -> None:
         with self.reporting_errors():
             self._refresh()

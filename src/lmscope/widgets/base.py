@@ -116,6 +116,7 @@ class LmscopeWidget(anywidget.AnyWidget):
                 self.error = ""
 
     _errors_reported = 0
+    _closed = False
 
     def _report(self, err: BaseException) -> None:
         self._errors_reported += 1
@@ -139,6 +140,10 @@ class LmscopeWidget(anywidget.AnyWidget):
         buffers: list = []
         reported = self._errors_reported
         try:
+            if self._closed:
+                raise LmscopeError(
+                    "this view was closed (a newer run replaced it), so it has no data to send"
+                )
             if attr is None:
                 raise KeyError(
                     f"{type(self).__name__} has no request handler {content.get('name')!r}"
@@ -158,6 +163,7 @@ class LmscopeWidget(anywidget.AnyWidget):
         """Close the view and let go of its trace(s): ipywidgets keeps every widget in a
         registry until it is closed, and a trace pinned there would pin its tensors too."""
         super().close()
+        self._closed = True
         for name, value in list(vars(self).items()):
             if isinstance(value, Trace):
                 setattr(self, name, None)

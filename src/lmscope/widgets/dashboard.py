@@ -5,10 +5,11 @@
 - Views are built when their tab is first opened (token coloring and the logit lens take
   seconds on a CPU), with a progress line meanwhile.
 - One `Selection` model (token, layer, head) is the hub: each view's selection traits are
-  linked to it with `ipywidgets.jslink`, so a click in one view moves the others in the browser
-  without a kernel round trip, and with `traitlets.link` as well, so Python sees the same state
-  (and a notebook without a browser, e.g. nbclient, behaves the same). `NormPlot` is a bqplot
-  composite without a synced selection trait: it follows through Python only.
+  linked to it in the kernel (`traitlets.link`), so a click in one view reaches the others
+  through Python, in the order the clicks were made, and a notebook without a browser (e.g.
+  nbclient) behaves the same. Not also with `ipywidgets.jslink`: two link paths race when
+  clicks come faster than the kernel answers (a stale value coming back through one path
+  overwrote a newer one from the other, and views ended on different heads).
 - Errors (an empty prompt, a prompt too long for the model) appear in the dashboard's error
   line, never as a traceback.
 """
@@ -35,7 +36,7 @@ TABS = ("Tokens", "Attention", "Logit lens", "Colors", "Norms")
 
 
 class Selection(ipw.Widget):
-    """The shared selection: a widget model without a view, so views can jslink to it."""
+    """The shared selection: a widget model without a view (synced, so a saved page keeps it)."""
 
     token = t.Int(-1).tag(sync=True)
     layer = t.Int(0).tag(sync=True)
@@ -179,11 +180,8 @@ class Dashboard(ipw.VBox):
                 grid.layer = sel.layer
             lines.show(sel.layer, sel.head)
 
-    def _link(self, view: ipw.Widget, trait: str, hub_trait: str, js: bool = True) -> None:
-        hub = (self._selection, hub_trait)
-        self._links.append(t.link(hub, (view, trait)))
-        if js:
-            self._links.append(ipw.jslink(hub, (view, trait)))
+    def _link(self, view: ipw.Widget, trait: str, hub_trait: str) -> None:
+        self._links.append(t.link((self._selection, hub_trait), (view, trait)))
 
     # -- views ---------------------------------------------------------------------------------
     @property
@@ -240,7 +238,7 @@ class Dashboard(ipw.VBox):
             self._link(view, "selected_token", "token")
             return view
         view = lmscope.NormPlot(tr, selected_token=sel.token)
-        self._link(view, "selected_token", "token", js=False)  # not a synced trait
+        self._link(view, "selected_token", "token")
         return view
 
     def build_all(self) -> Dashboard:

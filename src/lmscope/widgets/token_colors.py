@@ -3,7 +3,7 @@
 Rows: attention output, MLP output and residual stream at the selected layer (colors from
 `lmscope.coloring.token_colors`, aligned across layers). A slider and a play button step
 through the layers; hovering a token outlines its nearest neighbours at that layer; clicking
-selects it (`selected_token`, shared with the other views by `ipywidgets.jslink`).
+selects it (`selected_token`, which a Dashboard links to the other views' selection).
 
 What travels: the colors of every layer as one uint8 array `[3, n_layers, seq, 3]` (3 bytes per
 token per layer per row: 270 KB for 30 layers at 1024 tokens), so playing through layers and a
