@@ -1,6 +1,7 @@
 """Memory budget: refuse with an estimate and a remedy instead of dying."""
 
 import pytest
+import torch
 
 import lmscope
 from _models import default_inspector, tiny_ids, tiny_model
@@ -48,3 +49,36 @@ def test_estimate_is_in_the_right_range():
     estimate = ins.estimate_run_bytes(1024)
     # 30 layers x 1024 x (4*576 + 1536) floats + logits 1024 x 49152: ~0.68 GB
     assert 0.5e9 < estimate < 1.0e9
+
+
+def test_out_of_memory_mid_run_is_a_clear_error_and_the_inspector_stays_usable():
+    # the allocator's own exception type, raised half way through the model as CUDA would
+    model = tiny_model("llama")
+    ins = lmscope.Inspector(model)
+    hooks_before = {
+        (name, kind): tuple(getattr(module, kind).keys())
+        for name, module in model.named_modules()
+        for kind in ("_forward_hooks", "_forward_pre_hooks")
+    }
+
+    def out_of_memory(*_):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    bomb = model.model.layers[1].register_forward_pre_hook(out_of_memory)
+    try:
+        with pytest.raises(
+            MemoryBudgetError, match=r"ran out of memory capturing 64 tokens"
+        ) as err:
+            ins.run(tiny_ids(64))
+        assert "shorter text" in str(err.value) and "still usable" in str(err.value)
+        assert err.value.__cause__ is None  # no torch traceback chained under the message
+    finally:
+        bomb.remove()
+    hooks_after = {
+        (name, kind): tuple(getattr(module, kind).keys())
+        for name, module in model.named_modules()
+        for kind in ("_forward_hooks", "_forward_pre_hooks")
+    }
+    assert hooks_after == hooks_before  # lmscope's capture hooks were removed
+    trace = ins.run(tiny_ids(64))
+    assert trace.seq_len == 64 and trace.resid_post(1).shape[0] == 64
