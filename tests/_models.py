@@ -92,3 +92,13 @@ PROSE_THEN_CODE = (
     "def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n"
     "    return a\n\nprint([fibonacci(i) for i in range(10)])\n"
 )
+
+
+def hook_snapshot(model: torch.nn.Module) -> dict:
+    """Every module's forward (pre-)hook ids: equal before and after a run when lmscope removed
+    its own (transformers' recording hooks are there in both snapshots alike)."""
+    return {
+        (name, kind): tuple(getattr(module, kind).keys())
+        for name, module in model.named_modules()
+        for kind in ("_forward_hooks", "_forward_pre_hooks")
+    }

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import lmscope
-from _models import default_eager_model, default_inspector
+from _models import default_eager_model, default_inspector, hook_snapshot
 from lmscope.errors import InputError, OutOfRangeError, UnknownModelError
 
 pytestmark = pytest.mark.real_model
@@ -30,14 +30,6 @@ def reference(trace):
         return default_eager_model()(
             input_ids=trace.input_ids[None], output_attentions=True, output_hidden_states=True
         )
-
-
-def _hook_snapshot(model):
-    return {
-        (name, kind): tuple(getattr(module, kind).keys())
-        for name, module in model.named_modules()
-        for kind in ("_forward_hooks", "_forward_pre_hooks")
-    }
 
 
 def test_default_model_shape(ins, trace):
@@ -79,14 +71,14 @@ def test_generate_equals_hugging_face_greedy(ins):
 
 def test_model_left_as_found(ins):
     model = ins.model
-    before_hooks = _hook_snapshot(model)
+    before_hooks = hook_snapshot(model)
     before_config = model.config.to_dict()
     before_classes = {name: type(m) for name, m in model.named_modules()}
     forward_of_class = type(model.model.layers[0]).forward
     trace = ins.run("Leave everything as you found it.")
     trace.attention(3)
     trace.attention_scores(29)
-    assert _hook_snapshot(model) == before_hooks
+    assert hook_snapshot(model) == before_hooks
     assert model.config.to_dict() == before_config
     assert model.config._attn_implementation == "sdpa"
     assert {name: type(m) for name, m in model.named_modules()} == before_classes
@@ -102,10 +94,10 @@ def test_hooks_removed_when_forward_raises(ins):
 
     bomb = model.model.layers[5].register_forward_pre_hook(explode)
     try:
-        before = _hook_snapshot(model)
+        before = hook_snapshot(model)
         with pytest.raises(RuntimeError, match="boom"):
             ins.run("this run fails half way")
-        assert _hook_snapshot(model) == before
+        assert hook_snapshot(model) == before
     finally:
         bomb.remove()
     assert ins.run("and the next run works").seq_len > 0

@@ -128,12 +128,16 @@ def test_last_post_row_is_the_models_prediction(family):
 
 def test_chunking_and_position_subsets_do_not_change_numbers():
     trace = tiny_inspector("llama").run(tiny_ids(21))
+    for stage in ("mid", "post"):  # post: the last layer's rows are read, in chunks of their own
+        full = logit_lens(trace, k=5, stage=stage, targets=9)
+        for rows in (1, 7, 20, 64, 1000):  # chunks inside a layer, across layers, all at once
+            chunked = logit_lens(trace, k=5, stage=stage, targets=9, chunk_rows=rows)
+            assert torch.equal(chunked.token_ids, full.token_ids)
+            torch.testing.assert_close(chunked.probs, full.probs)
+            assert torch.equal(chunked.target_ranks, full.target_ranks)
+        if stage == "post":  # the last row is the model's own prediction, bitwise
+            assert torch.equal(full.token_ids[-1], trace.logits.topk(5, dim=-1).indices)
     full = logit_lens(trace, k=5, stage="mid", targets=9)
-    for rows in (1, 7, 20, 64, 1000):  # chunks inside a layer, across layers, all at once
-        chunked = logit_lens(trace, k=5, stage="mid", targets=9, chunk_rows=rows)
-        assert torch.equal(chunked.token_ids, full.token_ids)
-        torch.testing.assert_close(chunked.probs, full.probs)
-        assert torch.equal(chunked.target_ranks, full.target_ranks)
     some = logit_lens(trace, k=5, stage="mid", positions=[20, 3, -1])
     assert some.positions == [20, 3, 20]
     assert torch.equal(some.token_ids, full.token_ids[:, [20, 3, 20]])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import lmscope
-from _models import default_inspector, tiny_ids, tiny_model
+from _models import default_inspector, hook_snapshot, tiny_ids, tiny_model
 from lmscope import memory
 from lmscope.errors import MemoryBudgetError
 
@@ -55,11 +55,7 @@ def test_out_of_memory_mid_run_is_a_clear_error_and_the_inspector_stays_usable()
     # the allocator's own exception type, raised half way through the model as CUDA would
     model = tiny_model("llama")
     ins = lmscope.Inspector(model)
-    hooks_before = {
-        (name, kind): tuple(getattr(module, kind).keys())
-        for name, module in model.named_modules()
-        for kind in ("_forward_hooks", "_forward_pre_hooks")
-    }
+    hooks_before = hook_snapshot(model)
 
     def out_of_memory(*_):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -74,11 +70,6 @@ def test_out_of_memory_mid_run_is_a_clear_error_and_the_inspector_stays_usable()
         assert err.value.__cause__ is None  # no torch traceback chained under the message
     finally:
         bomb.remove()
-    hooks_after = {
-        (name, kind): tuple(getattr(module, kind).keys())
-        for name, module in model.named_modules()
-        for kind in ("_forward_hooks", "_forward_pre_hooks")
-    }
-    assert hooks_after == hooks_before  # lmscope's capture hooks were removed
+    assert hook_snapshot(model) == hooks_before  # lmscope's capture hooks were removed
     trace = ins.run(tiny_ids(64))
     assert trace.seq_len == 64 and trace.resid_post(1).shape[0] == 64

@@ -136,33 +136,23 @@ def _state(trace: Trace, stage: str, layer: int, index: torch.Tensor) -> torch.T
 def _chunk_logits(trace: Trace, stage: str, group, index: torch.Tensor) -> torch.Tensor:
     """Logits of one chunk's rows. The last block's output decoded through the final norm is by
     definition the model's own output, so those rows are read from `trace.logits`: bitwise the
-    model's prediction (a matmul over a different number of rows can round differently)."""
-    last = trace.n_layers - 1
-    pieces: list[torch.Tensor | None] = []
-    states = []
-    for layer, a, b in group:
-        if stage == "post" and layer == last:
-            pieces.append(trace.logits[index[a:b]])
-        else:
-            pieces.append(None)
-            states.append(_state(trace, stage, layer, index[a:b]))
-    if states:
-        decoded = trace.unembed(torch.cat(states) if len(states) > 1 else states[0])
-        sizes = iter(s.shape[0] for s in states)
-        start = 0
-        for i, piece in enumerate(pieces):
-            if piece is None:
-                n = next(sizes)
-                pieces[i] = decoded[start : start + n]
-                start += n
-    return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+    model's prediction (a matmul over a different number of rows can round differently).
+    `_chunks` never mixes those rows with decoded ones, so no chunk of logits is concatenated."""
+    if stage == "post" and group[0][0] == trace.n_layers - 1:
+        return torch.cat([trace.logits[index[a:b]] for _, a, b in group])
+    states = [_state(trace, stage, layer, index[a:b]) for layer, a, b in group]
+    return trace.unembed(torch.cat(states) if len(states) > 1 else states[0])
 
 
-def _chunks(n_layers: int, n_pos: int, rows: int):
-    """(layer, start, stop) position slices, grouped so each group holds at most `rows` rows."""
+def _chunks(n_layers: int, n_pos: int, rows: int, split_before: int | None = None):
+    """(layer, start, stop) position slices, grouped so each group holds at most `rows` rows;
+    layer `split_before` starts a group of its own (its rows are read, not decoded)."""
     group: list[tuple[int, int, int]] = []
     size = 0
     for layer in range(n_layers):
+        if layer == split_before and group:
+            yield group
+            group, size = [], 0
         start = 0
         while start < n_pos:
             stop = min(n_pos, start + rows - size)
@@ -217,7 +207,8 @@ def logit_lens(
 
     row = 0
     with torch.no_grad():
-        for group in _chunks(n_layers, n_pos, chunk_rows):
+        split = n_layers - 1 if stage == "post" else None
+        for group in _chunks(n_layers, n_pos, chunk_rows, split_before=split):
             logits = _chunk_logits(trace, stage, group, index).float()
             values, ids = logits.topk(k, dim=-1)
             end = row + logits.shape[0]
