@@ -124,7 +124,7 @@ def test_rapid_selection_changes_end_on_the_last_selection():
         head,
         "head",
     )
-    assert lines.lines["layer"] == layer and lines.lines["head"] == head
+    assert lines.lines["of"]["layer"] == layer and lines.lines["of"]["head"] == head
     truth = attention.pattern(dash.trace, layer, head).float().numpy()
     drawn = _drawn_lines(lines)
     assert np.abs(drawn[drawn > 0] - truth[drawn > 0]).max() <= 1e-3

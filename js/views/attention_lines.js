@@ -8,18 +8,6 @@ const ROW = 18; // px per token row
 const MAX_VIEW = 560; // px of the visible window before the columns scroll
 const LABEL_W = 150; // px reserved for each token column
 const BUCKETS = 24; // strength levels: one canvas stroke per level
-// the controls Python tags each line list with (AttentionLines._slice_key)
-const CONTROLS = [
-  "layer",
-  "layer_end",
-  "head",
-  "aggregate",
-  "values",
-  "threshold",
-  "top_k",
-  "fuse_words",
-  "mute_sink",
-];
 
 const CSS = `
 .lms-al { font: 12px var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #222);
@@ -223,11 +211,11 @@ function render({ model, el: root }) {
   // Lines still of an earlier selection (the kernel has not answered the latest change yet) are
   // dimmed and described as such, so a stale slice never passes for the chosen head.
   function markPending() {
-    const raw = model.get("lines") || {};
-    const stale = CONTROLS.filter((name) => name in raw && raw[name] !== model.get(name));
+    const of = model.get("lines")?.of || {};
+    const stale = Object.keys(of).filter((name) => of[name] !== model.get(name));
     box.classList.toggle("pending", stale.length > 0);
     root.dataset.pending = stale.join(",");
-    root.dataset.slice = `${raw.layer}-${raw.layer_end}:${raw.aggregate === "head" ? raw.head : raw.aggregate}`;
+    root.dataset.slice = `${of.layer}-${of.layer_end}:${of.aggregate === "head" ? of.head : of.aggregate}`;
     return stale.length > 0;
   }
 
@@ -472,7 +460,10 @@ function render({ model, el: root }) {
     syncControls();
     describe();
   };
-  for (const name of CONTROLS) model.on(`change:${name}`, onControl);
+  // every control the lines are tagged with (AttentionLines' `lines.of`)
+  for (const name of Object.keys(model.get("lines")?.of || {})) {
+    model.on(`change:${name}`, onControl);
+  }
   const resize = new ResizeObserver(() => layout());
   resize.observe(box);
   return () => resize.disconnect();

@@ -63,7 +63,11 @@ def test_rapid_control_changes_end_on_the_last_selection(page):
     root = page.locator("#root")
     assert (w.layer, w.head) == (last_layer, last_head)
     # layer_end only ever moved up to meet layer: the range the controls show is what is drawn
-    assert (w.lines["layer"], w.lines["layer_end"], w.lines["head"]) == (0, 2, last_head)
+    assert (w.lines["of"]["layer"], w.lines["of"]["layer_end"], w.lines["of"]["head"]) == (
+        0,
+        2,
+        last_head,
+    )
     assert root.get_attribute("data-slice") == f"0-2:{last_head}"
     assert page.locator(".lms-al-bar select").nth(1).input_value() == "2"
     assert root.get_attribute("data-pending") == ""
@@ -81,7 +85,7 @@ _CELLS = [
     f"dash = ins.show({FIRST!r}, tab='Attention')\n"
     "dash",
     "lines = dash.views['Attention'].children[1]\n"
-    "print('state', dash.selection, lines.lines['layer'], lines.lines['head'],"
+    "print('state', dash.selection, lines.lines['of']['layer'], lines.lines['of']['head'],"
     " repr(dash.error.value))",
     "tv = dash.view('Tokens')\n"
     "print('tokens', len(tv.tokens), tv._next_tokens(3)[0]['tokens'][0][0].strip(),"

@@ -140,9 +140,6 @@ class AttentionLines(LmscopeWidget):
                 return
             self._refresh()
 
-    def _slice_key(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _CONTROLS}
-
     def _refresh(self) -> None:
         tr = self._trace
         self._check(values=self.values, threshold=self.threshold, top_k=self.top_k)
@@ -157,8 +154,8 @@ class AttentionLines(LmscopeWidget):
                 "key": encode(found.key.astype(index)),
                 "strength": encode((found.strength * 255).round().astype("uint8")),
                 "value": encode(found.value.astype("float16")),
-                # what these lines are of: the view labels them by this, not by the controls,
-                # so a slice still on its way never shows under the next selection's name
-                **self._slice_key(),
+                # what these lines are of: the view compares it with its controls, so lines
+                # still of an earlier selection never pass for the latest one
+                "of": {name: getattr(self, name) for name in _CONTROLS},
             }
             self.error = ""
