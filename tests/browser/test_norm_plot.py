@@ -11,7 +11,7 @@ from harness import shot
 from _models import default_inspector, tiny_ids, tiny_inspector
 from lmscope.errors import InputError
 from lmscope.stats import norm_regression
-from lmscope.widgets.norm_plot import NormPlot
+from lmscope.widgets.norm_plot import NormPlot, emptiest_corner
 
 HOSTILE = (
     "Hungarian rock <b>bold</b> & <img src=x onerror=alert(1)> has been part of the popular "
@@ -53,6 +53,19 @@ def test_composite_draws_fit_and_selection():
     assert "mlp_out" in w.beta_fig.title and w._beta_lines[2].visible
     w.include_first = True
     assert len(w._strip.y) == L * 40 and (w._hist.y.sum(1) == 40).all()
+
+
+def test_beta_legend_goes_to_the_emptiest_corner():
+    rising = np.linspace(0, 1, 30)[:, None]  # last layers top right, first bottom left
+    assert emptiest_corner(rising, 0, 1) == "top-left"
+    assert emptiest_corner(1 - rising, 0, 1) == "top-right"
+    assert emptiest_corner(np.full((30, 2), 0.9), 0, 1) == "bottom-right"
+    assert emptiest_corner(np.full((30, 1), np.nan), 0, 1) == "top-right"
+    # the widget places its legend where its own betas leave room
+    w = NormPlot(tiny_inspector("llama").run(tiny_ids(40)))
+    y = w._zero.scales["y"]
+    betas = np.stack([w._beta_lines[j].y for j in range(w.lags)], 1)
+    assert w.beta_fig.legend_location == emptiest_corner(betas, y.min, y.max)
 
 
 def test_many_tokens_are_subsampled_and_say_so():

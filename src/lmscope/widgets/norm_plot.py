@@ -58,6 +58,24 @@ def layer_colors(n_layers: int) -> list[str]:
     return ["#{:02x}{:02x}{:02x}".format(*map(int, row.round())) for row in rgb]
 
 
+def emptiest_corner(values: np.ndarray, y_min: float, y_max: float) -> str:
+    """The corner of a `[n_x, n_lines]` line plot (x = row index) holding the fewest points, for
+    the legend: a fixed corner hid the last layers' betas behind it."""
+    n = len(values)
+    xs = np.repeat(np.arange(n), values.shape[1]) / max(n - 1, 1)
+    ys = (values.ravel() - y_min) / ((y_max - y_min) or 1.0)
+    ok = np.isfinite(ys)
+    xs, ys = xs[ok], ys[ok]
+    # a legend of up to three entries covers about a quarter of the width, a third of the height
+    counts = {
+        "top-right": np.sum((xs > 0.72) & (ys > 0.62)),
+        "top-left": np.sum((xs < 0.28) & (ys > 0.62)),
+        "bottom-right": np.sum((xs > 0.72) & (ys < 0.38)),
+        "bottom-left": np.sum((xs < 0.28) & (ys < 0.38)),
+    }
+    return min(counts, key=lambda corner: counts[corner])  # ties keep the first: top-right
+
+
 class NormPlot(ipw.VBox):
     """Per-layer log norms of a stream (strips + histograms) and the lag regression's betas."""
 
@@ -436,6 +454,7 @@ class NormPlot(ipw.VBox):
         lo, hi = (min(0.0, shown.min()), max(0.0, shown.max())) if shown.size else (-1.0, 1.0)
         pad = 0.08 * (hi - lo or 1.0)
         self._zero.scales["y"].min, self._zero.scales["y"].max = lo - pad, hi + pad
+        self.beta_fig.legend_location = emptiest_corner(betas[:, : res.lags], lo - pad, hi + pad)
         n_sig = int(res.significant().any(1).sum())
         self.beta_fig.title = (
             f"log ‖{self.stream}‖[t] ~ b0 + "
