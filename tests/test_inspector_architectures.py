@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import lmscope
-from _models import TINY_FAMILIES, tiny_ids, tiny_inspector, tiny_model
+from _models import TINY_FAMILIES, hook_snapshot, tiny_ids, tiny_inspector, tiny_model
 from lmscope.errors import UnsupportedArchitectureError
 
 ATOL = 5e-5
@@ -60,6 +60,27 @@ def test_attention_equals_eager_output_attentions(family_run):
         pattern = trace.attention(layer)
         assert pattern.shape == (trace.n_heads, 24, 24)
         torch.testing.assert_close(pattern, ref.attentions[layer][0], atol=1e-5, rtol=1e-4)
+
+
+def test_one_head_recomputed_alone_equals_eager(family_run):
+    _, ins, _, ref = family_run
+    trace = ins.run(tiny_ids(24))  # fresh: no layer cached, so each head is recomputed alone
+    trace.attention_cache_layers = 1
+    before = hook_snapshot(ins.model)
+    alone = {}
+    for layer in range(trace.n_layers):
+        for head in range(trace.n_heads):
+            alone[layer, head] = trace.head(layer, head), trace.head_scores(layer, head)
+            assert (layer, None) not in trace._patterns  # the subset path, not the whole layer
+            torch.testing.assert_close(
+                alone[layer, head][0], ref.attentions[layer][0, head], atol=1e-5, rtol=1e-4
+            )
+    # the cache holds at most `attention_cache_layers` layers' worth of heads
+    assert sum(trace.n_heads if h is None else 1 for _, h in trace._patterns) <= trace.n_heads
+    assert hook_snapshot(ins.model) == before
+    for (layer, head), (_, scores) in alone.items():
+        whole = trace.attention_scores(layer)[head]
+        torch.testing.assert_close(scores, whole, atol=1e-5, rtol=1e-4)
 
 
 def test_scores_softmax_to_pattern_and_mark_masked(family_run):

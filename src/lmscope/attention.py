@@ -83,8 +83,11 @@ def pattern(
     total: torch.Tensor | None = None
     span = layer_span(trace, layer, layer_end)
     for block in span:
-        heads = trace.attention(block) if values == "prob" else trace.attention_scores(block)
-        one = aggregate_heads(heads, head) if isinstance(head, str) else heads[head]
+        if isinstance(head, str):
+            heads = trace.attention(block) if values == "prob" else trace.attention_scores(block)
+            one = aggregate_heads(heads, head)
+        else:
+            one = trace.head(block, head) if values == "prob" else trace.head_scores(block, head)
         one = one.float()
         total = one.clone() if total is None else total.add_(one)
     assert total is not None
@@ -269,7 +272,7 @@ def grid_difference(
     where, _ = grid_cells(a, by, layer, head)
     cells = []
     for block, h in where:
-        ma, mb = a.attention(block)[h].float(), b.attention(block)[h].float()
+        ma, mb = a.head(block, h).float(), b.head(block, h).float()
         if mute_sink:
             ma, mb = mute_first_token(ma), mute_first_token(mb)
         cells.append(pool((ma - mb).cpu(), size))
@@ -293,7 +296,7 @@ def grid(
     where, labels = grid_cells(trace, by, layer, head)
     cells = []
     for block, h in where:
-        m = trace.attention(block)[h].float()
+        m = trace.head(block, h).float()
         if mute_sink:
             m = mute_first_token(m)
         cells.append(pool(m, size).cpu())

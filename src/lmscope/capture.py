@@ -13,7 +13,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,22 @@ _HOOK_DICTS = (
 )
 
 
+class _ProbeDone(Exception):
+    """Raised by the probe once it has what a head subset needs: the rest of the module (its
+    output projection) expects every head and is not wanted anyway."""
+
+
+def _select_heads(module, query, key, value, attention_mask, heads: list[int]):
+    """The inputs of eager attention cut down to `heads`, each query head with its key head."""
+    groups = query.shape[1] // key.shape[1]
+    kv = [h // groups for h in heads]
+    if hasattr(module, "num_key_value_groups"):  # keys are now one per query head
+        module.num_key_value_groups = 1
+    if attention_mask is not None and attention_mask.dim() == 4 and attention_mask.shape[1] > 1:
+        attention_mask = attention_mask[:, heads]  # a per-head bias (ALiBi-style masks)
+    return query[:, heads], key[:, kv], value[:, kv], attention_mask
+
+
 def _probe_attention(module, query, key, value, attention_mask, **kwargs):
     """Run the module family's own eager attention and hand its inputs and weights to the caller.
 
@@ -45,6 +61,11 @@ def _probe_attention(module, query, key, value, attention_mask, **kwargs):
         raise UnsupportedArchitectureError(
             f"{type(module).__name__} has no eager_attention_forward to recompute patterns with"
         )
+    heads = module._lmscope_heads
+    if heads is not None:
+        query, key, value, attention_mask = _select_heads(
+            module, query, key, value, attention_mask, heads
+        )
     output, weights = eager(module, query, key, value, attention_mask, **kwargs)
     module._lmscope_sink.update(
         query=query,
@@ -53,6 +74,8 @@ def _probe_attention(module, query, key, value, attention_mask, **kwargs):
         scaling=kwargs.get("scaling"),
         softcap=kwargs.get("softcap"),
     )
+    if heads is not None:
+        raise _ProbeDone
     return output, weights
 
 
@@ -187,12 +210,16 @@ def _private_copy(module: nn.Module) -> nn.Module:
     config._attn_implementation_internal = PROBE_IMPLEMENTATION
     clone.config = config
     clone._lmscope_sink = {}
+    clone._lmscope_heads = None
     return clone
 
 
 @torch.no_grad()
-def pattern(module: nn.Module, call: tuple[tuple, dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probabilities, pre-softmax scores), each [heads, seq, seq], for one recorded call.
+def pattern(
+    module: nn.Module, call: tuple[tuple, dict], heads: list[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, pre-softmax scores), each [heads, seq, seq], for one recorded call:
+    every head, or only `heads` (a by-head view of 30 layers then costs 30 heads, not 270).
 
     Scores at masked positions are -inf. Probabilities are exactly what the family's eager
     attention computes (rotary, grouped-query, sliding windows and soft-capping included).
@@ -213,7 +240,9 @@ def pattern(module: nn.Module, call: tuple[tuple, dict]) -> tuple[torch.Tensor, 
             kwargs[cache_key] = None
     kwargs["use_cache"] = False
     clone = _private_copy(module)
-    clone(*args, **kwargs)
+    clone._lmscope_heads = heads
+    with suppress(_ProbeDone):  # a head subset stops before the output projection
+        clone(*args, **kwargs)
     sink = clone._lmscope_sink
     if "weights" not in sink:
         raise UnsupportedArchitectureError(
@@ -228,5 +257,7 @@ def pattern(module: nn.Module, call: tuple[tuple, dict]) -> tuple[torch.Tensor, 
     if sink["softcap"]:
         scores = torch.tanh(scores / sink["softcap"]) * sink["softcap"]
     mask = kwargs["attention_mask"][0, :, :, : scores.shape[-1]]
+    if heads is not None and mask.shape[0] > 1:
+        mask = mask[heads]
     scores = scores.masked_fill(mask <= torch.finfo(mask.dtype).min / 2, float("-inf"))
     return probs, scores
