@@ -78,9 +78,11 @@ def test_one_head_recomputed_alone_equals_eager(family_run):
     # the cache holds at most `attention_cache_layers` layers' worth of heads
     assert sum(trace.n_heads if h is None else 1 for _, h in trace._patterns) <= trace.n_heads
     assert hook_snapshot(ins.model) == before
+    trace.attention_cache_layers = trace.n_layers + 1  # room for all: only the swap removes heads
     for (layer, head), (_, scores) in alone.items():
         whole = trace.attention_scores(layer)[head]
         torch.testing.assert_close(scores, whole, atol=1e-5, rtol=1e-4)
+        assert [h for at, h in trace._patterns if at == layer] == [None]  # no copies of its heads
 
 
 def test_scores_softmax_to_pattern_and_mark_masked(family_run):

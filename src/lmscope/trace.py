@@ -170,6 +170,8 @@ class Trace:
         module, call = self._parts.attentions[layer], self._rec.attn_call[layer]
         if head is None:
             result = capture.pattern(module, call)
+            for stale in [k for k in self._patterns if k[0] == layer]:  # the layer answers them now
+                del self._patterns[stale]
         else:
             probs, scores = capture.pattern(module, call, [head])
             result = probs[0], scores[0]
