@@ -41,3 +41,16 @@ export function defineView(render) {
     },
   };
 }
+
+/** Redraw when `scroller` scrolls, at most once a frame (scroll events come faster). */
+export function redrawOnScroll(scroller, draw) {
+  let queued = false;
+  scroller.addEventListener("scroll", () => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      draw();
+    });
+  });
+}

@@ -1,7 +1,7 @@
 // Attention as lines: queries on the left, keys on the right, one line per kept weight.
 // Lines come pruned from Python (threshold + top-k per query); the view draws only the rows
 // in its scroll window on one canvas, and keeps token labels as a few recycled DOM rows.
-import { defineView } from "../lib/view.js";
+import { defineView, redrawOnScroll } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
 
 const ROW = 18; // px per token row
@@ -432,15 +432,7 @@ function render({ model, el: root }) {
     draw();
     describe();
   });
-  let pending = false;
-  scroll.addEventListener("scroll", () => {
-    if (pending) return;
-    pending = true;
-    requestAnimationFrame(() => {
-      pending = false;
-      draw();
-    });
-  });
+  redrawOnScroll(scroll, draw);
 
   const t0 = performance.now();
   load();

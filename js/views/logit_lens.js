@@ -2,7 +2,7 @@
 // shows the top-1 prediction decoded from that layer, shaded by its probability; hover shows the
 // top-k, click focuses a column. Drawn on one canvas the width of the view; only the columns in
 // view are drawn, so a few thousand positions scroll as smoothly as ten.
-import { defineView } from "../lib/view.js";
+import { defineView, redrawOnScroll } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
 
 const CSS = `
@@ -389,15 +389,7 @@ function render({ model, el: root }) {
     model.save_changes();
     draw();
   });
-  let pending = false;
-  scroll.addEventListener("scroll", () => {
-    if (pending) return;
-    pending = true;
-    requestAnimationFrame(() => {
-      pending = false;
-      draw();
-    });
-  });
+  redrawOnScroll(scroll, draw);
   const resize = new ResizeObserver(() => draw());
   resize.observe(scroll);
 

@@ -16,16 +16,6 @@ CELL_W, CELL_H, GUTTER = 66, 19, 58
 QA = "Q: What is the capital of France?\nA: Paris\nQ: What is the capital of Poland?\nA:"
 
 
-@pytest.fixture
-def page(browser):
-    page = browser.new_page(viewport={"width": 1000, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    page.close()
-    assert not errors, errors
-
-
 def test_composite_links_table_and_plots():
     tr = tiny_inspector("llama").run(tiny_ids(12))
     w = LogitLens(tr, k=3, targets=[5, 9])
