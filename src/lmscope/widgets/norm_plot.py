@@ -316,36 +316,21 @@ class NormPlot(ipw.VBox):
                     visible=False,
                 )
             )
-            self._beta_sig.append(
-                bq.Scatter(
-                    x=np.zeros(1),
-                    y=np.zeros(1),
-                    scales={"x": x, "y": y},
-                    colors=[c],
-                    marker=_LAG_MARKERS[j],
-                    default_size=90,
-                    names_unique=False,
-                    display_names=False,
-                    tooltip=tip,
-                    visible=False,
-                )
+            # each lag's betas: filled markers where p < 0.05, hollow ones elsewhere
+            common = dict(
+                x=np.zeros(1),
+                y=np.zeros(1),
+                scales={"x": x, "y": y},
+                colors=[c],
+                marker=_LAG_MARKERS[j],
+                names_unique=False,
+                display_names=False,
+                tooltip=tip,
+                visible=False,
             )
+            self._beta_sig.append(bq.Scatter(**common, default_size=90))
             self._beta_ns.append(
-                bq.Scatter(
-                    x=np.zeros(1),
-                    y=np.zeros(1),
-                    scales={"x": x, "y": y},
-                    colors=[c],
-                    marker=_LAG_MARKERS[j],
-                    default_size=40,
-                    fill=False,
-                    stroke=c,
-                    stroke_width=1.2,
-                    names_unique=False,
-                    display_names=False,
-                    tooltip=tip,
-                    visible=False,
-                )
+                bq.Scatter(**common, default_size=40, fill=False, stroke=c, stroke_width=1.2)
             )
         axes = [
             bq.Axis(
