@@ -35,6 +35,9 @@ def test_composite_links_table_and_plots():
     assert w.selected_token == 4
     np.testing.assert_allclose(w._lines.y[0], w.results["post"].target_probs[:, 4, 0].numpy())
     assert [m.visible for m in w._scatter] == [True, True, False, False]
+    assert [m.display_legend for m in w._scatter] == [True, True, False, False]  # no blank rows
+    # token strings repeat ('�' for several byte pieces): bqplot must not key points by them
+    assert not any(m.names_unique for m in w._scatter)
     w.selected_layer = 1
     top = w.results["post"].probs[1, 4, 0].item()
     assert w._scatter[0].y[0] == pytest.approx(top, rel=1e-6)
@@ -42,6 +45,7 @@ def test_composite_links_table_and_plots():
     np.testing.assert_array_equal(w._lines.y[1], w.results["post"].target_ranks[:, 4, 1].numpy())
     w.compare_positions = [2]
     assert [m.visible for m in w._scatter] == [True, True, True, False]
+    assert [m.display_legend for m in w._scatter] == [True, True, True, False]
     with pytest.raises(InputError, match="stages"):
         LogitLens(tr, view="both", stages=("post",))
 

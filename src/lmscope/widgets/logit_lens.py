@@ -178,6 +178,7 @@ class LogitLens(ipw.VBox):
                 scales={"x": x, "y": y},
                 colors=[color],
                 default_size=24,
+                names_unique=False,  # distinct byte-level ids can share a display string ('�')
                 display_legend=True,
                 labels=[""],
                 tooltip=bq.Tooltip(
@@ -189,7 +190,13 @@ class LogitLens(ipw.VBox):
         ]
         axes = [
             bq.Axis(scale=x, label="rank"),
-            bq.Axis(scale=y, orientation="vertical", label="probability", tick_format=".0e"),
+            bq.Axis(
+                scale=y,
+                orientation="vertical",
+                label="probability",
+                tick_format=".0e",
+                tick_values=np.logspace(-5, 0, 6),  # decades: bqplot's own log ticks crowd
+            ),
         ]
         fig = bq.Figure(
             marks=marks,
@@ -245,8 +252,8 @@ class LogitLens(ipw.VBox):
                         self.results
                     )
                 self.line_fig.title = f"targets at position {pos} ({tokens[pos]!s})"
-            for mark in self._scatter:
-                mark.visible = False
+            for mark in self._scatter:  # a hidden mark would still leave a blank legend row
+                mark.visible = mark.display_legend = False
             for mark, p in zip(self._scatter, self.scatter_positions(), strict=False):
                 probs = lens.distribution(self.trace, layer, p, stage)
                 values, ids = probs.topk(SCATTER_TOP)
@@ -256,7 +263,7 @@ class LogitLens(ipw.VBox):
                     mark.names = lens.token_strings(self._tokenizer, ids.tolist())
                     mark.display_names = False
                     mark.labels = [f"{p}: {tokens[p]}"]
-                    mark.visible = True
+                    mark.visible = mark.display_legend = True
             self.scatter_fig.title = f"softmax at layer {layer} ({stage})"
 
     # -- export ---------------------------------------------------------------------------
