@@ -19,6 +19,7 @@ const CSS = `
 .lms-ag-cell canvas { display: block; width: 100%; aspect-ratio: 1; image-rendering: pixelated;
   outline: 1px solid var(--jp-border-color2, #ddd); }
 .lms-ag-cell.selected canvas { outline: 2px solid var(--jp-brand-color1, #1976d2); }
+.lms-ag-key { font-size: 11px; color: var(--jp-ui-font-color2, #555); padding: 0 0 4px; white-space: pre-wrap; }
 .lms-ag-label { font-size: 11px; color: var(--jp-ui-font-color2, #555); padding: 1px 0; }
 .lms-ag-legend { color: var(--jp-ui-font-color2, #555); padding: 6px 0 0; }
 .lms-ag-tip { position: absolute; pointer-events: none; display: none; z-index: 2; padding: 3px 6px;
@@ -26,6 +27,10 @@ const CSS = `
   border-radius: 3px; white-space: pre; font-family: var(--jp-code-font-family, ui-monospace, monospace); }
 .lms-ag-error { color: var(--jp-error-color1, #d32f2f); white-space: pre-wrap; }
 `;
+
+// Up to this many tokens a heatmap is drawn unpooled at screen resolution with its weights
+// written in the cells and the tokens listed above it, like the classic annotated heatmaps.
+const ANNOTATE_MAX = 12;
 
 function el(tag, cls, parent) {
   const node = document.createElement(tag);
@@ -62,6 +67,12 @@ function lut(from, to) {
 // Which tokens pooled row i of r covers (same bounds as torch's adaptive pooling).
 function span(i, r, n) {
   return [Math.floor((i * n) / r), Math.ceil(((i + 1) * n) / r) - 1];
+}
+
+// Two decimals without the leading zero (".42"), signed for differences.
+function cellText(v, diff) {
+  const text = Math.abs(v).toFixed(2).replace(/^0/, "");
+  return diff ? `${v < 0 ? "−" : "+"}${text}` : text;
 }
 
 function tokenText(tokens, [a, b]) {
@@ -155,15 +166,47 @@ function render({ model, el: root }) {
     let maxAbs = 0;
     if (diff && panels[0]) for (const v of panels[0].data) maxAbs = Math.max(maxAbs, Math.abs(v));
     maxAbs = maxAbs || 1;
+    const dpr = window.devicePixelRatio || 1;
+    const ink = rgb(box, "var(--jp-ui-font-color1, #222)");
+    const family = getComputedStyle(box).fontFamily; // canvas fonts cannot read CSS variables
+
+    // Each cell's weight in the middle of it, light on dark fills and theme ink on light ones;
+    // masked cells and weights that round to .00 stay blank.
+    function writeWeights(ctx, pixels, values, off, n, isDiff) {
+      const step = ctx.canvas.width / n;
+      const size = Math.min(step * 0.34, 13 * dpr);
+      if (size < 9 * dpr) return; // too small to read: the colours alone say more
+      ctx.font = `${Math.round(size)}px ${family}`;
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < n; j++) {
+          const v = isDiff ? values[off + i * n + j] : values[off + i * n + j] / 255;
+          if (Math.abs(v) < 0.005) continue;
+          const px = (i * n + j) * 4;
+          const light = 0.299 * pixels[px] + 0.587 * pixels[px + 1] + 0.114 * pixels[px + 2];
+          ctx.fillStyle = light < 140 ? "#fff" : `rgb(${ink.join(",")})`;
+          ctx.fillText(cellText(v, isDiff), (j + 0.5) * step, (i + 0.5) * step);
+        }
+      }
+    }
 
     panelsBox.replaceChildren();
     cellNodes = [];
     const cols = Math.ceil(Math.sqrt(labels.length * (panels.length > 1 ? 0.5 : 1.5)));
+    // canvases are painted once every panel is laid out (a lone first panel measures wider)
+    const paints = [];
     panels.forEach((panel, p) => {
       const [n, r, r2] = panel.shape;
       const pane = el("div", "lms-ag-panel", panelsBox);
       const title = el("div", "lms-ag-title", pane);
       title.textContent = titles[p] ?? "";
+      const tokens = diff ? tokenSets[0] : tokenSets[p];
+      const annotate = r === tokens.length && r2 === tokens.length && r <= ANNOTATE_MAX;
+      if (annotate) {
+        const key = el("div", "lms-ag-key", pane);
+        key.textContent = `rows (queries) and columns (keys): ${tokens.join("  ")}`;
+      }
       const grid = el("div", "lms-ag-cells", pane);
       grid.style.gridTemplateColumns = `repeat(${Math.min(cols, n)}, minmax(0, 1fr))`;
       const scratch = document.createElement("canvas");
@@ -174,8 +217,6 @@ function render({ model, el: root }) {
         const cell = el("div", "lms-ag-cell", grid);
         el("div", "lms-ag-label", cell).textContent = labels[c];
         const canvas = el("canvas", "", cell);
-        canvas.width = Math.max(r2, 96);
-        canvas.height = Math.max(r, 96);
         const img = sctx.createImageData(r2, r);
         const off = c * r * r2;
         for (let i = 0; i < r * r2; i++) {
@@ -191,10 +232,17 @@ function render({ model, el: root }) {
           img.data[i * 4 + 2] = table[level * 3 + 2];
           img.data[i * 4 + 3] = 255;
         }
-        sctx.putImageData(img, 0, 0);
-        const ctx = canvas.getContext("2d");
-        ctx.imageSmoothingEnabled = false;
-        ctx.drawImage(scratch, 0, 0, canvas.width, canvas.height);
+        paints.push(() => {
+          // annotated: as many pixels as on screen, so the numbers are crisp
+          const side = annotate ? Math.round(canvas.getBoundingClientRect().width * dpr) : 0;
+          canvas.width = side || Math.max(r2, 96);
+          canvas.height = side || Math.max(r, 96);
+          sctx.putImageData(img, 0, 0);
+          const ctx = canvas.getContext("2d");
+          ctx.imageSmoothingEnabled = false;
+          ctx.drawImage(scratch, 0, 0, canvas.width, canvas.height);
+          if (annotate) writeWeights(ctx, img.data, panel.data, off, r, diff);
+        });
         const [ly, hd] = where[c];
         cell.dataset.layer = String(ly);
         cell.dataset.head = String(hd);
@@ -203,7 +251,6 @@ function render({ model, el: root }) {
           ly === model.get("selected_layer") && hd === model.get("selected_head"),
         );
         cellNodes.push(cell);
-        const tokens = diff ? tokenSets[0] : tokenSets[p];
         canvas.addEventListener("mousemove", (ev) => {
           const b = canvas.getBoundingClientRect();
           const i = Math.min(r - 1, Math.floor(((ev.clientY - b.top) / b.height) * r));
@@ -236,6 +283,8 @@ function render({ model, el: root }) {
         });
       }
     });
+    for (const paint of paints) paint();
+    root.dataset.annotated = String(box.querySelector(".lms-ag-key") !== null);
     const first = panels[0];
     const pooled = first && first.shape[1] < tokenSets[0].length;
     legend.textContent = diff

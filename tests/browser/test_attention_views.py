@@ -84,6 +84,31 @@ def test_grid_hover_click_and_compare(page):
     assert root.get_attribute("data-cells") == str(a.n_layers)
 
 
+def test_short_prompt_grid_is_annotated(page):
+    ins = tiny_inspector("gpt2")
+    tr = ins.run(tiny_ids(6))
+    mount(page, AttentionGrid(tr, layer=0))
+    root = page.locator("#root")
+    assert root.get_attribute("data-annotated") == "true"
+    key = page.locator(".lms-ag-key").first.text_content()
+    assert all(t in key for t in tr.tokens)
+    # drawn at screen resolution with text in it: far more colours than 21 flat cells give
+    canvas = page.locator(".lms-ag-cell canvas").first
+    colours, width, css = canvas.evaluate(
+        """c => {
+            const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+            const seen = new Set();
+            for (let i = 0; i < d.length; i += 4) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+            return [seen.size, c.width, c.getBoundingClientRect().width];
+        }"""
+    )
+    assert width == round(css) and colours > 60
+    # past ANNOTATE_MAX tokens: plain heatmaps, no key
+    mount(page, AttentionGrid(ins.run(tiny_ids(16)), layer=0))
+    assert root.get_attribute("data-annotated") == "false"
+    assert page.locator(".lms-ag-key").count() == 0
+
+
 @pytest.mark.real_model
 def test_real_model_views_screenshots(page):
     ins = default_inspector()
