@@ -25,6 +25,26 @@ test("text colour contrasts with its background", () => {
   assert.ok(luminance([255, 255, 255]) > 0.99 && luminance([0, 0, 0]) === 0);
 });
 
+test("black or white text reaches WCAG AA contrast on any background in the RGB cube", () => {
+  // an independent luminance, so textOn is not checked against itself
+  const lum = (rgb) =>
+    rgb
+      .map((c) => {
+        const s = c / 255;
+        return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+      })
+      .reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+  const ratio = (a, b) => (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  let worst = 99;
+  for (let r = 0; r < 256; r += 15)
+    for (let g = 0; g < 256; g += 15)
+      for (let b = 0; b < 256; b += 15) {
+        const fg = textOn([r, g, b]) === "#fff" ? 1 : 0;
+        worst = Math.min(worst, ratio(lum([r, g, b]), fg));
+      }
+  assert.ok(worst >= 4.5, `worst contrast ${worst}`);
+});
+
 test("request timeouts grow with the data expected", () => {
   assert.equal(timeoutFor(0), 5000);
   assert.ok(timeoutFor(10_000_000) > 40_000);

@@ -1,6 +1,7 @@
 // A grid of attention heatmaps: every head of one layer, or one head through every layer,
 // for one trace, two traces side by side, or their difference. Each heatmap arrives pooled to
 // at most size x size (uint8 probabilities, float16 differences) and is drawn on its own canvas.
+import { textOn } from "../lib/theme.js";
 import { defineView } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
 
@@ -184,8 +185,8 @@ function render({ model, el: root }) {
           const v = isDiff ? values[off + i * n + j] : values[off + i * n + j] / 255;
           if (Math.abs(v) < 0.005) continue;
           const px = (i * n + j) * 4;
-          const light = 0.299 * pixels[px] + 0.587 * pixels[px + 1] + 0.114 * pixels[px + 2];
-          ctx.fillStyle = light < 140 ? "#fff" : `rgb(${ink.join(",")})`;
+          const fill = [pixels[px], pixels[px + 1], pixels[px + 2]];
+          ctx.fillStyle = textOn(fill) === "#fff" ? "#fff" : `rgb(${ink.join(",")})`;
           ctx.fillText(cellText(v, isDiff), (j + 0.5) * step, (i + 0.5) * step);
         }
       }

@@ -2,6 +2,7 @@
 // stream (attention output, MLP output, residual stream) at the selected layer. The colors of
 // every layer arrive once as uint8 RGB, so the slider and play need no kernel; the neighbour
 // table of the current layer comes from Python (`neighbors`, valid for `neighbors_layer`).
+import { textOn } from "../lib/theme.js";
 import { defineView } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
 
@@ -26,20 +27,6 @@ const CSS = `
 .lms-tc-info { min-height: 1.5em; padding: 6px 0 0; color: var(--jp-ui-font-color2, #555); white-space: pre-wrap; }
 .lms-tc-error { color: var(--jp-error-color1, #d32f2f); white-space: pre-wrap; }
 `;
-
-/** WCAG relative luminance of an sRGB byte triple. */
-function luminance(r, g, b) {
-  const lin = (c) => {
-    const s = c / 255;
-    return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
-  };
-  return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
-}
-
-/** Black or white text, whichever contrasts more with the background (WCAG ratio). */
-export function textColor(r, g, b) {
-  return luminance(r, g, b) > 0.179 ? "#000" : "#fff";
-}
 
 /** Lay the pieces out in lines of at most `width` px; a piece with newlines spans lines. */
 function layout(ctx, texts, width) {
@@ -257,7 +244,7 @@ function render({ model, el }) {
         const [r, g, b] = rgbAt(row.index, c.token);
         ctx.fillStyle = `rgb(${r},${g},${b})`;
         ctx.fillRect(c.x + 4, y + 1, c.w, LINE - 2);
-        ctx.fillStyle = textColor(r, g, b);
+        ctx.fillStyle = textOn([r, g, b]);
         ctx.globalAlpha = c.newline ? 0.6 : 1;
         ctx.fillText(c.text, c.x + 4 + PAD_X, y + LINE / 2 + 0.5);
         ctx.globalAlpha = 1;

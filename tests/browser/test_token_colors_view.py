@@ -4,8 +4,6 @@ same widget live in JupyterLab and Notebook 7."""
 
 from __future__ import annotations
 
-import pathlib
-
 import numpy as np
 import pytest
 from harness import mount, open_notebook, settle, shot, write_notebook
@@ -154,32 +152,6 @@ def test_play_steps_to_the_last_layer(page, prose_code):
     settle(page)
     assert w.layer == prose_code.n_layers - 1
     assert "play" in page.locator(".lms-tc-bar button").text_content()  # stopped at the end
-
-
-def test_text_color_is_the_higher_contrast_choice(page):
-    tr = tiny_inspector("gpt2").run(tiny_ids(8))
-    mount(page, TokenColors(tr))
-    code = (pathlib.Path(__file__).parents[2] / "src/lmscope/static/token_colors.js").read_text()
-    worst = page.evaluate(
-        """async (code) => {
-            const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
-            const { textColor } = await import(url);
-            const lum = (r, g, b) => [r, g, b].map((c) => { c /= 255;
-                return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; })
-                .reduce((s, c, i) => s + c * [0.2126, 0.7152, 0.0722][i], 0);
-            const ratio = (a, b) => (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
-            let worst = 99;
-            for (let r = 0; r < 256; r += 15) for (let g = 0; g < 256; g += 15)
-              for (let b = 0; b < 256; b += 15) {
-                const bg = lum(r, g, b);
-                const fg = textColor(r, g, b) === "#fff" ? 1 : 0;
-                worst = Math.min(worst, ratio(bg, fg));
-              }
-            return worst;
-        }""",
-        code,
-    )
-    assert worst >= 4.5  # WCAG AA on any background in the RGB cube
 
 
 @pytest.mark.real_model
