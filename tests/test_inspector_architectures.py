@@ -112,6 +112,27 @@ def test_mlp_activations_feed_the_down_projection(family_run):
         torch.testing.assert_close(down(acts), trace.mlp_out(1), atol=ATOL, rtol=1e-4)
 
 
+def test_output_projection_splits_into_heads(family_run):
+    """The projection's input is every head side by side: per-head slices through their own
+    columns of the weight, plus the bias, rebuild the projection's output."""
+    _, ins, _, _ = family_run
+    parts, layer, seen = ins.parts, 1, {}
+    handle = parts.attn_projs[layer].register_forward_hook(
+        lambda _m, args, out: seen.update(z=args[0][0], out=out[0])
+    )
+    try:
+        with torch.no_grad():
+            ins.model(input_ids=tiny_ids(12)[None])
+    finally:
+        handle.remove()
+    weight, bias = parts.attn_proj_weight(layer), parts.attn_proj_bias(layer)
+    head_dim = weight.shape[1] // parts.n_heads
+    z = seen["z"].unflatten(-1, (parts.n_heads, head_dim))
+    per_head = torch.einsum("shd,mhd->shm", z, weight.unflatten(1, (parts.n_heads, head_dim)))
+    rebuilt = per_head.sum(1) + (0 if bias is None else bias)
+    torch.testing.assert_close(rebuilt, seen["out"], atol=ATOL, rtol=1e-4)
+
+
 def test_sliding_window_is_applied():
     trace = tiny_inspector("mistral").run(tiny_ids(24))
     pattern = trace.attention(0)

@@ -24,6 +24,9 @@ class Adapter:
     mlp_out: str
     mlp_down: str  # its *input* is the MLP's hidden activation after the nonlinearity
     final_norm: str
+    # the attention's output projection: its *input* is every head's output side by side
+    # ([..., n_heads * head_dim], head-major), where one head can be read or edited alone
+    attn_proj: str = "self_attn.o_proj"
     parallel_residual: bool = (
         False  # attention and MLP both read the block input (GPT-NeoX, Phi-1/2)
     )
@@ -46,6 +49,7 @@ ADAPTERS: dict[str, Adapter] = {
         mlp_out="mlp",
         mlp_down="mlp.c_proj",
         final_norm="transformer.ln_f",
+        attn_proj="attn.c_proj",
     ),
     "llama": _LLAMA_LIKE,
     "mistral": _LLAMA_LIKE,
@@ -68,6 +72,7 @@ ADAPTERS: dict[str, Adapter] = {
         mlp_out="mlp",
         mlp_down="mlp.dense_4h_to_h",
         final_norm="gpt_neox.final_layer_norm",
+        attn_proj="attention.dense",
         parallel_residual=True,
     ),
 }
@@ -95,12 +100,23 @@ class ModelParts:
     attn_outs: list[nn.Module]
     mlp_outs: list[nn.Module]
     mlp_downs: list[nn.Module]
+    attn_projs: list[nn.Module]
     final_norm: nn.Module
     unembed: nn.Module
     final_logit_softcap: float | None
     n_heads: int
     n_ctx: int | None
     parallel_residual: bool
+
+    def attn_proj_weight(self, layer: int) -> torch.Tensor:
+        """[d_model, n_heads * head_dim] of layer's output projection, whatever its module type
+        (GPT-2's Conv1D stores the transpose); its columns for head h are h*head_dim onwards."""
+        proj = self.attn_projs[layer]
+        weight = proj.weight
+        return weight.t() if type(proj).__name__ == "Conv1D" else weight
+
+    def attn_proj_bias(self, layer: int) -> torch.Tensor | None:
+        return getattr(self.attn_projs[layer], "bias", None)
 
     def unembed_residual(self, resid: torch.Tensor) -> torch.Tensor:
         """Final norm, unembedding and soft-capping, exactly as the model applies them."""
@@ -135,7 +151,7 @@ def resolve(model: nn.Module) -> ModelParts:
         missing.append("an output embedding (is this a *ForCausalLM model, not a base model?)")
 
     per_block: dict[str, list[nn.Module]] = {}
-    for field in ("attention", "attn_out", "mlp_out", "mlp_down"):
+    for field in ("attention", "attn_out", "mlp_out", "mlp_down", "attn_proj"):
         path = getattr(adapter, field)
         found = [_get(block, path) for block in blocks]
         if any(module is None for module in found):
@@ -157,6 +173,7 @@ def resolve(model: nn.Module) -> ModelParts:
         attn_outs=per_block["attn_out"],
         mlp_outs=per_block["mlp_out"],
         mlp_downs=per_block["mlp_down"],
+        attn_projs=per_block["attn_proj"],
         final_norm=final_norm,
         unembed=unembed,
         final_logit_softcap=getattr(config, "final_logit_softcapping", None),
