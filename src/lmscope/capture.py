@@ -35,8 +35,8 @@ _HOOK_DICTS = (
 
 
 class _ProbeDone(Exception):
-    """Raised by the probe once it has what a head subset needs: the rest of the module (its
-    output projection) expects every head and is not wanted anyway."""
+    """Raised by the probe once it has what a head or query subset needs: the rest of the
+    module (its output projection) expects every head and query and is not wanted anyway."""
 
 
 def _select_heads(module, query, key, value, attention_mask, heads: list[int]):
@@ -61,20 +61,26 @@ def _probe_attention(module, query, key, value, attention_mask, **kwargs):
         raise UnsupportedArchitectureError(
             f"{type(module).__name__} has no eager_attention_forward to recompute patterns with"
         )
-    heads = module._lmscope_heads
+    heads, rows = module._lmscope_heads, module._lmscope_rows
     if heads is not None:
         query, key, value, attention_mask = _select_heads(
             module, query, key, value, attention_mask, heads
         )
+    if rows is not None:  # only these queries (attribution reads one position)
+        query = query[:, :, rows]
+        if attention_mask is not None and attention_mask.shape[-2] > 1:
+            attention_mask = attention_mask[:, :, rows]
     output, weights = eager(module, query, key, value, attention_mask, **kwargs)
     module._lmscope_sink.update(
         query=query,
         key=key,
+        value=value,
         weights=weights,
+        output=output,  # [1, queries, heads, head_dim]: the output projection's input
         scaling=kwargs.get("scaling"),
         softcap=kwargs.get("softcap"),
     )
-    if heads is not None:
+    if heads is not None or rows is not None:
         raise _ProbeDone
     return output, weights
 
@@ -211,18 +217,22 @@ def _private_copy(module: nn.Module) -> nn.Module:
     clone.config = config
     clone._lmscope_sink = {}
     clone._lmscope_heads = None
+    clone._lmscope_rows = None
     return clone
 
 
 @torch.no_grad()
-def pattern(
-    module: nn.Module, call: tuple[tuple, dict], heads: list[int] | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probabilities, pre-softmax scores), each [heads, seq, seq], for one recorded call:
-    every head, or only `heads` (a by-head view of 30 layers then costs 30 heads, not 270).
-
-    Scores at masked positions are -inf. Probabilities are exactly what the family's eager
-    attention computes (rotary, grouped-query, sliding windows and soft-capping included).
+def probe(
+    module: nn.Module,
+    call: tuple[tuple, dict],
+    heads: list[int] | None = None,
+    rows: list[int] | None = None,
+) -> dict[str, Any]:
+    """Re-run one recorded call of an attention module through its family's eager attention
+    and return what that saw: `query` (only `rows`, if given), `key`, `value`, `weights`
+    ([1, heads, queries, seq]), `output` ([1, queries, heads, head_dim]), `scaling`, `softcap`
+    and the additive `attention_mask` ([1, 1 or heads, seq, seq]). Only `heads` and `rows`
+    are computed when given; the output projection then does not run.
     """
     if not hasattr(module, "config"):
         raise UnsupportedArchitectureError(
@@ -241,13 +251,29 @@ def pattern(
     kwargs["use_cache"] = False
     clone = _private_copy(module)
     clone._lmscope_heads = heads
-    with suppress(_ProbeDone):  # a head subset stops before the output projection
+    clone._lmscope_rows = rows
+    with suppress(_ProbeDone):  # a subset stops before the output projection
         clone(*args, **kwargs)
     sink = clone._lmscope_sink
     if "weights" not in sink:
         raise UnsupportedArchitectureError(
             f"{type(module).__name__} did not dispatch through transformers' attention interface"
         )
+    sink["attention_mask"] = kwargs["attention_mask"]
+    return sink
+
+
+@torch.no_grad()
+def pattern(
+    module: nn.Module, call: tuple[tuple, dict], heads: list[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, pre-softmax scores), each [heads, seq, seq], for one recorded call:
+    every head, or only `heads` (a by-head view of 30 layers then costs 30 heads, not 270).
+
+    Scores at masked positions are -inf. Probabilities are exactly what the family's eager
+    attention computes (rotary, grouped-query, sliding windows and soft-capping included).
+    """
+    sink = probe(module, call, heads)
     probs = sink["weights"][0]
     query, key = sink["query"][0], sink["key"][0]
     if key.shape[0] != query.shape[0]:  # grouped-query attention shares each key head
@@ -256,7 +282,7 @@ def pattern(
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
     if sink["softcap"]:
         scores = torch.tanh(scores / sink["softcap"]) * sink["softcap"]
-    mask = kwargs["attention_mask"][0, :, :, : scores.shape[-1]]
+    mask = sink["attention_mask"][0, :, :, : scores.shape[-1]]
     if heads is not None and mask.shape[0] > 1:
         mask = mask[heads]
     scores = scores.masked_fill(mask <= torch.finfo(mask.dtype).min / 2, float("-inf"))
