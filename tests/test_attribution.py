@@ -1,18 +1,75 @@
-"""Direct logit attribution: the parts add up to the model's own logit, on every family."""
+"""Direct logit attribution: the parts add up to the model's own logit, on every family, and
+agree with a hand computation from Hugging Face's modules (norm formulas written out here)."""
+
+import copy
+from functools import cache
 
 import pytest
 import torch
+from torch import nn
 
-from _models import TINY_FAMILIES, tiny_ids, tiny_inspector
+import lmscope
+from _models import (
+    TINY_FAMILIES,
+    default_eager_model,
+    default_inspector,
+    hook_snapshot,
+    tiny_ids,
+    tiny_model,
+)
 from lmscope import capture
+from lmscope.errors import InputError, OutOfRangeError, UnsupportedArchitectureError
 
 ATOL = 5e-5
+POSITIONS = (-1, 0, 11)
+TARGET, FOIL = 11, 7
+
+
+def close_enough(value: float, want: float) -> bool:
+    """The issue's bound: 1e-3 relative (absolute below a logit of 1)."""
+    return abs(value - want) <= 1e-3 * max(1.0, abs(want))
+
+
+@cache
+def perturbed_model(family: str) -> nn.Module:
+    """The tiny model with random norm gains and biases (their init is 1 and 0, or 0 for Gemma's
+    1 + weight, which would hide a mistaken gain) and, for GPT-2, an unembedding bias."""
+    model = copy.deepcopy(tiny_model(family))
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if "norm" in type(module).__name__.lower() or name.split(".")[-1].startswith("ln"):
+                for kind, param in module.named_parameters(recurse=False):
+                    noise = torch.rand(param.shape, generator=gen)
+                    param.copy_(0.6 + 0.8 * noise if kind == "weight" else noise - 0.5)
+        for proj in lmscope.architectures.resolve(model).attn_projs:
+            if getattr(proj, "bias", None) is not None:  # GPT-2 and GPT-NeoX init it to 0
+                proj.bias.copy_(torch.rand(proj.bias.shape, generator=gen) - 0.5)
+        if family == "gpt2":
+            vocab = model.lm_head.out_features
+            model.lm_head.bias = nn.Parameter(torch.randn(vocab, generator=gen))
+    return model
+
+
+@cache
+def family_trace(family: str) -> lmscope.Trace:
+    return lmscope.Inspector(perturbed_model(family)).run(tiny_ids(24))
+
+
+def parts_sum(result) -> float:
+    return float(
+        result.embed
+        + result.rest
+        + result.heads.double().sum()
+        + result.attn_bias.double().sum()
+        + result.mlps.double().sum()
+    )
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_probe_rows_give_the_output_projection_input(family):
     """One query row through the probe is that row of what the model fed its output projection."""
-    ins = tiny_inspector(family)
+    ins = lmscope.Inspector(tiny_model(family))
     parts, layer, seen = ins.parts, 1, {}
     handle = parts.attn_projs[layer].register_forward_pre_hook(
         lambda _m, args: seen.update(z=args[0][0])
@@ -31,3 +88,251 @@ def test_probe_rows_give_the_output_projection_input(family):
     head = parts.n_heads - 1
     sink = capture.probe(parts.attentions[layer], call, heads=[head], rows=[19])
     torch.testing.assert_close(sink["weights"][0, 0, 0], trace.head(layer, head)[19])
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_parts_add_up_to_the_models_logit(family):
+    trace = family_trace(family)
+    model = perturbed_model(family)
+    with torch.no_grad():
+        ref = model(input_ids=trace.input_ids[None]).logits[0]
+    cap = model.config.get_text_config().to_dict().get("final_logit_softcapping")
+    before = hook_snapshot(model)
+    for position in POSITIONS:
+        for foil in (None, FOIL):
+            result = trace.attribution(TARGET, position=position, foil=foil)
+            want = ref[position, TARGET] - (0 if foil is None else ref[position, foil])
+            assert close_enough(result.model_value, float(want))
+            if cap:  # the attributed logit is the one before the cap, and says so
+                assert "before the final soft-cap" in result.attributed
+                capped = cap * torch.tanh(torch.tensor([result.total, 0.0]) / cap)
+                if foil is None:
+                    assert close_enough(float(capped[0]), float(want))
+            else:
+                assert close_enough(result.total, float(want))
+            assert close_enough(parts_sum(result), result.total)
+            assert abs(result.unexplained) < 1e-4
+            assert result.heads.shape == (trace.n_layers, trace.n_heads)
+            assert result.heads.device.type == "cpu"
+            torch.testing.assert_close(
+                result.resid[-1], torch.tensor(result.total), atol=1e-4, rtol=1e-4
+            )
+    assert hook_snapshot(model) == before
+
+
+def _hand_norm(family: str, module: nn.Module, x: torch.Tensor):
+    """(linear part, bias) of one norm frozen at x, from the family's formula written out."""
+    if family in ("gpt2", "gpt_neox"):
+        center, gain, eps, bias = True, module.weight, module.eps, module.bias
+    elif family == "gemma2":
+        center, gain, eps, bias = False, 1 + module.weight, module.eps, None
+    else:
+        center, gain, eps, bias = False, module.weight, module.variance_epsilon, None
+    xc = x - x.mean() if center else x
+    inv = 1 / torch.sqrt((xc * xc).mean() + eps)
+    return (lambda v: ((v - v.mean()) if center else v) * inv * gain), (
+        torch.zeros_like(x) if bias is None else bias
+    )
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_agrees_with_a_hand_computation_from_the_models_modules(family):
+    """Hooks on Hugging Face's own modules, the norm formulas above, one dot product per head."""
+    trace = family_trace(family)
+    model = perturbed_model(family)
+    parts = lmscope.Inspector(model).parts
+    seen: dict = {}
+    hooks = [parts.final_norm.register_forward_pre_hook(lambda _m, a: seen.update(x=a[0][0]))]
+    for layer in range(trace.n_layers):
+        hooks.append(
+            parts.attn_projs[layer].register_forward_hook(
+                lambda _m, a, out, layer=layer: seen.update(
+                    {("z", layer): a[0][0], ("o", layer): out[0]}
+                )
+            )
+        )
+        hooks.append(
+            parts.mlp_outs[layer].register_forward_hook(
+                lambda _m, _a, out, layer=layer: seen.update({("mlp", layer): out[0]})
+            )
+        )
+    try:
+        with torch.no_grad():
+            out = model(input_ids=trace.input_ids[None], output_hidden_states=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    unembed = model.get_output_embeddings()
+    with torch.no_grad():  # the hand computation multiplies parameters
+        for position in (-1, 5):
+            result = trace.attribution(TARGET, position=position, foil=FOIL)
+            readout = unembed.weight[TARGET] - unembed.weight[FOIL]
+            final, final_bias = _hand_norm(family, parts.final_norm, seen["x"][position])
+            b_u = 0.0 if unembed.bias is None else float(unembed.bias[TARGET] - unembed.bias[FOIL])
+
+            def share(v, readout=readout, final=final) -> float:
+                return float(readout @ final(v))
+
+            assert result.embed == pytest.approx(share(out.hidden_states[0][0, position]), abs=1e-4)
+            assert result.rest == pytest.approx(float(readout @ final_bias) + b_u, abs=1e-4)
+            for layer in range(trace.n_layers):
+                z = seen["z", layer][position].unflatten(-1, (trace.n_heads, -1))
+                weight = parts.attn_proj_weight(layer).unflatten(1, (trace.n_heads, -1))
+                per_head = torch.einsum("hd,mhd->hm", z, weight)  # each head through its columns
+                if family == "gemma2":  # the post-attention norm, frozen at the projection's output
+                    post, _ = _hand_norm(family, parts.attn_outs[layer], seen["o", layer][position])
+                    per_head = torch.stack([post(v) for v in per_head])
+                hand = torch.tensor([share(v) for v in per_head])
+                torch.testing.assert_close(result.heads[layer], hand, atol=1e-4, rtol=1e-4)
+                bias = parts.attn_proj_bias(layer)  # Gemma 2's has none (and its post-norm no bias)
+                hand_bias = 0.0 if bias is None else share(bias)
+                assert float(result.attn_bias[layer]) == pytest.approx(hand_bias, abs=1e-4)
+                assert float(result.mlps[layer]) == pytest.approx(
+                    share(seen["mlp", layer][position]), abs=1e-4
+                )
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_heads_plus_bias_are_the_attention_share_and_sources_sum_to_a_head(family):
+    trace = family_trace(family)
+    result = trace.attribution(TARGET, position=-1, foil=FOIL)
+    for layer in range(trace.n_layers):
+        attn_share = (
+            result.resid[layer]
+            - (result.resid[layer - 1] if layer else result.embed + result.rest)
+            - result.mlps[layer]
+        )
+        assert float(attn_share) == pytest.approx(
+            float(result.heads[layer].sum() + result.attn_bias[layer]), abs=1e-4
+        )
+        for head in range(trace.n_heads):
+            sources = result.sources(layer, head)
+            assert sources.shape == (trace.seq_len,)
+            assert float(sources.sum()) == pytest.approx(float(result.heads[layer, head]), abs=1e-5)
+    mid = trace.attribution(TARGET, position=11)
+    assert (mid.sources(1, 0)[12:] == 0).all()  # causal: no key after the position
+
+
+def _run_with_hook(model, module, hook) -> lmscope.Trace:
+    """A run during which `hook` changes `module`'s output (gone again afterwards)."""
+    handle = module.register_forward_hook(hook)
+    try:
+        return lmscope.Inspector(model).run(tiny_ids(24))
+    finally:
+        handle.remove()
+
+
+def test_a_constant_logit_scale_is_found_and_included():
+    model = tiny_model("llama")
+    trace = _run_with_hook(model, model.lm_head, lambda _m, _a, out: out * 2.5)
+    result = trace.attribution(TARGET, foil=FOIL)
+    assert "logit scale (2.5)" in result.attributed
+    assert close_enough(result.total, float(trace.logits[-1, TARGET] - trace.logits[-1, FOIL]))
+    assert close_enough(parts_sum(result), result.total)
+
+
+def test_logits_that_are_not_the_unembedding_are_refused():
+    model = tiny_model("llama")
+    trace = _run_with_hook(model, model.lm_head, lambda _m, _a, out: out + 0.1 * out**2)
+    with pytest.raises(UnsupportedArchitectureError, match="logits are not its final norm"):
+        trace.attribution(TARGET)
+
+
+def test_a_residual_stream_that_is_not_the_sum_of_its_parts_is_refused():
+    model = tiny_model("llama")
+    block = model.model.layers[1]
+    trace = _run_with_hook(model, block, lambda _m, _a, out: out + 1.0)  # a hidden steering add
+    with pytest.raises(UnsupportedArchitectureError, match="is not the embeddings plus"):
+        trace.attribution(TARGET)
+
+
+class _TanhNorm(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+
+    def forward(self, x):
+        return torch.tanh(x) * self.weight
+
+
+def test_a_final_norm_that_is_neither_layernorm_nor_rmsnorm_is_refused():
+    model = copy.deepcopy(tiny_model("llama"))
+    model.model.norm = _TanhNorm(model.config.hidden_size)
+    trace = lmscope.Inspector(model).run(tiny_ids(24))
+    with pytest.raises(UnsupportedArchitectureError, match="does not behave like a RMSNorm"):
+        trace.attribution(TARGET)
+
+
+def test_bad_arguments_are_clear_errors():
+    trace = family_trace("llama")
+    with pytest.raises(InputError, match="same token"):
+        trace.attribution(TARGET, foil=TARGET)
+    with pytest.raises(InputError, match="one token at a time"):
+        trace.attribution([TARGET, FOIL])
+    with pytest.raises(OutOfRangeError, match="position 24 is out of range"):
+        trace.attribution(TARGET, position=24)
+    with pytest.raises(OutOfRangeError, match="negative"):
+        trace.attribution(-3)
+    with pytest.raises(InputError, match="no tokenizer"):
+        trace.attribution(" Warsaw")
+    with pytest.raises(TypeError):
+        trace.attribution(TARGET, -1)  # position is keyword-only
+    with pytest.raises(OutOfRangeError, match="head 4 is out of range"):
+        trace.attribution(TARGET).sources(0, 4)
+
+
+PROMPT = "Paris is the capital of France, and Warsaw is the capital of"
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    ins = default_inspector()
+    return ins, ins.run(PROMPT)
+
+
+def test_default_model_parts_add_up_and_agree_with_hugging_face(default_run):
+    ins, trace = default_run
+    eager = default_eager_model()
+    seen: dict = {}
+    proj = lmscope.Inspector(eager).parts.attn_projs
+    hooks = [
+        proj[layer].register_forward_pre_hook(
+            lambda _m, a, layer=layer: seen.update({layer: a[0][0]})
+        )
+        for layer in (3, 17, 29)
+    ]
+    try:
+        with torch.no_grad():
+            ref = eager(input_ids=trace.input_ids[None])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    poland, warsaw = (
+        ins.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in (" Poland", " Warsaw")
+    )
+    assert int(ref.logits[0, -1].argmax()) == poland  # the model does answer " Poland"
+    for position in (-1, 4, 9):
+        for foil in (None, " Warsaw"):
+            result = trace.attribution(" Poland", position=position, foil=foil)
+            want = ref.logits[0, position, poland] - (
+                0 if foil is None else ref.logits[0, position, warsaw]
+            )
+            assert close_enough(result.total, float(want))
+            assert close_enough(parts_sum(result), result.total)
+    result = trace.attribution(" Poland", foil=" Warsaw")
+    assert result.target_token == "·Poland" and result.foil_token == "·Warsaw"
+    # one dot product per head from Hugging Face's projection input and weights
+    x = trace.resid_post(trace.n_layers - 1)[-1]
+    norm = ins.parts.final_norm
+    scale = norm.weight / torch.sqrt(x.pow(2).mean() + norm.variance_epsilon)
+    readout = (ins.parts.unembed.weight[poland] - ins.parts.unembed.weight[warsaw]) * scale
+    for layer, z in seen.items():
+        weight = ins.parts.attn_proj_weight(layer).unflatten(1, (trace.n_heads, -1))
+        hand = torch.einsum(
+            "hd,mhd,m->h", z[-1].unflatten(-1, (trace.n_heads, -1)), weight, readout
+        )
+        torch.testing.assert_close(result.heads[layer], hand.detach(), atol=1e-4, rtol=1e-4)
+    for head in (0, 4):
+        assert float(result.sources(23, head).sum()) == pytest.approx(
+            float(result.heads[23, head]), abs=1e-5
+        )

@@ -217,6 +217,14 @@ class Trace:
             self, k, stage, positions, targets, tokenizer=tokenizer, chunk_rows=chunk_rows
         )
 
+    def attribution(self, target, *, position=-1, foil=None):
+        """Direct logit attribution of `target` (an id or a string such as " Warsaw") at
+        `position`: the share of every head, MLP, the embeddings and the rest, adding up to the
+        logit (or to logit(target) - logit(foil)). See `lmscope.attribution.attribution`."""
+        from lmscope.attribution import attribution
+
+        return attribution(self, target, position=position, foil=foil)
+
     # -- text ---------------------------------------------------------------------------
     def token_strings(self, ids) -> list[str]:
         """Display strings of vocabulary ids (for predictions), '#id' without a tokenizer."""
