@@ -108,7 +108,7 @@ class AttributionResult:
         trace = self._trace
         sink = capture.probe(
             trace.parts.attentions[layer],
-            trace._rec.attn_call[layer],
+            trace.attention_call(layer),
             heads=[head],
             rows=[self.position],
         )
@@ -253,7 +253,7 @@ def _layer_heads(trace: Trace, layer: int, pos: int, direction: torch.Tensor, to
     """(share of each head [n_heads], share of the bias, each head's readout [n_heads, head_dim])
     of layer's attention at one position, from the output projection's input."""
     parts = trace.parts
-    sink = capture.probe(parts.attentions[layer], trace._rec.attn_call[layer], rows=[pos])
+    sink = capture.probe(parts.attentions[layer], trace.attention_call(layer), rows=[pos])
     z = sink["output"][0, 0].float()  # [n_heads, head_dim]
     n_heads, head_dim = z.shape
     weight = parts.attn_proj_weight(layer).detach().float()  # [d_model, n_heads * head_dim]

@@ -1,8 +1,13 @@
 """Record one forward pass with hooks that exist only for its duration.
 
-What is kept are references to tensors the forward computes anyway (no copies), so capturing
-costs little beyond the forward itself. Attention patterns are *not* kept: `pattern()` rebuilds
-one layer's pattern on demand by re-running that layer's attention module through a probe.
+What is kept are references to tensors the forward computes anyway (no copies, unless the
+trace asks for another device or dtype), so capturing costs little beyond the forward itself.
+A recording keeps the residual stream entering each block and that block's call (the keyword
+arguments rebuilding it exactly needs: position embeddings, mask); with `internals` it also
+keeps each block's sub-layer outputs, MLP activations and attention call. Without them,
+`rerun_block` recomputes one block's internals from its stored input. Attention patterns are
+never kept: `pattern()` rebuilds one layer's pattern on demand by re-running that layer's
+attention module through a probe (through accelerate's hooks when the model is dispatched).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +26,7 @@ import torch
 from torch import nn
 from transformers import AttentionInterface
 
+from lmscope import placement
 from lmscope.architectures import ModelParts
 from lmscope.errors import UnsupportedArchitectureError
 
@@ -92,9 +98,29 @@ def _first_tensor(value: Any) -> torch.Tensor:
     return value[0] if isinstance(value, tuple | list) else value
 
 
+#: what a recording keeps per layer besides the residual stream, when asked for internals
+INTERNALS = ("attn_out", "mlp_out", "mlp_hidden", "attn_call")
+
+
+@dataclass
+class BlockCall:
+    """How a block was called, minus its hidden-state input (stored once, as `resid_pre`)."""
+
+    args: tuple
+    kwargs: dict
+    hidden_in_args: bool
+
+    def with_hidden(self, hidden: torch.Tensor) -> tuple[tuple, dict]:
+        if self.hidden_in_args:
+            return (hidden, *self.args), self.kwargs
+        return self.args, {**self.kwargs, "hidden_states": hidden}
+
+
 @dataclass
 class Recording:
-    """Per-layer tensors of one run, batch dimension dropped: each is [seq, width]."""
+    """Per-layer tensors of one run, batch dimension dropped: each is [seq, width].
+
+    An internal that was not kept is None (see `rerun_block`)."""
 
     n_layers: int
     resid_pre: list[torch.Tensor | None] = field(default_factory=list)
@@ -102,11 +128,21 @@ class Recording:
     mlp_out: list[torch.Tensor | None] = field(default_factory=list)
     mlp_hidden: list[torch.Tensor | None] = field(default_factory=list)
     attn_call: list[tuple[tuple, dict] | None] = field(default_factory=list)
+    block_call: list[BlockCall | None] = field(default_factory=list)
     final_resid: torch.Tensor | None = None
+    #: the dtype the model computed the stream in (stored tensors may be in another)
+    stream_dtype: torch.dtype | None = None
 
     def __post_init__(self) -> None:
-        for name in ("resid_pre", "attn_out", "mlp_out", "mlp_hidden", "attn_call"):
+        for name in ("resid_pre", *INTERNALS, "block_call"):
             setattr(self, name, [None] * self.n_layers)
+
+
+Place = Callable[[int, torch.Tensor], torch.Tensor]
+
+
+def _keep(_layer: int, tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
 
 
 _model_locks: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
@@ -123,48 +159,74 @@ def model_lock(model: nn.Module) -> threading.RLock:
 
 
 @contextmanager
-def recording(parts: ModelParts) -> Iterator[Recording]:
-    """Hooks on every block for the duration of the `with`; removed even if the forward raises.
+def recording(
+    parts: ModelParts,
+    *,
+    internals: bool = True,
+    place: Place | None = None,
+    layers: list[int] | None = None,
+    rec: Recording | None = None,
+) -> Iterator[Recording]:
+    """Hooks on `layers` (default every block) for the duration of the `with`; removed even if
+    the forward raises.
 
-    Holds the model's lock throughout, so two threads (two dashboards on one inspector) never
-    record each other's activations.
+    `internals=False` keeps only each block's input and call (and the last block's output).
+    `place(layer, tensor)` decides where and in which dtype a kept tensor is stored (default:
+    the reference itself). Holds the model's lock throughout, so two threads (two dashboards on
+    one inspector) never record each other's activations.
     """
-    rec = Recording(len(parts.blocks))
+    rec = rec if rec is not None else Recording(len(parts.blocks))
+    place = place or _keep
+    layers = list(range(len(parts.blocks))) if layers is None else layers
     handles = []
 
     def on_block_input(layer: int):
         def hook(_module, args, kwargs):
-            hidden = args[0] if args else kwargs["hidden_states"]
-            rec.resid_pre[layer] = hidden[0]
+            hidden_in_args = bool(args)
+            hidden = args[0] if hidden_in_args else kwargs["hidden_states"]
+            rec.stream_dtype = hidden.dtype
+            rec.resid_pre[layer] = place(layer, hidden[0])
+            rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+            rec.block_call[layer] = BlockCall(tuple(args[1:]), rest, hidden_in_args)
 
         return hook
 
     def on_attention_call(layer: int):
         def hook(_module, args, kwargs):
-            rec.attn_call[layer] = (args, dict(kwargs))
+            if place is _keep:
+                rec.attn_call[layer] = (args, dict(kwargs))
+            else:  # the attention's input is [1, seq, d_model]: store it like the stream
+                args = tuple(place(layer, a[0])[None] if i == 0 else a for i, a in enumerate(args))
+                kwargs = dict(kwargs)
+                if "hidden_states" in kwargs:
+                    kwargs["hidden_states"] = place(layer, kwargs["hidden_states"][0])[None]
+                rec.attn_call[layer] = (args, kwargs)
 
         return hook
 
     def on_output(store: list, layer: int):
         def hook(_module, _args, output):
-            store[layer] = _first_tensor(output)[0]
+            store[layer] = place(layer, _first_tensor(output)[0])
 
         return hook
 
     def on_mlp_hidden(layer: int):
         def hook(_module, args):
-            rec.mlp_hidden[layer] = args[0][0]
+            rec.mlp_hidden[layer] = place(layer, args[0][0])
 
         return hook
 
     def on_last_block_output(_module, _args, output):
-        rec.final_resid = _first_tensor(output)[0]
+        rec.final_resid = place(len(parts.blocks) - 1, _first_tensor(output)[0])
 
     lock = model_lock(parts.blocks[0])
     lock.acquire()
     try:
-        for layer, block in enumerate(parts.blocks):
+        for layer in layers:
+            block = parts.blocks[layer]
             handles.append(block.register_forward_pre_hook(on_block_input(layer), with_kwargs=True))
+            if not internals:
+                continue
             handles.append(
                 parts.attentions[layer].register_forward_pre_hook(
                     on_attention_call(layer), with_kwargs=True
@@ -177,12 +239,39 @@ def recording(parts: ModelParts) -> Iterator[Recording]:
                 parts.mlp_outs[layer].register_forward_hook(on_output(rec.mlp_out, layer))
             )
             handles.append(parts.mlp_downs[layer].register_forward_pre_hook(on_mlp_hidden(layer)))
-        handles.append(parts.blocks[-1].register_forward_hook(on_last_block_output))
+        if len(parts.blocks) - 1 in layers:
+            handles.append(parts.blocks[-1].register_forward_hook(on_last_block_output))
         yield rec
     finally:
         for handle in handles:
             handle.remove()
         lock.release()
+
+
+@torch.no_grad()
+def rerun_block(
+    parts: ModelParts,
+    layer: int,
+    hidden: torch.Tensor,
+    call: BlockCall,
+    *,
+    place: Place | None = None,
+    dtype: torch.dtype | None = None,
+) -> Recording:
+    """Run block `layer` alone on its recorded input `hidden` ([seq, d_model]) and call, with
+    the recording hooks on that block only: its internals, exactly as the full run computed
+    them from the same input. The block is called as the model calls it, so accelerate's hooks
+    bring offloaded weights in and run it on its own device."""
+    block = parts.blocks[layer]
+    device = placement.execution_device(block)
+    hidden = hidden.to(device=device, dtype=dtype or hidden.dtype)[None]
+    args, kwargs = call.with_hidden(hidden)
+    rec = Recording(len(parts.blocks))
+    with recording(parts, place=place, layers=[layer], rec=rec):
+        block(*args, **kwargs)
+    # the stream itself is the caller's; keep only what was recomputed
+    rec.resid_pre[layer] = rec.block_call[layer] = rec.final_resid = None
+    return rec
 
 
 def _eager_mask(mask: torch.Tensor | None, module: nn.Module, query_len: int, dtype, device):
@@ -206,11 +295,17 @@ def _eager_mask(mask: torch.Tensor | None, module: nn.Module, query_len: int, dt
 
 
 def _private_copy(module: nn.Module) -> nn.Module:
-    """A copy sharing the weights but with its own config and no hooks, dispatching to the probe."""
+    """A copy sharing the weights but with its own config and no hooks, dispatching to the probe.
+
+    accelerate replaces a dispatched module's `forward` by an instance attribute bound to the
+    original (which would dispatch through the original's config): the copy drops it and is
+    called through `_call_as_dispatched` instead."""
     clone = copy.copy(module)
     for name in _HOOK_DICTS:
         if hasattr(clone, name):
             setattr(clone, name, OrderedDict())
+    for name in ("forward", "_old_forward", "_hf_hook"):
+        clone.__dict__.pop(name, None)
     config = copy.copy(module.config)
     # set the raw field: the property setter would also rewrite shared sub-configs
     config._attn_implementation_internal = PROBE_IMPLEMENTATION
@@ -219,6 +314,38 @@ def _private_copy(module: nn.Module) -> nn.Module:
     clone._lmscope_heads = None
     clone._lmscope_rows = None
     return clone
+
+
+def _call_as_dispatched(module: nn.Module, clone: nn.Module, args: tuple, kwargs: dict) -> None:
+    """Call the copy the way accelerate calls `module`: its hook moves the inputs to the
+    module's execution device and brings offloaded weights in (they live in dicts the copy
+    shares), and puts them back afterwards even when the probe stops early."""
+    hook = getattr(module, "_hf_hook", None)
+    if hook is None:
+        with suppress(_ProbeDone):  # a subset stops before the output projection
+            clone(*args, **kwargs)
+        return
+    args, kwargs = hook.pre_forward(clone, *args, **kwargs)
+    output = None
+    try:
+        with suppress(_ProbeDone):
+            output = clone(*args, **kwargs)
+    finally:
+        hook.post_forward(clone, output)
+
+
+def _on_module(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """The call with its hidden states where and in the dtype the module computes (a trace may
+    store them on another device or in a lower dtype)."""
+    weights = next((p for p in module.parameters() if p.is_floating_point()), None)
+    dtype = weights.dtype if weights is not None else None
+    device = placement.execution_device(module)
+    kwargs = dict(kwargs)
+    if args:
+        args = (args[0].to(device=device, dtype=dtype), *args[1:])
+    else:
+        kwargs["hidden_states"] = kwargs["hidden_states"].to(device=device, dtype=dtype)
+    return args, kwargs
 
 
 @torch.no_grad()
@@ -238,10 +365,9 @@ def probe(
         raise UnsupportedArchitectureError(
             f"{type(module).__name__} has no config; cannot recompute its attention pattern"
         )
-    args, kwargs = call
+    args, kwargs = _on_module(module, *call)
     hidden = args[0] if args else kwargs["hidden_states"]
     seq = hidden.shape[-2]
-    kwargs = dict(kwargs)
     kwargs["attention_mask"] = _eager_mask(
         kwargs.get("attention_mask"), module, seq, hidden.dtype, hidden.device
     )
@@ -252,8 +378,7 @@ def probe(
     clone = _private_copy(module)
     clone._lmscope_heads = heads
     clone._lmscope_rows = rows
-    with suppress(_ProbeDone):  # a subset stops before the output projection
-        clone(*args, **kwargs)
+    _call_as_dispatched(module, clone, args, kwargs)
     sink = clone._lmscope_sink
     if "weights" not in sink:
         raise UnsupportedArchitectureError(
@@ -282,7 +407,7 @@ def pattern(
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
     if sink["softcap"]:
         scores = torch.tanh(scores / sink["softcap"]) * sink["softcap"]
-    mask = sink["attention_mask"][0, :, :, : scores.shape[-1]]
+    mask = sink["attention_mask"][0, :, :, : scores.shape[-1]].to(scores.device)
     if heads is not None and mask.shape[0] > 1:
         mask = mask[heads]
     scores = scores.masked_fill(mask <= torch.finfo(mask.dtype).min / 2, float("-inf"))

@@ -127,10 +127,14 @@ def _check_k(k, vocab_size: int) -> int:
 
 
 def _state(trace: Trace, stage: str, layer: int, index: torch.Tensor) -> torch.Tensor:
+    # a dispatched model's layers (and so their stored streams) may sit on different devices
     if stage == "post":
-        return trace.resid_post(layer)[index]
+        resid = trace.resid_post(layer)
+        return resid[index.to(resid.device)]
     # resid_mid for the chosen rows only (the same sum Trace.resid_mid does, without the full seq)
-    return trace.resid_pre(layer)[index] + trace.attn_out(layer)[index]
+    resid = trace.resid_pre(layer)
+    rows = index.to(resid.device)
+    return resid[rows] + trace.attn_out(layer)[rows]
 
 
 def _chunk_logits(trace: Trace, stage: str, group, index: torch.Tensor) -> torch.Tensor:
@@ -141,7 +145,9 @@ def _chunk_logits(trace: Trace, stage: str, group, index: torch.Tensor) -> torch
     if stage == "post" and group[0][0] == trace.n_layers - 1:
         return torch.cat([trace.logits[index[a:b]] for _, a, b in group])
     states = [_state(trace, stage, layer, index[a:b]) for layer, a, b in group]
-    return trace.unembed(torch.cat(states) if len(states) > 1 else states[0])
+    if len(states) == 1:
+        return trace.unembed(states[0])
+    return trace.unembed(torch.cat([state.to(states[0].device) for state in states]))
 
 
 def _chunks(n_layers: int, n_pos: int, rows: int, split_before: int | None = None):

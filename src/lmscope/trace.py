@@ -1,25 +1,29 @@
-"""One run's activations: tensors stay on the model's device, slices are taken on demand.
+"""One run's activations: tensors stay next to the model, slices are taken on demand.
 
-A Trace knows nothing about widgets or the browser. Attention patterns are rebuilt per layer
-when asked for (and a few recent layers are cached), so a trace never holds
-layers × heads × seq² unless a caller asks for every layer.
+A Trace knows nothing about widgets or the browser. It always stores the residual stream
+entering each block (and each block's call); a block's internals (sub-layer outputs, MLP
+activations, attention input) are either stored too or recomputed on demand by rerunning that
+one block (`Inspector(trace_internals=...)` decides; a few recent blocks are cached).
+Attention patterns are rebuilt per layer when asked for (and a few recent layers are cached),
+so a trace never holds layers × heads × seq² unless a caller asks for every layer.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import AbstractContextManager, nullcontext
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lmscope import capture, memory
-from lmscope.errors import check_index
+from lmscope import capture, memory, placement
+from lmscope.errors import MemoryBudgetError, check_index
 from lmscope.tokens import id_strings
 
 if TYPE_CHECKING:
     from lmscope.architectures import ModelParts
-    from lmscope.capture import Recording
+    from lmscope.capture import Place, Recording
 
 STREAMS = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
 
@@ -29,6 +33,9 @@ class Trace:
 
     #: how many layers' [heads, seq, seq] patterns are kept after being computed
     attention_cache_layers = 4
+    #: recomputed blocks' internals kept, in bytes as a share of the stored stream's (at
+    #: least one block: a view reading several internals of one layer reruns it once)
+    recompute_cache_share = 0.25
 
     def __init__(
         self,
@@ -43,8 +50,9 @@ class Trace:
         prompt_length: int | None = None,
         generated_text: str = "",
         model_name: str = "",
-        memory_budget: int | None = None,
+        memory_budget: int | dict[torch.device, int] | None = None,
         tokenizer: Any = None,
+        place: Place | None = None,
     ) -> None:
         self._parts = parts
         self._rec = recording
@@ -60,6 +68,9 @@ class Trace:
         self.tokenizer = tokenizer
         self.n_layers = len(parts.blocks)
         self.n_heads = parts.n_heads
+        self._place = place
+        # layer -> its internals rerun on demand (when the run did not keep them)
+        self._recomputed: OrderedDict[int, Recording] = OrderedDict()
         # (layer, None) for every head of a layer, (layer, head) for one head
         self._patterns: OrderedDict[tuple[int, int | None], tuple[torch.Tensor, torch.Tensor]] = (
             OrderedDict()
@@ -79,7 +90,13 @@ class Trace:
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype the trace stores (and returns) the stream in."""
         return self._rec.resid_pre[0].dtype
+
+    @property
+    def internals_kept(self) -> bool:
+        """True when the run stored every block's internals, False when they are recomputed."""
+        return self._rec.attn_out[0] is not None
 
     @property
     def d_model(self) -> int:
@@ -110,15 +127,15 @@ class Trace:
 
     def attn_out(self, layer: int) -> torch.Tensor:
         """What block `layer`'s attention adds to the residual stream."""
-        return self._rec.attn_out[self._layer(layer)]
+        return self._internal("attn_out", layer)
 
     def resid_mid(self, layer: int) -> torch.Tensor:
         layer = self._layer(layer)
-        return self._rec.resid_pre[layer] + self._rec.attn_out[layer]
+        return self._rec.resid_pre[layer] + self.attn_out(layer)
 
     def mlp_out(self, layer: int) -> torch.Tensor:
         """What block `layer`'s MLP adds to the residual stream."""
-        return self._rec.mlp_out[self._layer(layer)]
+        return self._internal("mlp_out", layer)
 
     def resid_post(self, layer: int) -> torch.Tensor:
         """The block's output (equal to resid_mid + mlp_out up to float rounding)."""
@@ -129,7 +146,58 @@ class Trace:
 
     def mlp_activations(self, layer: int) -> torch.Tensor:
         """[seq, d_mlp] the MLP hidden activations after the nonlinearity (input of its down projection)."""
-        return self._rec.mlp_hidden[self._layer(layer)]
+        return self._internal("mlp_hidden", layer)
+
+    def attention_call(self, layer: int) -> tuple[tuple, dict]:
+        """(args, kwargs) block `layer`'s attention module was called with (its input hidden
+        states, position embeddings, mask): what pattern recomputation reruns it on."""
+        return self._internal("attn_call", layer)
+
+    def _internal(self, name: str, layer: int):
+        layer = self._layer(layer)
+        stored = getattr(self._rec, name)[layer]
+        if stored is not None:
+            return stored
+        return getattr(self._rerun(layer), name)[layer]
+
+    def _rerun(self, layer: int) -> Recording:
+        """Block `layer`'s internals, recomputed from its stored input (cached for a few blocks)."""
+        if layer in self._recomputed:
+            self._recomputed.move_to_end(layer)
+            return self._recomputed[layer]
+        try:
+            with self._rerun_edits(layer):
+                rec = capture.rerun_block(
+                    self._parts,
+                    layer,
+                    self._rec.resid_pre[layer],
+                    self._rec.block_call[layer],
+                    place=self._place,
+                    dtype=self._rec.stream_dtype,
+                )
+        except torch.OutOfMemoryError:
+            memory.empty_caches()
+            raise MemoryBudgetError(
+                f"out of memory recomputing block {layer} at {self.seq_len} tokens; free other "
+                "tensors or look at a shorter text (the trace is still usable)."
+            ) from None
+        self._recomputed[layer] = rec
+        limit = self.recompute_cache_share * memory.tensor_bytes(self._rec.resid_pre)
+        while len(self._recomputed) > 1 and memory.tensor_bytes(self._recomputed) > limit:
+            self._recomputed.popitem(last=False)
+        return rec
+
+    def _rerun_edits(self, layer: int) -> AbstractContextManager:
+        """The context a recomputed block runs in. A run that applied edits to the model must
+        apply the same ones here (the interventions plug in at this point), so that the
+        recomputed internals belong to the stored stream; a plain run has none."""
+        return nullcontext()
+
+    def stored_bytes(self, *, logits: bool = False) -> int:
+        """Bytes this trace holds (each storage once): the stream, block calls, kept or cached
+        internals and cached patterns; the logits too when asked."""
+        held = [self._rec, self._recomputed, self._patterns]
+        return memory.tensor_bytes([*held, self.logits] if logits else held)
 
     def stream(self, name: str, layer: int) -> torch.Tensor:
         """Any of STREAMS by name, e.g. trace.stream("attn_out", 3)."""
@@ -138,7 +206,10 @@ class Trace:
         return getattr(self, name)(layer)
 
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
-        """Logits from any residual-stream vector(s): the final norm once, then the unembedding."""
+        """Logits from any residual-stream vector(s): the final norm once, then the unembedding
+        (the modules themselves are called, so offloaded weights are brought in as they are)."""
+        device = placement.execution_device(self._parts.final_norm)
+        resid = resid.to(device=device, dtype=self._rec.stream_dtype or resid.dtype)
         with torch.no_grad():
             return self._parts.unembed_residual(resid)
 
@@ -156,18 +227,24 @@ class Trace:
         if key in self._patterns:
             return self._cached(key)
         n_heads = self.n_heads if head is None else 1
-        if self.memory_budget is not None:
+        module = self._parts.attentions[layer]
+        budget = self.memory_budget
+        if isinstance(budget, dict):
+            budget = budget.get(placement.execution_device(module))
+        if budget is not None:
             need = memory.estimate_pattern_bytes(
-                n_tokens=self.seq_len, n_heads=n_heads, element_size=self.dtype.itemsize
+                n_tokens=self.seq_len,
+                n_heads=n_heads,
+                element_size=(self._rec.stream_dtype or self.dtype).itemsize,
             )
             what = f"layer {layer}" if head is None else f"layer {layer} head {head}"
             memory.check(
                 need,
-                self.memory_budget,
+                budget,
                 f"the attention pattern of {what} at {self.seq_len} tokens",
                 "Look at a shorter text.",
             )
-        module, call = self._parts.attentions[layer], self._rec.attn_call[layer]
+        call = self.attention_call(layer)
         if head is None:
             result = capture.pattern(module, call)
             for stale in [k for k in self._patterns if k[0] == layer]:  # the layer answers them now
@@ -237,5 +314,6 @@ class Trace:
     def release(self) -> None:
         """Drop every tensor now (a trace is also freed when nothing refers to it)."""
         self._patterns.clear()
+        self._recomputed.clear()
         self._rec = None  # type: ignore[assignment]
         self.logits = None  # type: ignore[assignment]
