@@ -1,12 +1,15 @@
 """lmscope: Jupyter widgets for looking inside Hugging Face causal language models."""
 
 from lmscope.coloring import token_colors
+from lmscope.edits import Ablate, Patch, mean_activation
 from lmscope.errors import LmscopeError
 from lmscope.inspector import Inspector
 from lmscope.stats import log_norms, norm_regression
+from lmscope.sweeps import PatchingResult, patching
 from lmscope.trace import Trace
 
 __all__ = [
+    "Ablate",
     "AttentionGrid",
     "AttentionLines",
     "Dashboard",
@@ -14,10 +17,14 @@ __all__ = [
     "LmscopeError",
     "LogitLens",
     "NormPlot",
+    "Patch",
+    "PatchingResult",
     "TokenColors",
     "Trace",
     "log_norms",
+    "mean_activation",
     "norm_regression",
+    "patching",
     "token_colors",
 ]
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from lmscope import architectures, capture, memory, placement, tokens
+from lmscope import edits as edits_module
 from lmscope.default_model import DEFAULT_MODEL_NAME, ensure_converted
 from lmscope.errors import InputError, MemoryBudgetError, UnknownModelError
 from lmscope.trace import Trace
@@ -385,11 +386,17 @@ class Inspector:
         self,
         text_or_ids: str | Sequence[int] | torch.Tensor,
         *,
+        edits: Sequence[edits_module.Ablate | edits_module.Patch | edits_module.Edit] = (),
         prompt_length=None,
         generated_text="",
     ) -> Trace:
-        """Run one forward pass and capture everything the views need."""
+        """Run one forward pass and capture everything the views need.
+
+        `edits`: `lmscope.Ablate` / `lmscope.Patch` applied during this run only; the trace
+        records them (`trace.edits`) and the model is left as it was, also if the run raises.
+        """
         ids = self.encode(text_or_ids)
+        planned = edits_module.plan(edits, self, ids.numel())
         n_tokens = ids.numel()
         budgets = self.budgets()
         internals = self.keeps_internals(n_tokens, budgets)
@@ -407,6 +414,7 @@ class Inspector:
             with (
                 self._eval_mode(),
                 torch.no_grad(),
+                edits_module.applied(self.parts, planned),  # before recording: it sees the edits
                 capture.recording(self.parts, internals=internals, place=place) as rec,
             ):
                 output = self.model(input_ids=batch, use_cache=False)
@@ -436,6 +444,7 @@ class Inspector:
             memory_budget=budgets,
             tokenizer=self.tokenizer,
             place=place,
+            edits=planned,
         )
 
     def _placer(self) -> capture.Place | None:
@@ -455,9 +464,15 @@ class Inspector:
         self,
         prompt: str | Sequence[int] | torch.Tensor,
         max_new_tokens: int = 20,
+        *,
+        edits: Sequence[edits_module.Ablate | edits_module.Patch | edits_module.Edit] = (),
         **generate_kwargs,
     ) -> Trace:
-        """Greedy continuation (unless generate_kwargs say otherwise), traced over prompt + continuation."""
+        """Greedy continuation (unless generate_kwargs say otherwise), traced over prompt + continuation.
+
+        `edits` apply to every step; their positions count in the prompt (a Patch without
+        positions covers the prompt, whose length its source must have).
+        """
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         ids = self.encode(prompt)
@@ -470,8 +485,13 @@ class Inspector:
         pad = getattr(self.tokenizer, "pad_token_id", None) or getattr(
             self.tokenizer, "eos_token_id", None
         )
+        planned = edits_module.for_generation(edits_module.plan(edits, self, ids.numel()))
+        if any(edit.positions is not None for edit in planned):
+            # with a KV cache each later step sees one position; without it every step sees
+            # the whole sequence, so an edit's prompt positions index the same tokens
+            generate_kwargs.setdefault("use_cache", False)
         batch = ids.to(self.device)[None]
-        with self._eval_mode(), torch.no_grad():
+        with self._eval_mode(), torch.no_grad(), edits_module.applied(self.parts, planned):
             out = self.model.generate(
                 input_ids=batch,
                 attention_mask=torch.ones_like(batch),
@@ -481,7 +501,7 @@ class Inspector:
             )[0]
         new_ids = out[ids.numel() :]
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True) if self.tokenizer else ""
-        return self.run(out.cpu(), prompt_length=ids.numel(), generated_text=text)
+        return self.run(out.cpu(), edits=planned, prompt_length=ids.numel(), generated_text=text)
 
     def show(self, text: str, **dashboard_kwargs):
         """Run `text` and return a `lmscope.Dashboard` of it, with a prompt box for new runs."""

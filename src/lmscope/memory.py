@@ -98,6 +98,15 @@ def transient_bytes(*, n_tokens: int, n_heads: int, d_mlp: int, element_size: in
     return (3 * n_heads * n_tokens * n_tokens + 3 * n_tokens * d_mlp) * element_size
 
 
+def estimate_patched_copy_bytes(
+    *, n_tokens: int, d_model: int, d_mlp: int, n_heads: int, vocab: int, element_size: int
+) -> int:
+    """One copy in a batched patching sweep: nothing is kept across blocks but the hidden state,
+    so one block's transients (attention scores, MLP hidden) plus the last position's logits."""
+    transient = 3 * n_heads * n_tokens * n_tokens + n_tokens * (8 * d_model + 3 * d_mlp)
+    return (transient + vocab) * element_size
+
+
 def estimate_pattern_bytes(*, n_tokens: int, n_heads: int, element_size: int) -> int:
     """One layer's pattern recomputation: scores, probabilities and the eager intermediates."""
     return 4 * n_heads * n_tokens * n_tokens * element_size

@@ -24,6 +24,7 @@ from lmscope.tokens import id_strings
 if TYPE_CHECKING:
     from lmscope.architectures import ModelParts
     from lmscope.capture import Place, Recording
+    from lmscope.edits import Edit
 
 STREAMS = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
 
@@ -53,6 +54,7 @@ class Trace:
         memory_budget: int | dict[torch.device, int] | None = None,
         tokenizer: Any = None,
         place: Place | None = None,
+        edits: tuple[Edit, ...] = (),
     ) -> None:
         self._parts = parts
         self._rec = recording
@@ -66,6 +68,8 @@ class Trace:
         self.model_name = model_name
         self.memory_budget = memory_budget
         self.tokenizer = tokenizer
+        #: the edits this run was made with (`lmscope.edits`); recomputations apply them too
+        self.edits = tuple(edits)
         self.n_layers = len(parts.blocks)
         self.n_heads = parts.n_heads
         self._place = place
@@ -108,10 +112,16 @@ class Trace:
         return self._parts
 
     def __repr__(self) -> str:
+        edited = f"; {self.edits_text}" if self.edits else ""
         return (
             f"Trace({self.model_name or 'model'}: {self.seq_len} tokens, {self.n_layers} layers, "
-            f"{self.n_heads} heads, d_model={self.d_model}, on {self.device})"
+            f"{self.n_heads} heads, d_model={self.d_model}, on {self.device}{edited})"
         )
+
+    @property
+    def edits_text(self) -> str:
+        """The edits in one line for a view's header ('edited: Ablate(5, head=1)'), or ''."""
+        return "edited: " + "; ".join(e.label for e in self.edits) if self.edits else ""
 
     def _layer(self, layer: int) -> int:
         return check_index("layer", layer, self.n_layers)
@@ -188,10 +198,13 @@ class Trace:
         return rec
 
     def _rerun_edits(self, layer: int) -> AbstractContextManager:
-        """The context a recomputed block runs in. A run that applied edits to the model must
-        apply the same ones here (the interventions plug in at this point), so that the
-        recomputed internals belong to the stored stream; a plain run has none."""
-        return nullcontext()
+        """The context a recomputed block runs in: the run's own edits, so that the recomputed
+        internals belong to the stored stream (a plain run has none)."""
+        if not self.edits:
+            return nullcontext()
+        from lmscope.edits import applied
+
+        return applied(self._parts, [e for e in self.edits if e.layer == layer])
 
     def stored_bytes(self, *, logits: bool = False) -> int:
         """Bytes this trace holds (each storage once): the stream, block calls, kept or cached

@@ -1,0 +1,336 @@
+"""Activation-patching sweeps: patch clean activations into a corrupted run, one cell at a time,
+and measure how much of the clean behaviour each cell restores.
+
+The metric is logit(answer) - logit(foil) at the last position (logit(answer) without a foil);
+the effect is normalised so the clean run scores 1 and the corrupted run 0.
+
+The patched runs are batched: many patched copies of the corrupted prompt go through the model
+in one forward, each row with its own patch. A copy whose patches all sit at layer >= L starts
+at block L from the corrupted run's own block input (blocks before L would recompute exactly
+that), so a batch costs only the blocks at and after its lowest layer.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from lmscope import capture, edits, memory, placement
+from lmscope.errors import InputError, OutOfRangeError, check_index
+
+if TYPE_CHECKING:
+    from lmscope.inspector import Inspector
+    from lmscope.trace import Trace
+
+SWEEP_SITES = ("resid_pre", "attn_out", "mlp_out", "head")
+#: copies per forward at most: past this the CPU gains nothing and a GPU little
+MAX_BATCH = 64
+
+
+@dataclass
+class PatchingResult:
+    """One sweep. `effect` and `metric` are [layers, columns] (columns: positions of the
+    corrupted prompt, or heads for site "head"); NaN where a position has no clean counterpart."""
+
+    site: str
+    effect: torch.Tensor
+    metric: torch.Tensor
+    clean_metric: float
+    corrupted_metric: float
+    layers: list[int]
+    columns: list[int]
+    clean: Trace
+    corrupted: Trace
+    answer: int
+    foil: int | None
+    align: tuple[int | None, ...]
+
+    @property
+    def axis(self) -> str:
+        """What the columns are: "position" or "head"."""
+        return "head" if self.site == "head" else "position"
+
+    @property
+    def tokens(self) -> list[str]:
+        """The corrupted prompt's tokens (the position columns' labels)."""
+        return self.corrupted.tokens
+
+    def patch(self, layer: int, column: int) -> edits.Patch:
+        """The single patch behind one cell: `ins.run(result.corrupted.input_ids,
+        edits=[*result.corrupted.edits, result.patch(layer, column)])` reruns it."""
+        if self.axis == "head":
+            head = check_index("head", column, self.clean.n_heads)
+            pairs = [(p, q) for p, q in enumerate(self.align) if q is not None]
+            return edits.Patch(
+                source=self.clean,
+                site="head",
+                layer=layer,
+                head=head,
+                position=[p for p, _ in pairs],
+                source_position=[q for _, q in pairs],
+            )
+        position = check_index("position", column, self.corrupted.seq_len)
+        if self.align[position] is None:
+            raise InputError(f"position {position} has no clean counterpart in the alignment")
+        return edits.Patch(
+            source=self.clean,
+            site=self.site,
+            layer=layer,
+            position=position,
+            source_position=self.align[position],
+        )
+
+    def top(self, k: int = 5) -> list[tuple[int, int, float]]:
+        """The k cells with the largest |effect|, as (layer, column, effect)."""
+        flat = self.effect.nan_to_num(0.0).abs().flatten()
+        order = flat.argsort(descending=True)[:k].tolist()
+        width = len(self.columns)
+        return [
+            (self.layers[i // width], self.columns[i % width], float(self.effect.flatten()[i]))
+            for i in order
+        ]
+
+    def __repr__(self) -> str:
+        return (
+            f"PatchingResult({self.site}: {len(self.layers)} layers x {len(self.columns)} "
+            f"{self.axis}s, clean metric {self.clean_metric:.3f}, corrupted "
+            f"{self.corrupted_metric:.3f})"
+        )
+
+
+def token_id(ins: Inspector, token: int | str, name: str) -> int:
+    """A vocabulary id from an id or a text that is exactly one token (e.g. " Paris")."""
+    if isinstance(token, str):
+        if ins.tokenizer is None:
+            raise InputError(f"{name} is text but this Inspector has no tokenizer; pass an id")
+        ids = ins.tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            pieces = [ins.tokenizer.decode([i]) for i in ids]
+            raise InputError(
+                f"{name} {token!r} is {len(ids)} tokens {pieces}, not one; pick a text that is "
+                "a single token (often with a leading space) or pass its id"
+            )
+        return ids[0]
+    return check_index(name, token, ins.vocab_size)
+
+
+def metric_of(logits: torch.Tensor, answer: int, foil: int | None) -> torch.Tensor:
+    """logit(answer) - logit(foil) of [..., vocab] logits (logit(answer) without a foil)."""
+    value = logits[..., answer].float()
+    return value - logits[..., foil].float() if foil is not None else value
+
+
+def _alignment(clean: Trace, corrupted: Trace, align) -> tuple[int | None, ...]:
+    if align is None:
+        if clean.seq_len != corrupted.seq_len:
+            raise InputError(
+                f"the clean prompt has {clean.seq_len} tokens and the corrupted one "
+                f"{corrupted.seq_len}: patching matches positions one to one. Reword them to "
+                "the same length (e.g. swap names that are one token each), or pass align=: "
+                "for each corrupted position, the clean position to patch from (None: none)"
+            )
+        return tuple(range(corrupted.seq_len))
+    align = tuple(align)
+    if len(align) != corrupted.seq_len:
+        raise InputError(
+            f"align has {len(align)} entries but the corrupted prompt has {corrupted.seq_len} "
+            "tokens: give one clean position (or None) per corrupted position"
+        )
+    return tuple(None if q is None else check_index("align", q, clean.seq_len) for q in align)
+
+
+def _as_trace(ins: Inspector, prompt) -> Trace:
+    from lmscope.trace import Trace
+
+    return prompt if isinstance(prompt, Trace) else ins.run(prompt)
+
+
+def patching(
+    ins: Inspector,
+    clean,
+    corrupted,
+    *,
+    answer: int | str,
+    foil: int | str | None = None,
+    site: str = "resid_pre",
+    layers: Sequence[int] | None = None,
+    positions: Sequence[int] | None = None,
+    align: Sequence[int | None] | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> PatchingResult:
+    """Patch each layer x position (sites resid_pre, attn_out, mlp_out) or layer x head (site
+    "head", all positions at once) of the clean run into the corrupted run.
+
+    `clean` / `corrupted`: texts, token ids or traces (a corrupted trace's edits are kept in
+    every patched run). Prompts must have the same length unless `align` gives, for each
+    corrupted position, the clean position to patch from. `batch_size` defaults to what the
+    memory budget allows (at most 64 copies per forward).
+    """
+    if site not in SWEEP_SITES:
+        raise InputError(f"unknown sweep site {site!r}; choose one of {', '.join(SWEEP_SITES)}")
+    answer_id = token_id(ins, answer, "answer")
+    foil_id = None if foil is None else token_id(ins, foil, "foil")
+    clean_trace = _as_trace(ins, clean)
+    corrupted_ids = corrupted.input_ids if hasattr(corrupted, "input_ids") else corrupted
+    corrupted_edits = getattr(corrupted, "edits", ())
+    corrupted_trace = ins.run(corrupted_ids, edits=corrupted_edits)
+    pairs = _alignment(clean_trace, corrupted_trace, align)
+
+    clean_metric = float(metric_of(clean_trace.logits[-1], answer_id, foil_id))
+    corrupted_metric = float(metric_of(corrupted_trace.logits[-1], answer_id, foil_id))
+    span = clean_metric - corrupted_metric
+    if abs(span) <= 1e-6 * max(1.0, abs(clean_metric)):
+        raise InputError(
+            f"the clean and corrupted runs give the same metric ({clean_metric:.4f}): there is "
+            "no difference for patching to restore; check answer=/foil= and the prompts"
+        )
+
+    layers = _pick("layer", layers, ins.n_layers)
+    if site == "head":
+        columns = list(range(ins.n_heads))
+    else:
+        columns = _pick("position", positions, corrupted_trace.seq_len)
+    cells = [(layer, col) for layer in layers for col in columns]
+    if site != "head":
+        cells = [(layer, p) for layer, p in cells if pairs[p] is not None]
+    if site == "head" and all(q is None for q in pairs):
+        raise InputError("align= gives no position a clean counterpart")
+
+    sources = {layer: edits.site_values(clean_trace, site, layer) for layer in layers}
+    size = batch_size or _batch_size(ins, corrupted_trace.seq_len)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    values = _run_cells(
+        ins, corrupted_trace, site, cells, sources, pairs, size, progress, answer_id, foil_id
+    )
+    metric = torch.full((len(layers), len(columns)), float("nan"))
+    row, col = {layer: i for i, layer in enumerate(layers)}, {c: j for j, c in enumerate(columns)}
+    for (layer, column), value in zip(cells, values, strict=True):
+        metric[row[layer], col[column]] = value
+    return PatchingResult(
+        site=site,
+        effect=(metric - corrupted_metric) / span,
+        metric=metric,
+        clean_metric=clean_metric,
+        corrupted_metric=corrupted_metric,
+        layers=layers,
+        columns=columns,
+        clean=clean_trace,
+        corrupted=corrupted_trace,
+        answer=answer_id,
+        foil=foil_id,
+        align=pairs,
+    )
+
+
+def _pick(name: str, given: Sequence[int] | None, size: int) -> list[int]:
+    if given is None:
+        return list(range(size))
+    picked = [check_index(name, i, size) for i in given]
+    if not picked:
+        raise OutOfRangeError(f"{name}s is empty; give at least one {name} or None for all")
+    return picked
+
+
+def _batch_size(ins: Inspector, n_tokens: int) -> int:
+    per_copy = memory.estimate_patched_copy_bytes(
+        n_tokens=n_tokens,
+        d_model=ins.config.hidden_size,
+        d_mlp=ins.d_mlp,
+        n_heads=ins.n_heads,
+        vocab=ins.vocab_size,
+        element_size=next(ins.model.parameters()).element_size(),
+    )
+    budget = ins.budget()
+    memory.check(
+        per_copy,
+        budget,
+        f"one patched copy of {n_tokens} tokens",
+        "Use shorter prompts, or a larger budget if the device really has the room.",
+    )
+    return max(1, min(MAX_BATCH, budget // per_copy))
+
+
+@torch.no_grad()
+def _run_cells(
+    ins, corrupted, site, cells, sources, pairs, size, progress, answer, foil
+) -> list[float]:
+    """The metric of every cell's patched run, `size` copies per forward."""
+    from tqdm.auto import tqdm
+
+    parts = ins.parts
+    aligned = [(p, q) for p, q in enumerate(pairs) if q is not None]
+    out: list[float] = []
+    with (
+        ins._eval_mode(),
+        capture.model_lock(parts.blocks[0]),
+        edits.applied(parts, corrupted.edits),
+        tqdm(total=len(cells), desc=f"patching {site}", disable=not progress) as bar,
+    ):
+        for start in range(0, len(cells), size):
+            chunk = cells[start : start + size]
+            by_layer: dict[int, list[tuple[int, int]]] = defaultdict(list)
+            for row, (layer, column) in enumerate(chunk):
+                by_layer[layer].append((row, column))
+            handles = []
+            try:
+                for layer, rows in by_layer.items():
+                    write = _cell_writer(parts, site, layer, rows, sources[layer], pairs, aligned)
+                    handles.append(edits.hook_site(parts, site, layer, write))
+                logits = _suffix_forward(parts, corrupted, min(by_layer), len(chunk))
+            finally:
+                for handle in handles:
+                    handle.remove()
+            out.extend(metric_of(logits, answer, foil).tolist())
+            bar.update(len(chunk))
+    return out
+
+
+def _cell_writer(parts, site, layer, rows, source, pairs, aligned):
+    """A rewrite for one layer's hook: each row of the batch gets its own cell's clean values."""
+    row_idx = torch.tensor([r for r, _ in rows])
+    if site == "head":
+        n_heads, head_dim = edits.site_shape(parts, "head", layer)
+        heads = torch.tensor([c for _, c in rows])
+        pos = torch.tensor([p for p, _ in aligned])
+        src = source.view(-1, n_heads, head_dim)[[q for _, q in aligned]]  # [n_pos, heads, d]
+        values = src[:, heads].transpose(0, 1)  # [n_rows, n_pos, d]
+
+        def write_heads(x: torch.Tensor) -> torch.Tensor:
+            out = x.clone(memory_format=torch.contiguous_format)
+            view = out.view(*out.shape[:-1], n_heads, head_dim)
+            r, p, h = (t.to(x.device) for t in (row_idx, pos, heads))
+            view[r[:, None], p[None, :], h[:, None]] = values.to(x.device, x.dtype)
+            return out
+
+        return write_heads
+    pos = torch.tensor([c for _, c in rows])
+    values = source[[pairs[c] for _, c in rows]]  # [n_rows, width]
+
+    def write_positions(x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        out[row_idx.to(x.device), pos.to(x.device)] = values.to(x.device, x.dtype)
+        return out
+
+    return write_positions
+
+
+def _suffix_forward(parts, corrupted: Trace, first: int, n_copies: int) -> torch.Tensor:
+    """[n_copies, vocab] last-position logits of blocks first.. run on copies of the corrupted
+    run's input of block `first`, each block called as the model called it (the hooks the
+    caller installed edit each copy)."""
+    rec = corrupted._rec
+    hidden = corrupted.resid_pre(first)
+    block = parts.blocks[first]
+    hidden = hidden.to(placement.execution_device(block), rec.stream_dtype or hidden.dtype)
+    hidden = hidden[None].repeat(n_copies, 1, 1)
+    for layer in range(first, len(parts.blocks)):
+        args, kwargs = rec.block_call[layer].with_hidden(hidden)
+        out = parts.blocks[layer](*args, **kwargs)
+        hidden = out[0] if isinstance(out, tuple | list) else out
+    return corrupted.unembed(hidden[:, -1])
