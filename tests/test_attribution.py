@@ -336,3 +336,26 @@ def test_default_model_parts_add_up_and_agree_with_hugging_face(default_run):
         assert float(result.sources(23, head).sum()) == pytest.approx(
             float(result.heads[23, head]), abs=1e-5
         )
+
+
+def test_widget_syncs_the_shares_and_answers_a_head_selection():
+    from lmscope.widgets.attribution import Attribution
+    from lmscope.widgets.traits import WireArray
+
+    trace = family_trace("gpt2")
+    view = Attribution(trace, target=TARGET, foil=FOIL)
+    result = trace.attribution(TARGET, foil=FOIL)
+    torch.testing.assert_close(torch.tensor(WireArray.to_numpy(view.heads)), result.heads)
+    assert WireArray.to_numpy(view.sources).size == 0  # nothing selected yet
+    view.layer, view.head = 1, 2  # as the browser sets them
+    sources = WireArray.to_numpy(view.sources)
+    assert sources.sum() == pytest.approx(float(result.heads[1, 2]), abs=1e-5)
+    view.attribute(FOIL, position=5, foil=None)  # one recomputation, another question
+    assert (view.target, view.foil, view.token) == (FOIL, -1, 5)
+    assert view.summary["total"] == pytest.approx(float(trace.logits[5, FOIL]), abs=1e-4)
+    assert WireArray.to_numpy(view.sources).shape == (trace.seq_len,)
+    assert view.synced_bytes() < 4096
+    with pytest.raises(OutOfRangeError, match="head 99 is out of range"):
+        view.head = 99
+    with pytest.raises(TypeError):
+        Attribution(trace, TARGET)  # options are keyword-only

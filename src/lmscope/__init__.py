@@ -12,6 +12,7 @@ __all__ = [
     "Ablate",
     "AttentionGrid",
     "AttentionLines",
+    "Attribution",
     "Dashboard",
     "Inspector",
     "LmscopeError",
@@ -31,6 +32,7 @@ __all__ = [
 _WIDGETS = {
     "AttentionLines": "lmscope.widgets.attention_lines",
     "AttentionGrid": "lmscope.widgets.attention_grid",
+    "Attribution": "lmscope.widgets.attribution",
     "LogitLens": "lmscope.widgets.logit_lens",
     "TokenColors": "lmscope.widgets.token_colors",
     "NormPlot": "lmscope.widgets.norm_plot",

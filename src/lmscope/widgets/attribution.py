@@ -1,0 +1,176 @@
+"""Attribution: which heads and MLPs wrote one logit, as a layers x heads grid of shares.
+
+Python computes `trace.attribution(...)` (every head and MLP at one position) and syncs the
+small table: [layers, heads] head shares, [layers] MLP and bias shares, float32. Clicking a
+head selects it (`layer`, `head`, the shared selection's names); Python answers with that
+head's share split by source position (`sources`, [seq]), which the view draws over the
+prompt's tokens. Changing `token` (the attributed position), `target` or `foil` recomputes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+import traitlets as t
+
+from lmscope.errors import InputError, check_index
+from lmscope.lens import resolve_targets
+from lmscope.widgets.base import LmscopeWidget, reports_errors, static_bundle
+from lmscope.widgets.traits import WireArray
+
+if TYPE_CHECKING:
+    from lmscope.attribution import AttributionResult
+    from lmscope.trace import Trace
+
+
+class Attribution(LmscopeWidget):
+    """Direct logit attribution of `target` at `position` (against `foil`), as a grid.
+
+    `lmscope.Attribution(tr, target=" Poland", foil=" Warsaw")`. The shares add up to the
+    logit (or logit difference) shown in the header; see `Trace.attribution`.
+    """
+
+    _esm = static_bundle("attribution")
+
+    n_layers = t.Int(1).tag(sync=True)
+    n_heads = t.Int(1).tag(sync=True)
+    tokens = t.List(t.Unicode()).tag(sync=True)  # the prompt, one label per position
+    token = t.Int(0).tag(sync=True)  # the attributed position
+    target = t.Int(0).tag(sync=True)  # vocabulary id
+    foil = t.Int(-1).tag(sync=True)  # vocabulary id, -1 for none
+    layer = t.Int(-1).tag(sync=True)  # the selected head's layer, -1 for none
+    head = t.Int(-1).tag(sync=True)  # the selected head, -1 for none
+    heads = WireArray(kind="table").tag(sync=True)  # [n_layers, n_heads]
+    mlps = WireArray(kind="table").tag(sync=True)  # [n_layers]
+    attn_bias = WireArray(kind="table").tag(sync=True)  # [n_layers], zeros if none
+    summary = t.Dict().tag(sync=True)  # scalars and strings of the header
+    sources = WireArray(kind="table").tag(sync=True)  # [seq] of the selected head
+    #: shown by a dashboard: a button that opens the selected head in the attention view
+    can_open = t.Bool(False).tag(sync=True)
+    open_head = t.Int(0).tag(sync=True)  # bumped by that button
+
+    def __init__(
+        self,
+        trace: Trace,
+        *,
+        target: int | str,
+        position: int = -1,
+        foil: int | str | None = None,
+        layer: int = -1,
+        head: int = -1,
+        **kwargs: Any,
+    ) -> None:
+        self._trace = trace
+        self.result: AttributionResult | None = None
+        target_id = self._token_id(target)
+        foil_id = -1 if foil is None else self._token_id(foil)
+        super().__init__(
+            n_layers=trace.n_layers,
+            n_heads=trace.n_heads,
+            tokens=list(trace.tokens),
+            token=check_index("position", position, trace.seq_len),
+            target=target_id,
+            foil=foil_id,
+            **kwargs,
+        )
+        self._attribute()
+        if layer != -1 or head != -1:
+            self.select(layer, head)
+        self.observe(self._on_question, names=["token", "target", "foil"])
+        self.observe(self._on_head, names=["layer", "head"])
+
+    @property
+    def trace(self) -> Trace:
+        return self._trace
+
+    def _token_id(self, token: int | str) -> int:
+        tr = self._trace
+        return resolve_targets(token, tr.tokenizer, tr.logits.shape[-1])[0]
+
+    def attribute(
+        self, target: int | str, *, position: int | None = None, foil: int | str | None = None
+    ) -> None:
+        """Attribute another target (at another position, against another foil) in one update."""
+        position = check_index(
+            "position", self.token if position is None else position, self._trace.seq_len
+        )
+        target_id, foil_id = self._token_id(target), -1 if foil is None else self._token_id(foil)
+        self._quiet = True  # one recomputation for the three changes
+        try:
+            self.target, self.foil, self.token = target_id, foil_id, position
+        finally:
+            self._quiet = False
+        with self.reporting_errors():
+            self._attribute()
+
+    def select(self, layer: int, head: int) -> None:
+        """Select one head (its sources are shown); -1, -1 selects nothing."""
+        if (layer, head) != (-1, -1):
+            layer = check_index("layer", layer, self.n_layers)
+            head = check_index("head", head, self.n_heads)
+        self._quiet = True
+        try:
+            self.layer, self.head = layer, head
+        finally:
+            self._quiet = False
+        with self.reporting_errors():
+            self._push_sources()
+
+    @t.validate("token")
+    def _valid_token(self, proposal: dict) -> int:
+        return check_index("position", proposal["value"], self._trace.seq_len)
+
+    @t.validate("target", "foil")
+    def _valid_id(self, proposal: dict) -> int:
+        value = proposal["value"]
+        if proposal["trait"].name == "foil" and value == -1:
+            return value
+        return resolve_targets(value, None, self._trace.logits.shape[-1])[0]
+
+    @t.validate("layer", "head")
+    def _valid_head(self, proposal: dict) -> int:
+        value, name = proposal["value"], proposal["trait"].name
+        size = self.n_layers if name == "layer" else self.n_heads
+        return value if value == -1 else check_index(name, value, size)
+
+    _quiet = False
+
+    @reports_errors
+    def _on_question(self, _change: dict | None = None) -> None:
+        if not self._quiet:
+            self._attribute()
+
+    @reports_errors
+    def _on_head(self, _change: dict | None = None) -> None:
+        if not self._quiet:
+            self._push_sources()
+
+    def _attribute(self) -> None:
+        if self.foil == self.target:
+            raise InputError("target and foil are the same token: choose another foil")
+        foil = None if self.foil == -1 else self.foil
+        result = self._trace.attribution(self.target, position=self.token, foil=foil)
+        self.result = result
+        with self.hold_sync():
+            self.heads = result.heads
+            self.mlps = result.mlps
+            self.attn_bias = result.attn_bias
+            self.summary = {
+                "target_token": result.target_token,
+                "foil_token": result.foil_token if foil is not None else "",
+                "attributed": result.attributed,
+                "total": result.total,
+                "model_value": result.model_value,
+                "embed": result.embed,
+                "rest": result.rest,
+                "unexplained": result.unexplained,
+                "final_norm": result.final_norm,
+            }
+            self._push_sources()
+
+    def _push_sources(self) -> None:
+        if self.result is None or self.layer < 0 or self.head < 0:
+            self.sources = torch.zeros(0)
+            return
+        self.sources = self.result.sources(self.layer, self.head)

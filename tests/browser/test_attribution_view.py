@@ -1,0 +1,121 @@
+"""The Attribution view in Chromium: the grid from a real widget's state, hover values, a click
+on a head answered by Python with its source-position shares; then in JupyterLab and Notebook 7."""
+
+from __future__ import annotations
+
+import pytest
+from harness import mount, open_notebook, settle, shot, write_notebook
+
+from _models import default_inspector, tiny_ids, tiny_inspector
+from lmscope.widgets.attribution import Attribution
+
+pytestmark = pytest.mark.browser
+
+
+def _cell_center(page, kind_index: int, layer: int):
+    """Client coordinates of a grid cell, from the layout the view drew with."""
+    return page.evaluate(
+        """([column, layer]) => {
+            const c = document.querySelector('.lms-attr canvas');
+            const box = c.getBoundingClientRect();
+            return [column, layer, box.left, box.top];
+        }""",
+        [kind_index, layer],
+    )
+
+
+def _click_head(page, widget, layer: int, head: int, *, hover_only: bool = False):
+    from math import floor
+
+    n_layers, n_heads = widget.n_layers, widget.n_heads
+    cell_w = max(8, min(30, floor(560 / n_heads)))
+    cell_h = max(6, min(16, floor(640 / n_layers)))
+    x, y = 28 + head * cell_w + cell_w / 2, 18 + layer * cell_h + cell_h / 2
+    canvas = page.locator(".lms-attr canvas")
+    if hover_only:
+        canvas.hover(position={"x": x, "y": y})
+    else:
+        canvas.click(position={"x": x, "y": y})
+
+
+def test_grid_hover_and_click_shows_sources(page):
+    tr = tiny_inspector("gpt2").run(tiny_ids(12))
+    w = Attribution(tr, target=11, foil=7)
+    mount(page, w)
+    root = page.locator("#root")
+    head = page.locator(".lms-attr-head").text_content()
+    assert 'logit("#11") \u2212 logit("#7")' in head and f"after token {tr.seq_len - 1}" in head
+    assert "unexplained" in page.locator(".lms-attr-parts").text_content()
+    _click_head(page, w, 1, 2, hover_only=True)
+    value = float(w.result.heads[1, 2])
+    tip = page.locator(".lms-attr-tip").text_content()
+    assert tip.startswith("L1 H2: ") and f"{abs(value):.3f}" in tip
+    _click_head(page, w, 1, 2)
+    settle(page)
+    assert (w.layer, w.head) == (1, 2)
+    assert root.get_attribute("data-selected") == "1,2"
+    assert root.get_attribute("data-sources") == str(tr.seq_len)
+    chips = page.locator(".lms-attr-src")
+    shares = chips.evaluate_all("ns => ns.map(n => +n.dataset.share)")
+    assert sum(shares) == pytest.approx(value, abs=1e-4)
+    assert chips.first.text_content() == tr.tokens[0]  # token text, as text
+    assert "L1 H2" in page.locator(".lms-attr-sources-title").text_content()
+    shot(page, "attribution_tiny.png")
+
+
+def test_an_impossible_foil_is_shown_not_raised(page):
+    tr = tiny_inspector("llama").run(tiny_ids(12))
+    w = Attribution(tr, target=11)
+    w.foil = 11  # set before mounting: the state the page gets carries the error
+    mount(page, w)
+    assert "same token" in page.locator(".lms-error").text_content()
+
+
+@pytest.mark.real_model
+def test_real_model_screenshot(page):
+    tr = default_inspector().run("Paris is the capital of France, and Warsaw is the capital of")
+    w = Attribution(tr, target=" Poland", foil=" Warsaw")
+    mount(page, w)
+    _click_head(page, w, 24, 4)
+    settle(page)
+    assert (w.layer, w.head) == (24, 4)
+    assert "\u00b7Warsaw" in page.locator(".lms-attr-src").nth(8).text_content()
+    shot(page, "attribution_poland.png")
+
+
+_NOTEBOOK_CELLS = [
+    "import lmscope\n"
+    "ins = lmscope.Inspector.from_pretrained(device='cpu')\n"
+    "tr = ins.run('Paris is the capital of France, and Warsaw is the capital of')",
+    "view = lmscope.Attribution(tr, target=' Poland', foil=' Warsaw')\nview",
+    "print('selected', view.layer, view.head, round(float(view.result.sources(24, 4).sum()), 3))",
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.real_model
+@pytest.mark.parametrize("app", ["lab", "notebooks"])
+def test_jupyter_end_to_end(browser, jupyter_server, app):
+    from harness import cell_output, run_cell
+
+    name = write_notebook(jupyter_server.root, f"attribution_{app}.ipynb", _NOTEBOOK_CELLS)
+    page = open_notebook(browser, jupyter_server, name, app)
+    try:
+        page.locator(".lms-attr canvas").wait_for(timeout=120_000)
+    except Exception:
+        shot(page, f"attribution_jupyter_{app}_failed.png")
+        raise
+    assert "Poland" in page.locator(".lms-attr-head").text_content()
+
+    class Shape:  # the default model's grid
+        n_layers, n_heads = 30, 9
+
+    _click_head(page, Shape, 24, 4)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.lms-attr-src').length > 0", timeout=30_000
+    )
+    assert "L24 H4" in page.locator(".lms-attr-sources-title").text_content()
+    run_cell(page, 2)
+    assert "selected 24 4" in cell_output(page, 2)
+    shot(page, f"attribution_jupyter_{app}.png")
+    page.close()
