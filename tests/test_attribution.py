@@ -359,3 +359,36 @@ def test_widget_syncs_the_shares_and_answers_a_head_selection():
         view.head = 99
     with pytest.raises(TypeError):
         Attribution(trace, TARGET)  # options are keyword-only
+
+
+def test_dashboard_links_attribution_to_the_lens_and_the_attention_views():
+    from lmscope.widgets.dashboard import TABS, Dashboard
+
+    trace = family_trace("llama")
+    dash = Dashboard(trace, tab="Attribution")
+    view = dash.views["Attribution"]
+    assert view.can_open and view.token == trace.seq_len - 1
+    assert view.target == int(trace.logits[-1].argmax())  # the model's own answer
+    view.layer, view.head = 2, 3  # a click on a head, as the browser sets it
+    assert (dash.selection.layer, dash.selection.head) == (2, 3)
+    assert wire_sum(view.sources) == pytest.approx(float(view.result.heads[2, 3]), abs=1e-5)
+    view.open_head += 1  # "open in attention view"
+    assert TABS[dash.tabs.selected_index] == "Attention"
+    _grid, lines = dash.views["Attention"].children
+    assert (lines.layer, lines.head, lines.aggregate) == (2, 3, "head")
+    dash.selection = {"token": 7}  # another view selects a token: attribution follows
+    assert view.token == 7
+    # a lens click (lens tab open) attributes that cell's top token at that position
+    dash.tabs.selected_index = TABS.index("Logit lens")
+    lens = dash.views["Logit lens"]
+    with lens.table.hold_trait_notifications():
+        lens.table.selected_token, lens.table.selected_layer = 5, 1
+    top = int(lens.results["post"].token_ids[1, 5, 0])
+    assert (view.token, view.target) == (5, top)
+    assert view.summary["total"] == pytest.approx(float(trace.attribution(top, position=5).total))
+
+
+def wire_sum(envelope) -> float:
+    from lmscope.widgets.traits import WireArray
+
+    return float(WireArray.to_numpy(envelope).sum())

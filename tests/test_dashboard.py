@@ -80,9 +80,10 @@ def test_selection_rejects_bad_values(tiny_dash):
 
 def test_save_html_holds_every_lmscope_view(tiny_dash, tmp_path):
     page = tiny_dash.save_html(tmp_path / "dash.html").read_text()
-    # tokens, grid, lines, lens table, colors: five views; the bqplot parts become notes
-    assert page.count("data-lmscope-view=") == 5
-    for bundle in ("TokenView", "AttentionGrid", "AttentionLines", "LogitLensTable", "TokenColors"):
+    # tokens, grid, lines, lens table, attribution, colors: six views; bqplot parts become notes
+    assert page.count("data-lmscope-view=") == 6
+    views = ("TokenView", "AttentionGrid", "AttentionLines", "LogitLensTable", "Attribution")
+    for bundle in (*views, "TokenColors"):
         assert f'id="lms-code-{bundle}"' in page
     assert "Figure widget stood here" in page
     assert ">Norms<" in page

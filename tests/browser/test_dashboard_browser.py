@@ -127,13 +127,14 @@ def test_dashboard_export_renders_offline(browser, tmp_path):
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(path.as_uri())
-    page.locator("[data-rendered='1']").nth(4).wait_for(timeout=20_000)
+    page.locator("[data-rendered='1']").nth(5).wait_for(timeout=20_000)
     assert page.locator(".lms-token.selected[data-i='4']").count() == 1
+    assert page.locator(".lms-attr canvas").count() == 1  # the attribution grid, offline too
     assert page.locator(".lms-ag-cell").count() == trace.n_heads
     assert page.locator(".lms-ll-canvas").count() == 1
     assert "(#4)" in page.locator(".lms-tc-info").text_content()
     labels = page.locator(".lms-export-label").all_text_contents()
-    assert labels == ["Tokens", "Attention", "Logit lens", "Colors", "Norms"]
+    assert labels == ["Tokens", "Attention", "Logit lens", "Attribution", "Colors", "Norms"]
     shot(page, "dashboard_static_export.png")
     page.close()
     assert not requests and not errors

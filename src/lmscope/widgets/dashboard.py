@@ -10,6 +10,10 @@
   nbclient) behaves the same. Not also with `ipywidgets.jslink`: two link paths race when
   clicks come faster than the kernel answers (a stale value coming back through one path
   overwrote a newer one from the other, and views ended on different heads).
+- Attribution follows the selected token; a click on one of its heads selects that head
+  (the attention views follow) and its "open in attention view" button switches to them. A
+  click on a logit-lens cell, while the lens is the open tab, attributes that cell's top
+  token at that position.
 - Errors (an empty prompt, a prompt too long for the model) appear in the dashboard's error
   line, never as a traceback.
 """
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
     from lmscope.inspector import Inspector
     from lmscope.trace import Trace
 
-TABS = ("Tokens", "Attention", "Logit lens", "Colors", "Norms")
+TABS = ("Tokens", "Attention", "Logit lens", "Attribution", "Colors", "Norms")
 
 
 class Selection(ipw.Widget):
@@ -73,6 +77,8 @@ class Dashboard(ipw.VBox):
         self._selection = Selection(layer=trace.n_layers - 1)
         self._links: list[Any] = []
         self._views: dict[str, ipw.Widget] = {}
+        #: (target id, position) the Attribution tab shows when it is built or next asked
+        self._question: tuple[int, int] | None = None
 
         self.prompt = ipw.Textarea(
             value=trace.text,
@@ -120,6 +126,7 @@ class Dashboard(ipw.VBox):
         self.add_class("lms-dashboard")
 
         self._selection.observe(self._on_selection, names=["layer", "head"])
+        self._selection.observe(self._on_token, names=["token"])
         self._selection.observe(self._describe_selection)
         self.tabs.observe(self._on_tab, names="selected_index")
         self._reset_selection()
@@ -170,15 +177,60 @@ class Dashboard(ipw.VBox):
             self.status.value = " · ".join(p for p in parts if p)
 
     def _on_selection(self, change: dict) -> None:
+        attribution = self._views.get("Attribution")
+        sel = self._selection
+        if attribution is not None and (attribution.layer, attribution.head) != (
+            sel.layer,
+            sel.head,
+        ):
+            with self._reporting():
+                attribution.select(sel.layer, sel.head)
         attention = self._views.get("Attention")
         if attention is None:
             return
         grid, lines = attention.children
-        sel = self._selection
         with self._reporting():
             if grid.by == "layer" and grid.layer != sel.layer:
                 grid.layer = sel.layer
             lines.show(sel.layer, sel.head)
+
+    def _on_token(self, change: dict) -> None:
+        attribution = self._views.get("Attribution")
+        if self.tabs.selected_index == TABS.index("Logit lens"):
+            return  # a lens click: `_on_lens_cell` asks the whole new question at once
+        if attribution is not None and change["new"] >= 0 and attribution.token != change["new"]:
+            with self._reporting():
+                attribution.token = change["new"]
+
+    def _on_lens_cell(self, change: dict) -> None:
+        """A click on a lens cell (the lens tab open): attribute that cell's top token there."""
+        if self.tabs.selected_index != TABS.index("Logit lens"):
+            return  # the selection moved because of another view, not a lens click
+        table = self._views["Logit lens"].table
+        layer, position = table.selected_layer, table.selected_token
+        if layer < 0 or position < 0:
+            return
+        stage = "mid" if table.view == "mid" else "post"
+        result = self._views["Logit lens"].results[stage]
+        top = int(result.token_ids[layer, result.positions.index(position), 0])
+        self._question = (top, position)
+        attribution = self._views.get("Attribution")
+        if attribution is not None:
+            with self._reporting():
+                attribution.attribute(top, position=position)
+
+    def _on_open_head(self, _change: dict) -> None:
+        """The attribution view's "open in attention view": show its head there."""
+        attribution = self._views["Attribution"]
+        if attribution.head < 0:
+            return
+        self.selection = {"layer": attribution.layer, "head": attribution.head}
+        self.tabs.selected_index = TABS.index("Attention")
+
+    def _on_attribution_head(self, change: dict) -> None:
+        attribution = self._views["Attribution"]
+        if attribution.layer >= 0 and attribution.head >= 0:
+            self.selection = {"layer": attribution.layer, "head": attribution.head}
 
     def _link(self, view: ipw.Widget, trait: str, hub_trait: str) -> None:
         self._links.append(t.link((self._selection, hub_trait), (view, trait)))
@@ -232,6 +284,17 @@ class Dashboard(ipw.VBox):
             view.selected_layer = sel.layer
             self._link(view.table, "selected_token", "token")
             self._link(view.table, "selected_layer", "layer")
+            view.table.observe(self._on_lens_cell, names=["selected_token", "selected_layer"])
+            return view
+        if tab == "Attribution":
+            # the model's own answer at the selected token, or the lens cell last clicked
+            position = sel.token if sel.token >= 0 else tr.seq_len - 1
+            target, position = self._question or (int(tr.logits[position].argmax()), position)
+            view = lmscope.Attribution(tr, target=target, position=position)
+            view.can_open = True
+            view.select(sel.layer, sel.head)
+            view.observe(self._on_attribution_head, names=["layer", "head"])
+            view.observe(self._on_open_head, names=["open_head"])
             return view
         if tab == "Colors":
             view = lmscope.TokenColors(tr, selected_token=sel.token)
@@ -285,6 +348,7 @@ class Dashboard(ipw.VBox):
         for box in self.tabs.children:
             box.children = []
         self.trace = trace
+        self._question = None
         self._reset_selection()
         self._build(TABS[self.tabs.selected_index or 0])
 
