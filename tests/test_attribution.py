@@ -392,3 +392,32 @@ def wire_sum(envelope) -> float:
     from lmscope.widgets.traits import WireArray
 
     return float(WireArray.to_numpy(envelope).sum())
+
+
+def test_an_edited_run_is_attributed_as_it_ran():
+    """A zero-ablated head has no share and the parts still add up; sources of the edited head
+    are refused; an edit the parts cannot account for (an attention output) is refused."""
+    ins = lmscope.Inspector(perturbed_model("llama"))
+    trace = ins.run(tiny_ids(24), edits=[lmscope.Ablate(1, head=2)])
+    result = trace.attribution(TARGET, foil=FOIL)
+    assert float(result.heads[1, 2]) == 0.0
+    assert close_enough(result.total, float(trace.logits[-1, TARGET] - trace.logits[-1, FOIL]))
+    assert close_enough(parts_sum(result), result.total)
+    with pytest.raises(InputError, match="was edited"):
+        result.sources(1, 2)
+    assert float(result.sources(1, 1).sum()) == pytest.approx(float(result.heads[1, 1]), abs=1e-5)
+    edited = ins.run(tiny_ids(24), edits=[lmscope.Ablate(1, site="attn_out")])
+    with pytest.raises(UnsupportedArchitectureError, match="this run was edited"):
+        edited.attribution(TARGET)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gemma2"])
+def test_a_trace_that_recomputes_its_internals_gives_the_same_shares(family):
+    kept = family_trace(family).attribution(TARGET, position=5, foil=FOIL)
+    ins = lmscope.Inspector(perturbed_model(family), trace_internals="recompute")
+    trace = ins.run(tiny_ids(24))
+    assert not trace.internals_kept
+    result = trace.attribution(TARGET, position=5, foil=FOIL)
+    torch.testing.assert_close(result.heads, kept.heads, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(result.mlps, kept.mlps, atol=1e-5, rtol=1e-4)
+    assert result.total == pytest.approx(kept.total, abs=1e-5)

@@ -106,6 +106,16 @@ class AttributionResult:
         layer = check_index("layer", layer, self.n_layers)
         head = check_index("head", head, self.heads.shape[1])
         trace = self._trace
+        for edit in trace.edits:
+            if (edit.site, edit.layer) == ("head", layer) and (
+                (edit.units is None or head in edit.units)
+                and (edit.positions is None or self.position in edit.positions)
+            ):
+                raise InputError(
+                    f"layer {layer} head {head} was edited at position {self.position} in this "
+                    f"run ({edit.label}): its output there is the edit's value, not a mix of "
+                    "source positions"
+                )
         sink = capture.probe(
             trace.parts.attentions[layer],
             trace.attention_call(layer),
@@ -128,12 +138,15 @@ def _tol(dtype: torch.dtype) -> float:
     return 1e-4 if torch.finfo(dtype).bits >= 32 else 5e-2
 
 
-def _check(got: torch.Tensor, want: torch.Tensor, tol: float, what: str) -> None:
+def _check(
+    got: torch.Tensor, want: torch.Tensor, tol: float, what: str, trace: Trace | None = None
+) -> None:
     got, want = got.float(), want.float().to(got.device)
     if (got - want).norm() > tol * max(want.norm().item(), 1e-6):
+        edited = f"; this run was {trace.edits_text}" if trace is not None and trace.edits else ""
         raise UnsupportedArchitectureError(
             f"{what}, so its parts cannot be attributed exactly (relative difference "
-            f"{((got - want).norm() / want.norm().clamp_min(1e-12)).item():.2g})"
+            f"{((got - want).norm() / want.norm().clamp_min(1e-12)).item():.2g}{edited})"
         )
 
 
@@ -182,6 +195,7 @@ def attribution(trace: Trace, target, *, position: int = -1, foil=None) -> Attri
             final_resid,
             tol,
             "the last block's output is not the embeddings plus every attention and MLP output",
+            trace,
         )
 
         final = frozen_norm.freeze(parts.final_norm, final_resid[None])
@@ -253,8 +267,14 @@ def _layer_heads(trace: Trace, layer: int, pos: int, direction: torch.Tensor, to
     """(share of each head [n_heads], share of the bias, each head's readout [n_heads, head_dim])
     of layer's attention at one position, from the output projection's input."""
     parts = trace.parts
-    sink = capture.probe(parts.attentions[layer], trace.attention_call(layer), rows=[pos])
-    z = sink["output"][0, 0].float()  # [n_heads, head_dim]
+    if any(e.layer == layer and e.site == "head" for e in trace.edits):
+        # the run edited heads here: their outputs as the run had them (the whole layer rerun)
+        from lmscope.edits import head_outputs
+
+        z = head_outputs(trace, layer)[pos].float()
+    else:
+        sink = capture.probe(parts.attentions[layer], trace.attention_call(layer), rows=[pos])
+        z = sink["output"][0, 0].float()  # [n_heads, head_dim]
     n_heads, head_dim = z.shape
     weight = parts.attn_proj_weight(layer).detach().float()  # [d_model, n_heads * head_dim]
     bias = parts.attn_proj_bias(layer)
@@ -268,6 +288,7 @@ def _layer_heads(trace: Trace, layer: int, pos: int, direction: torch.Tensor, to
             recorded,
             tol,
             f"layer {layer}'s attention output is not its heads through the output projection",
+            trace,
         )
         attn_readout, bias_share = direction, float(bias @ direction)
     else:  # normalised again before the residual add (Gemma 2): freeze that norm here too
@@ -278,6 +299,7 @@ def _layer_heads(trace: Trace, layer: int, pos: int, direction: torch.Tensor, to
             tol,
             f"layer {layer}'s "
             "attention output is not a norm of its heads through the output projection",
+            trace,
         )
         attn_readout = post.pullback(direction)[0]
         bias_share = float(bias @ attn_readout + post.bias @ direction)
