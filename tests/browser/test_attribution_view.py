@@ -119,3 +119,59 @@ def test_jupyter_end_to_end(browser, jupyter_server, app):
     cell_output(page, 2).filter(has_text="selected 24 4").wait_for(timeout=30_000)
     shot(page, f"attribution_jupyter_{app}.png")
     page.close()
+
+
+_DASHBOARD_CELLS = [
+    "import lmscope\n"
+    "ins = lmscope.Inspector.from_pretrained(device='cpu')\n"
+    "dash = ins.show('Paris is the capital of France, and Warsaw is the capital of',"
+    " tab='Attribution')\n"
+    "dash",
+    "view, lens = dash.views['Attribution'], dash.views.get('Logit lens')\n"
+    "top = lens and int(lens.results['post'].token_ids[dash.selection.layer, view.token, 0])\n"
+    "print('asked', view.token, view.target == top, dash.selection)",
+]
+LENS_CELL_W, LENS_CELL_H, LENS_GUTTER = 66, 19, 58  # the lens table's geometry
+
+
+@pytest.mark.e2e
+@pytest.mark.real_model
+@pytest.mark.parametrize("app", ["lab", "notebooks"])
+def test_dashboard_links_attribution_in_jupyter(browser, jupyter_server, app):
+    from harness import cell_output, run_cell
+
+    def tab(title: str) -> None:
+        page.locator(".widget-tab .lm-TabBar-tab", has_text=title).click()
+
+    name = write_notebook(jupyter_server.root, f"attribution_dash_{app}.ipynb", _DASHBOARD_CELLS)
+    page = open_notebook(browser, jupyter_server, name, app)
+    try:
+        page.locator(".lms-attr canvas").wait_for(timeout=120_000)
+        # a click on head 4 of layer 24: its sources, and the shared selection moves
+        _click_head(page, type("Shape", (), {"n_layers": 30, "n_heads": 9}), 24, 4)
+        page.locator(".lms-attr-sources-title button").wait_for(timeout=30_000)
+        shot(page, f"attribution_dashboard_{app}.png")
+        # "open in attention view": the attention tab shows that head in the line diagram
+        page.locator(".lms-attr-sources-title button").click()
+        page.wait_for_function(
+            "() => { const s = document.querySelectorAll('.lms-al-bar select');"
+            " return s.length > 2 && s[0].value === '24' && s[2].value === '4'; }",
+            timeout=120_000,
+        )
+        shot(page, f"attribution_dashboard_{app}_attention.png")
+        # a click on a lens cell (position 3) attributes that cell's top token there
+        tab("Logit lens")
+        canvas = page.locator(".lms-ll-canvas")
+        canvas.wait_for(timeout=120_000)
+        scroll = page.locator(".lms-ll-scroll").evaluate("n => n.scrollLeft")
+        canvas.click(position={"x": LENS_GUTTER + 3 * LENS_CELL_W - scroll + 20, "y": 4 * 19 + 8})
+        run_cell(page, 1)
+        cell_output(page, 1).filter(has_text="asked 3 True").wait_for(timeout=60_000)
+        tab("Attribution")
+        page.locator(".lms-attr-head", has_text="after token 3").wait_for(timeout=30_000)
+        shot(page, f"attribution_dashboard_{app}_from_lens.png")
+    except Exception:
+        shot(page, f"attribution_dashboard_{app}_failed.png")
+        raise
+    finally:
+        page.close()
