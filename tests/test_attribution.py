@@ -359,6 +359,8 @@ def test_widget_syncs_the_shares_and_answers_a_head_selection():
         view.head = 99
     with pytest.raises(TypeError):
         Attribution(trace, TARGET)  # options are keyword-only
+    view.close()
+    assert view.result is None and view.trace is None  # nothing pins the trace any more
 
 
 def test_dashboard_links_attribution_to_the_lens_and_the_attention_views():

@@ -308,9 +308,10 @@ class Trace:
         )
 
     def attribution(self, target, *, position=-1, foil=None):
-        """Direct logit attribution of `target` (an id or a string such as " Warsaw") at
-        `position`: the share of every head, MLP, the embeddings and the rest, adding up to the
-        logit (or to logit(target) - logit(foil)). See `lmscope.attribution.attribution`."""
+        """Direct logit attribution of `target` (an id, or a string such as " Warsaw" standing
+        for its first token) at `position`: the share of every head, MLP, the embeddings and
+        the rest, adding up to the logit (or to logit(target) - logit(foil)). See
+        `lmscope.attribution.attribution`."""
         from lmscope.attribution import attribution
 
         return attribution(self, target, position=position, foil=foil)

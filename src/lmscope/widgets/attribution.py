@@ -84,6 +84,10 @@ class Attribution(LmscopeWidget):
     def trace(self) -> Trace:
         return self._trace
 
+    def close(self) -> None:
+        super().close()
+        self.result = None  # it refers to the trace too (for sources)
+
     def _token_id(self, token: int | str) -> int:
         tr = self._trace
         return resolve_targets(token, tr.tokenizer, tr.logits.shape[-1])[0]
