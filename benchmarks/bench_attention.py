@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048])
     ap.add_argument("--bertviz-max", type=int, default=512)
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: the model's)")
     args = ap.parse_args()
     torch.set_num_threads(2)
 
@@ -96,7 +98,8 @@ def main() -> None:
         have_bertviz = False
         print("bertviz is not installed: its columns are skipped (pip install bertviz)")
 
-    ins = lmscope.Inspector.from_pretrained(device="cpu")
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    ins = lmscope.Inspector.from_pretrained(device=args.device, dtype=dtype)
     browser = page = None
     if not args.no_browser:
         from playwright.sync_api import sync_playwright

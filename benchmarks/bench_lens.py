@@ -64,9 +64,12 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: the model's)")
     args = parser.parse_args()
 
-    ins = lmscope.Inspector.from_pretrained()
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    ins = lmscope.Inspector.from_pretrained(device=args.device, dtype=dtype)
     ids = ins.encode(TEXT * (args.tokens // 30 + 2))[: args.tokens]
     trace = ins.run(ids)
     k, n = args.k, trace.seq_len

@@ -88,6 +88,11 @@ def test_dispatched_tiny_model_is_inspected_like_the_plain_one(family, how, tmp_
             assert torch.equal(got.probs, want.probs)
         for stream in stats.NORM_STREAMS:
             assert torch.equal(stats.log_norms(trace, stream), stats.log_norms(plain, stream))
+        # attribution reads offloaded weights (output projections, final norm, unembedding)
+        got, want = trace.attribution(5), plain.attribution(5)
+        assert torch.equal(got.heads, want.heads) and torch.equal(got.mlps, want.mlps)
+        assert got.total == want.total and got.rest == want.rest
+        assert torch.equal(got.sources(1, 2), want.sources(1, 2))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert hook_snapshot(model) == hooks  # lmscope's hooks are gone
     assert param_devices(model) == devices  # offloaded weights went back where they were

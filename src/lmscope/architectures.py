@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lmscope import placement
 from lmscope.errors import UnsupportedArchitectureError
 
 
@@ -112,11 +113,11 @@ class ModelParts:
         """[d_model, n_heads * head_dim] of layer's output projection, whatever its module type
         (GPT-2's Conv1D stores the transpose); its columns for head h are h*head_dim onwards."""
         proj = self.attn_projs[layer]
-        weight = proj.weight
+        weight = placement.loaded_tensor(proj)  # an offloaded weight is read from its offload
         return weight.t() if type(proj).__name__ == "Conv1D" else weight
 
     def attn_proj_bias(self, layer: int) -> torch.Tensor | None:
-        return getattr(self.attn_projs[layer], "bias", None)
+        return placement.loaded_tensor(self.attn_projs[layer], "bias")
 
     def unembed_residual(self, resid: torch.Tensor) -> torch.Tensor:
         """Final norm, unembedding and soft-capping, exactly as the model applies them."""

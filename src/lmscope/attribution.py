@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lmscope import capture, frozen_norm
+from lmscope import capture, frozen_norm, placement
 from lmscope.errors import InputError, UnsupportedArchitectureError, check_index
 from lmscope.lens import resolve_targets
 from lmscope.tokens import id_strings
@@ -204,12 +204,12 @@ def attribution(trace: Trace, target, *, position: int = -1, foil=None) -> Attri
         model_row = trace.logits[pos].float().to(pre.device)
         scale, cap = _logit_map(trace, pre, model_row, tol)
 
-        w_unembed = unembed.weight.detach()
+        w_unembed = placement.loaded_tensor(unembed).detach()  # from its offload, if offloaded
         readout = w_unembed[target_id].float()
         if foil_id is not None:
             readout = readout - w_unembed[foil_id].float()
         readout = readout.to(final.scale.device) * scale
-        bias = getattr(unembed, "bias", None)
+        bias = placement.loaded_tensor(unembed, "bias")
         b_diff = 0.0
         if bias is not None:
             b_diff = float(bias[target_id] - (bias[foil_id] if foil_id is not None else 0))

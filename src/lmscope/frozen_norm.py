@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lmscope import placement
 from lmscope.errors import UnsupportedArchitectureError
 
 _EPS_NAMES = ("eps", "variance_epsilon", "epsilon")
@@ -43,7 +44,7 @@ class FrozenNorm:
 
 
 def _tensor(module: nn.Module, name: str, width: int) -> torch.Tensor | None:
-    value = getattr(module, name, None)
+    value = placement.loaded_tensor(module, name)  # offloaded weights are read from the offload
     if isinstance(value, torch.Tensor) and value.shape == (width,):
         return value.detach().float()
     return None

@@ -13,6 +13,8 @@ from itertools import chain
 import torch
 from torch import nn
 
+from lmscope.errors import UnsupportedArchitectureError
+
 
 def _hooks(module: nn.Module) -> list:
     hook = getattr(module, "_hf_hook", None)
@@ -63,3 +65,21 @@ def describe(devices: list[torch.device], device_map: dict | None) -> str:
     if device_map and "disk" in {str(v) for v in device_map.values()}:
         names.append("disk")
     return " + ".join(names)
+
+
+def loaded_tensor(module: nn.Module, name: str = "weight") -> torch.Tensor | None:
+    """`module.<name>` to read directly: as it is, or, when accelerate offloaded it (it is on the
+    meta device), a copy from the hook's weights on the module's execution device. The module
+    itself is left as it is (the next forward brings its weights in as usual)."""
+    tensor = getattr(module, name, None)
+    if not isinstance(tensor, torch.Tensor) or tensor.device.type != "meta":
+        return tensor
+    for hook in _hooks(module):
+        weights = getattr(hook, "weights_map", None)
+        if weights is not None and name in weights:
+            device = hook.execution_device
+            return weights[name].to(_as_device(device) if device is not None else "cpu")
+    raise UnsupportedArchitectureError(
+        f"{type(module).__name__}.{name} is offloaded where lmscope cannot read it (no "
+        "accelerate hook on that module holds it)"
+    )
