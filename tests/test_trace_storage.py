@@ -123,3 +123,20 @@ def test_out_of_memory_recomputing_a_block_is_a_clear_error_and_the_trace_stays_
         bomb.remove()
     assert hook_snapshot(model) == hooks
     assert trace.mlp_out(1).shape == (24, 64)
+
+
+def test_a_recomputed_block_applies_the_runs_edits():
+    model = tiny_model("llama")
+    clean = lmscope.Inspector(model).run(tiny_ids(seed=2))
+    edits = [
+        lmscope.Ablate(1, head=[0, 2]),
+        lmscope.Ablate(2, neuron=5, position=4),
+        lmscope.Patch(source=clean, site="resid_pre", layer=1, position=3),
+        lmscope.Patch(source=clean, site="mlp_out", layer=0),
+    ]
+    kept = lmscope.Inspector(model, trace_internals="keep").run(tiny_ids(), edits=edits)
+    redone = lmscope.Inspector(model, trace_internals="recompute").run(tiny_ids(), edits=edits)
+    for layer in range(kept.n_layers):
+        for name in INTERNALS:
+            assert torch.equal(getattr(redone, name)(layer), getattr(kept, name)(layer)), name
+        assert torch.equal(redone.attention(layer), kept.attention(layer))

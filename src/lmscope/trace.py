@@ -204,7 +204,9 @@ class Trace:
             return nullcontext()
         from lmscope.edits import applied
 
-        return applied(self._parts, [e for e in self.edits if e.layer == layer])
+        # the stored input already carries this layer's resid_pre edits: not twice
+        here = [e for e in self.edits if e.layer == layer and e.site != "resid_pre"]
+        return applied(self._parts, here)
 
     def stored_bytes(self, *, logits: bool = False) -> int:
         """Bytes this trace holds (each storage once): the stream, block calls, kept or cached
