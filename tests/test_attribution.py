@@ -423,3 +423,13 @@ def test_a_trace_that_recomputes_its_internals_gives_the_same_shares(family):
     torch.testing.assert_close(result.heads, kept.heads, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(result.mlps, kept.mlps, atol=1e-5, rtol=1e-4)
     assert result.total == pytest.approx(kept.total, abs=1e-5)
+
+
+def test_a_bfloat16_model_adds_up_to_its_own_rounding():
+    """The parts are summed in float32; the model's own bf16 logit is rounded to 8 bits of
+    mantissa, so the bound is a few of its steps (~0.5%), not 1e-3."""
+    model = copy.deepcopy(tiny_model("llama")).to(torch.bfloat16)
+    trace = lmscope.Inspector(model).run(tiny_ids(24))
+    result = trace.attribution(TARGET, foil=FOIL)
+    assert result.heads.dtype == torch.float32
+    assert abs(result.unexplained) <= 1e-2 * max(1.0, abs(result.total))
