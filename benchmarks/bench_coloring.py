@@ -18,6 +18,7 @@ import torch
 
 import lmscope
 from lmscope import coloring
+from lmscope.trace import VIEW_STREAMS
 
 TEXT = (
     "The old lighthouse keeper walked along the shore every evening, watching the waves roll in "
@@ -29,8 +30,8 @@ TEXT = (
 
 def all_streams(trace) -> None:
     coloring._cache.pop(trace, None)  # cold: nothing cached for this trace
-    for stream in coloring.COLOR_STREAMS:
-        coloring.token_colors(trace, stream)
+    for stream in VIEW_STREAMS:
+        coloring.token_colors(trace, stream=stream)
 
 
 def baseline(trace, layers: list[int]) -> float:
@@ -39,11 +40,11 @@ def baseline(trace, layers: list[int]) -> float:
     from ncut_pytorch.color import tsne_color
 
     start = time.perf_counter()
-    for stream in coloring.COLOR_STREAMS:
+    for stream in VIEW_STREAMS:
         for layer in layers:
             eig = Ncut(n_eig=20, device="cpu").fit_transform(trace.stream(stream, layer))
             tsne_color(eig, device="cpu", seed=42)
-    return (time.perf_counter() - start) / (len(layers) * len(coloring.COLOR_STREAMS))
+    return (time.perf_counter() - start) / (len(layers) * len(VIEW_STREAMS))
 
 
 def main() -> None:
@@ -70,11 +71,11 @@ def main() -> None:
             all_streams(tr)
             best = min(best, time.perf_counter() - start)
         start = time.perf_counter()
-        coloring.token_colors(tr, "resid_post")
+        coloring.token_colors(tr, stream="resid_post")
         cached = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
-        for stream in coloring.COLOR_STREAMS:
-            coloring.token_neighbors(tr, stream, tr.n_layers // 2, 5)
+        for stream in VIEW_STREAMS:
+            coloring.token_neighbors(tr, stream=stream, layer=tr.n_layers // 2, n_neighbors=5)
         neigh = (time.perf_counter() - start) * 1e3
         synced = 3 * tr.n_layers * n * 3 / 1024
         step = max(1, tr.n_layers // args.baseline_layers)

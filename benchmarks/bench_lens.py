@@ -88,8 +88,12 @@ def main() -> None:
         t = timed(
             {
                 "floor": lambda normed=normed: floor(trace, normed, k, rows),
-                "post": lambda p=positions: lens.logit_lens(trace, k, "post", p),
-                "mid": lambda p=positions: lens.logit_lens(trace, k, "mid", p),
+                "post": lambda p=positions: lens.logit_lens(
+                    trace, top_k=k, stage="post", positions=p
+                ),
+                "mid": lambda p=positions: lens.logit_lens(
+                    trace, top_k=k, stage="mid", positions=p
+                ),
             },
             repeats,
         )
@@ -101,7 +105,7 @@ def main() -> None:
     t = timed(
         {
             "classic": lambda: classic(trace, n - 1, k),
-            "lens": lambda: lens.logit_lens(trace, k, "post", n - 1),
+            "lens": lambda: lens.logit_lens(trace, top_k=k, stage="post", positions=n - 1),
         },
         max(args.repeats, 3),
     )

@@ -39,7 +39,7 @@ def main() -> None:
         lines = AttentionLines(trace, layer=i % 30, head=i % 9)
         lines.layer, lines.head = (i + 5) % 30, (i + 1) % 9
         view = TokenView(trace)
-        view.selected_token = i % trace.seq_len
+        view.token = i % trace.seq_len
         # ipywidgets keeps every widget in a registry until closed, as a notebook would
         lines.close()
         view.close()

@@ -19,6 +19,8 @@ const builds = [
     entryPoints: views.map((f) => join("js/views", f)),
     outdir: "src/lmscope/static",
     format: "esm",
+    // a view's own stylesheet (js/styles/<view>.css) arrives as a string for injectCss
+    loader: { ".css": "text" },
   },
   // saved HTML pages inline the runtime as a classic script exposing `lmscopeStatic.mount`
   {
@@ -32,6 +34,7 @@ const builds = [
   {
     ...common,
     entryPoints: ["js/styles/lmscope.css"],
+    loader: { ".css": "css" },
     outfile: "src/lmscope/static/lmscope.css",
   },
 ];

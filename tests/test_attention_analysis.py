@@ -21,27 +21,31 @@ GROUPS = [[0], [1, 2], [3], [4, 5, 6], *[[i] for i in range(7, 18)], [18, 19]]
 
 
 def test_single_head_is_the_trace_pattern(trace):
-    got = attention.pattern(trace, 1, 2)
+    got = attention.pattern(trace, layer=1, head=2)
     torch.testing.assert_close(got, trace.attention(1)[2].float().cpu())
-    scores = attention.pattern(trace, 1, 2, values="score")
+    scores = attention.pattern(trace, layer=1, head=2, values="score")
     torch.testing.assert_close(scores, trace.attention_scores(1)[2].float().cpu())
 
 
 def test_head_aggregates_and_layer_range_match_torch(trace):
     stack = torch.stack([trace.attention(layer) for layer in range(3)]).float()  # [L, H, q, k]
-    torch.testing.assert_close(attention.pattern(trace, 2, "mean"), stack[2].mean(0))
-    torch.testing.assert_close(attention.pattern(trace, 2, "max"), stack[2].max(0).values)
-    torch.testing.assert_close(attention.pattern(trace, 0, 3, layer_end=2), stack[:, 3].mean(0))
+    torch.testing.assert_close(attention.pattern(trace, layer=2, head="mean"), stack[2].mean(0))
     torch.testing.assert_close(
-        attention.pattern(trace, 1, "max", layer_end=2), stack[1:].max(1).values.mean(0)
+        attention.pattern(trace, layer=2, head="max"), stack[2].max(0).values
+    )
+    torch.testing.assert_close(
+        attention.pattern(trace, layer=0, head=3, layer_end=2), stack[:, 3].mean(0)
+    )
+    torch.testing.assert_close(
+        attention.pattern(trace, layer=1, head="max", layer_end=2), stack[1:].max(1).values.mean(0)
     )
     # a mean over heads and blocks of probabilities is still a distribution per row
-    rows = attention.pattern(trace, 0, "mean", layer_end=2).sum(-1)
+    rows = attention.pattern(trace, layer=0, head="mean", layer_end=2).sum(-1)
     torch.testing.assert_close(rows, torch.ones_like(rows))
 
 
 def test_fused_rows_sum_to_one_and_match_a_loop(trace):
-    m = attention.pattern(trace, 1, 0)
+    m = attention.pattern(trace, layer=1, head=0)
     fused = attention.fuse_words(m, GROUPS)
     assert fused.shape == (len(GROUPS), len(GROUPS))
     torch.testing.assert_close(fused.sum(-1), torch.ones(len(GROUPS)))
@@ -50,8 +54,8 @@ def test_fused_rows_sum_to_one_and_match_a_loop(trace):
 
 
 def test_fused_scores_softmax_to_the_fused_probabilities_for_one_token_words(trace):
-    scores = attention.pattern(trace, 2, 1, values="score")
-    probs = attention.pattern(trace, 2, 1)
+    scores = attention.pattern(trace, layer=2, head=1, values="score")
+    probs = attention.pattern(trace, layer=2, head=1)
     groups = [[0], [1], [2, 3, 4], *[[i] for i in range(5, 20)]]
     fused_scores = attention.fuse_words(scores, groups, values="score")
     fused_probs = attention.fuse_words(probs, groups)
@@ -62,12 +66,14 @@ def test_fused_scores_softmax_to_the_fused_probabilities_for_one_token_words(tra
 
 
 def test_muting_the_sink_renormalises_and_agrees_with_scores(trace):
-    probs = attention.pattern(trace, 1, 3)
-    muted = attention.mute_first_token(probs)
+    probs = attention.pattern(trace, layer=1, head=3)
+    muted = attention.without_sink(probs)
     assert torch.all(muted[:, 0] == 0)
     torch.testing.assert_close(muted[1:].sum(-1), torch.ones(19))
     assert torch.all(muted[0] == 0)  # token 0 only ever sees itself
-    scores = attention.mute_first_token(attention.pattern(trace, 1, 3, values="score"), "score")
+    scores = attention.without_sink(
+        attention.pattern(trace, layer=1, head=3, values="score"), values="score"
+    )
     torch.testing.assert_close(torch.softmax(scores[1:], -1), muted[1:])
 
 
@@ -122,14 +128,14 @@ def test_grid_by_layer_and_by_head(trace):
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda t: attention.pattern(t, 3, 0), "valid: 0..2"),
-        (lambda t: attention.pattern(t, 0, 4), "valid: 0..3"),
-        (lambda t: attention.pattern(t, 2, 0, layer_end=1), "empty"),
-        (lambda t: attention.pattern(t, 0, "median"), "mean"),
-        (lambda t: attention.pattern(t, 0, 0, values="logits"), "prob"),
+        (lambda t: attention.pattern(t, layer=3, head=0), "valid: 0..2"),
+        (lambda t: attention.pattern(t, layer=0, head=4), "valid: 0..3"),
+        (lambda t: attention.pattern(t, layer=2, head=0, layer_end=1), "empty"),
+        (lambda t: attention.pattern(t, layer=0, head="median"), "mean"),
+        (lambda t: attention.pattern(t, layer=0, head=0, values="logits"), "prob"),
         (lambda t: attention.grid(t, by="block"), "layer"),
         (lambda t: attention.prune(torch.eye(3), threshold=2.0), "0..1"),
-        (lambda t: attention.prune(torch.eye(3), top_k=0), "positive"),
+        (lambda t: attention.prune(torch.eye(3), top_k=0), ">= 1"),
         (lambda t: attention.fuse_words(torch.eye(3), [[0], [1]]), "token 2"),
         (lambda t: attention.fuse_words(torch.eye(3), [[0, 1], [1, 2]]), "two groups"),
     ],
@@ -146,14 +152,16 @@ def test_real_model_patterns_match_hugging_face_eager():
     ids = tr.input_ids[None]
     with torch.no_grad():
         hf = default_eager_model()(ids, output_attentions=True).attentions
-    torch.testing.assert_close(attention.pattern(tr, 7, 4), hf[7][0, 4], atol=2e-5, rtol=1e-4)
     torch.testing.assert_close(
-        attention.pattern(tr, 3, "mean", layer_end=5),
+        attention.pattern(tr, layer=7, head=4), hf[7][0, 4], atol=2e-5, rtol=1e-4
+    )
+    torch.testing.assert_close(
+        attention.pattern(tr, layer=3, head="mean", layer_end=5),
         torch.stack([hf[i][0] for i in range(3, 6)]).mean((0, 1)),
         atol=2e-5,
         rtol=1e-4,
     )
-    fused = attention.fuse_words(attention.pattern(tr, 7, 4), tr.word_groups)
+    fused = attention.fuse_words(attention.pattern(tr, layer=7, head=4), tr.word_groups)
     torch.testing.assert_close(fused.sum(-1), torch.ones(len(tr.word_groups)))
 
 
@@ -176,8 +184,8 @@ def test_synced_lines_equal_the_pattern_within_quantization(trace):
     assert w.error == "" and len(w.tokens) == len(trace.word_groups)
     with pytest.raises(OutOfRangeError, match=r"valid: 0\.\.3"):
         AttentionLines(trace, layer=0, head=9)
-    w.layer = 7  # from the browser: shown under the view, not raised into the kernel log
-    assert "valid: 0..2" in w.error
+    w.set_state({"layer": 7})  # from the browser: shown under the view, not raised
+    assert "valid: 0..2" in w.error and w.layer == 2
 
 
 def test_synced_grid_equals_the_pooled_pattern(trace):
@@ -185,7 +193,7 @@ def test_synced_grid_equals_the_pooled_pattern(trace):
 
     other = tiny_inspector("llama").run(tiny_ids(20, seed=5))
     g = AttentionGrid(trace, layer=1, compare=other, size=8)
-    a, b = (_array(p) / 255 for p in g.panels)
+    a, b = (_array(p) / 255 for p in (g.panel_a, g.panel_b))
     torch.testing.assert_close(
         torch.from_numpy(a).float(),
         attention.pool(trace.attention(1).float(), 8),
@@ -194,7 +202,7 @@ def test_synced_grid_equals_the_pooled_pattern(trace):
     )
     assert b.shape == a.shape
     g.mode = "diff"
-    diff = torch.from_numpy(_array(g.panels[0]).astype("float32"))
+    diff = torch.from_numpy(_array(g.diff).astype("float32"))
     expected = attention.pool(trace.attention(1).float() - other.attention(1).float(), 8)
     torch.testing.assert_close(diff, expected, atol=1e-3, rtol=1e-3)
     with pytest.raises(InputError, match="same length"):

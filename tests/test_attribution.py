@@ -376,15 +376,15 @@ def test_dashboard_links_attribution_to_the_lens_and_the_attention_views():
     assert wire_sum(view.sources) == pytest.approx(float(view.result.heads[2, 3]), abs=1e-5)
     view.open_head += 1  # "open in attention view"
     assert TABS[dash.tabs.selected_index] == "Attention"
-    _grid, lines = dash.views["Attention"].children
-    assert (lines.layer, lines.head, lines.aggregate) == (2, 3, "head")
+    lines = dash.views["Attention"].lines
+    assert (lines.layer, lines.head) == (2, 3)
     dash.selection = {"token": 7}  # another view selects a token: attribution follows
     assert view.token == 7
     # a lens click (lens tab open) attributes that cell's top token at that position
     dash.tabs.selected_index = TABS.index("Logit lens")
     lens = dash.views["Logit lens"]
     with lens.table.hold_trait_notifications():
-        lens.table.selected_token, lens.table.selected_layer = 5, 1
+        lens.table.token, lens.table.layer = 5, 1
     top = int(lens.results["post"].token_ids[1, 5, 0])
     assert (view.token, view.target) == (5, top)
     assert view.summary["total"] == pytest.approx(float(trace.attribution(top, position=5).total))

@@ -13,6 +13,7 @@ import lmscope
 from _models import PROSE_THEN_CODE, TINY_FAMILIES, default_inspector, tiny_ids, tiny_inspector
 from lmscope import coloring
 from lmscope.errors import InputError, OutOfRangeError
+from lmscope.trace import VIEW_STREAMS
 
 
 class FakeTrace:
@@ -43,10 +44,10 @@ def color_gap(rgb: torch.Tensor, groups: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
-@pytest.mark.parametrize("stream", coloring.COLOR_STREAMS)
+@pytest.mark.parametrize("stream", VIEW_STREAMS)
 def test_shape_range_dtype_on_every_family(family, stream):
     tr = tiny_inspector(family).run(tiny_ids(20))
-    rgb = lmscope.token_colors(tr, stream)
+    rgb = lmscope.token_colors(tr, stream=stream)
     assert rgb.shape == (tr.n_layers, 20, 3)
     assert rgb.dtype == torch.float32 and rgb.device.type == "cpu"
     assert torch.isfinite(rgb).all() and rgb.min() >= 0 and rgb.max() <= 1
@@ -65,30 +66,30 @@ def test_layers_argument_and_errors():
     with pytest.raises(InputError, match="empty"):
         lmscope.token_colors(tr, layers=[])
     with pytest.raises(OutOfRangeError):
-        coloring.token_neighbors(tr, "mlp_out", 7)
-    with pytest.raises(InputError, match="k must be"):
-        coloring.token_neighbors(tr, "mlp_out", 0, k=0)
+        coloring.token_neighbors(tr, stream="mlp_out", layer=7)
+    with pytest.raises(InputError, match="n_neighbors must be"):
+        coloring.token_neighbors(tr, stream="mlp_out", layer=0, n_neighbors=0)
 
 
 def test_deterministic_for_a_seed_and_cached_per_trace():
     ins = tiny_inspector("qwen2")
     tr = ins.run(tiny_ids(40))
-    first = lmscope.token_colors(tr, "mlp_out", seed=3)
+    first = lmscope.token_colors(tr, stream="mlp_out", seed=3)
     coloring._cache.clear()  # recompute from scratch, not from the cache
-    again = lmscope.token_colors(tr, "mlp_out", seed=3)
+    again = lmscope.token_colors(tr, stream="mlp_out", seed=3)
     assert torch.equal(first, again)
-    other = lmscope.token_colors(ins.run(tiny_ids(40)), "mlp_out", seed=3)  # a new trace
+    other = lmscope.token_colors(ins.run(tiny_ids(40)), stream="mlp_out", seed=3)  # a new trace
     assert torch.equal(first, other)
     # the caller's global RNG is left alone
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
     coloring._cache.clear()
-    lmscope.token_colors(tr, "attn_out", seed=5)
+    lmscope.token_colors(tr, stream="attn_out", seed=5)
     assert torch.equal(torch.rand(3), expected)
     # cached: mutating a returned tensor does not reach the cache
     first[:] = 0
-    assert torch.equal(lmscope.token_colors(tr, "mlp_out", seed=3), again)
+    assert torch.equal(lmscope.token_colors(tr, stream="mlp_out", seed=3), again)
 
 
 def test_cache_forgets_a_dropped_trace():
@@ -122,7 +123,7 @@ def test_colors_are_aligned_across_layers():
 
 
 @pytest.mark.real_model
-@pytest.mark.parametrize("stream", coloring.COLOR_STREAMS)
+@pytest.mark.parametrize("stream", VIEW_STREAMS)
 def test_alignment_steadies_colors_from_layer_to_layer(stream):
     tr = default_inspector().run(PROSE_THEN_CODE)
     aligned = coloring.embedding_to_rgb(coloring.spectral_embedding(tr, stream))
@@ -169,19 +170,19 @@ def test_real_model_sink_does_not_wash_out_the_palette():
     x = tr.resid_post(layer)
     assert x[0].norm() > 20 * x[1:].norm(dim=-1).median()  # the sink is there
     assert coloring.outlier_mask(x)[0]
-    rgb = lmscope.token_colors(tr, "resid_post", layers=[layer])[0]
+    rgb = lmscope.token_colors(tr, stream="resid_post", layers=[layer])[0]
     spread = rgb[1:].quantile(0.95, dim=0) - rgb[1:].quantile(0.05, dim=0)
     assert (spread > 0.5).all(), spread
 
 
 @pytest.mark.real_model
-@pytest.mark.parametrize("stream", coloring.COLOR_STREAMS)
+@pytest.mark.parametrize("stream", VIEW_STREAMS)
 def test_prose_and_code_halves_get_different_colors(stream):
     tr = default_inspector().run(PROSE_THEN_CODE)
     code = next(i for i, piece in enumerate(tr.token_texts) if piece.strip() == "def")
     assert "".join(tr.token_texts[:code]).rstrip().endswith("home.")
     groups = (torch.arange(tr.seq_len) >= code).long()
-    rgb = lmscope.token_colors(tr, stream)
+    rgb = lmscope.token_colors(tr, stream=stream)
     middle = range(tr.n_layers // 3, 2 * tr.n_layers // 3)
     gaps = [color_gap(rgb[layer], groups) for layer in middle]
     # every middle layer: tokens of the same half are closer in color than across halves
@@ -195,7 +196,7 @@ def test_neighbors_match_scikit_learn():
 
     tr = default_inspector().run(PROSE_THEN_CODE)
     for stream, layer in [("attn_out", 3), ("mlp_out", 15), ("resid_post", 20)]:
-        table = coloring.token_neighbors(tr, stream, layer, k=4)
+        table = coloring.token_neighbors(tr, stream=stream, layer=layer, n_neighbors=4)
         x = tr.stream(stream, layer).double().numpy()
         norms = np.linalg.norm(x, axis=1)
         regular = norms <= coloring.OUTLIER_RATIO * np.median(norms)
@@ -210,11 +211,11 @@ def test_neighbors_match_scikit_learn():
 
 def test_neighbors_pad_short_inputs():
     tr = tiny_inspector("llama").run(tiny_ids(3))
-    table = coloring.token_neighbors(tr, "resid_post", 1, k=5)
+    table = coloring.token_neighbors(tr, stream="resid_post", layer=1, n_neighbors=5)
     assert table.shape == (3, 5)
     assert (table[:, 2:] == -1).all() and (table[:, :2] >= 0).all()
     one = tiny_inspector("llama").run(tiny_ids(1))
-    assert (coloring.token_neighbors(one, "resid_post", 0, k=2) == -1).all()
+    assert (coloring.token_neighbors(one, stream="resid_post", layer=0, n_neighbors=2) == -1).all()
     assert lmscope.token_colors(one).shape == (3, 1, 3)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipywidgets as ipw
 import pytest
 
+import lmscope
 from _models import default_inspector, tiny_ids, tiny_inspector
 from lmscope.errors import OutOfRangeError
 from lmscope.widgets.dashboard import TABS, Dashboard
@@ -18,11 +19,11 @@ def tiny_dash():
 
 
 def _views(dash):
-    grid, lines = dash.views["Attention"].children
+    attention = dash.views["Attention"]
     return (
         dash.views["Tokens"],
-        grid,
-        lines,
+        attention.grid,
+        attention.lines,
         dash.views["Logit lens"],
         dash.views["Colors"],
         dash.views["Norms"],
@@ -46,24 +47,24 @@ def test_selection_from_python_reaches_every_view(tiny_dash):
     tokens, grid, lines, lens, colors, norms = _views(tiny_dash)
     tiny_dash.selection = {"token": 3, "layer": 1, "head": 2}
     assert tiny_dash.selection.as_dict() == {"token": 3, "layer": 1, "head": 2}
-    assert tokens.selected_token == colors.selected_token == norms.selected_token == 3
-    assert lens.selected_token == lens.table.selected_token == 3
-    assert lens.selected_layer == lens.table.selected_layer == 1
-    assert (grid.layer, grid.selected_layer, grid.selected_head) == (1, 1, 2)
-    assert (lines.layer, lines.layer_end, lines.head, lines.aggregate) == (1, 1, 2, "head")
+    assert tokens.token == colors.token == norms.token == 3
+    assert lens.token == lens.table.token == 3
+    assert lens.layer == lens.table.layer == 1
+    assert (grid.layer, grid.head) == (1, 2)
+    assert (lines.layer, lines.layer_end, lines.head) == (1, 1, 2)
     assert "token 3" in tiny_dash.status.value and "head 2" in tiny_dash.status.value
 
 
 def test_a_view_selection_moves_the_others(tiny_dash):
     tokens, grid, lines, lens, colors, norms = _views(tiny_dash)
-    colors.selected_token = 5  # what a click in the browser sets
+    colors.token = 5  # what a click in the browser sets
     assert tiny_dash.selection.token == 5
-    assert tokens.selected_token == lens.table.selected_token == norms.selected_token == 5
-    norms.selected_token = 7
-    assert tokens.selected_token == colors.selected_token == 7
-    grid.selected_layer, grid.selected_head = 0, 1
+    assert tokens.token == lens.table.token == norms.token == 5
+    norms.token = 7
+    assert tokens.token == colors.token == 7
+    grid.layer, grid.head = 0, 1
     assert (lines.layer, lines.head) == (0, 1)
-    lens.table.selected_layer = 2
+    lens.table.layer = 2
     assert tiny_dash.selection.layer == 2 and grid.layer == 2 and lines.layer == 2
 
 
@@ -73,19 +74,22 @@ def test_selection_rejects_bad_values(tiny_dash):
         tiny_dash.selection = {"token": 12}
     with pytest.raises(OutOfRangeError, match="layer"):
         tiny_dash.selection = {"layer": 99}
-    with pytest.raises(ValueError, match="token, layer and head"):
+    with pytest.raises(TypeError, match="unknown option 'position'"):
         tiny_dash.selection = {"position": 1}
     assert tiny_dash.selection.as_dict() == before
 
 
 def test_save_html_holds_every_lmscope_view(tiny_dash, tmp_path):
     page = tiny_dash.save_html(tmp_path / "dash.html").read_text()
-    # tokens, grid, lines, lens table, attribution, colors: six views; bqplot parts become notes
+    # tokens, grid, lines, lens table, attribution, colors: six views (empty error areas draw
+    # nothing)
     assert page.count("data-lmscope-view=") == 6
     views = ("TokenView", "AttentionGrid", "AttentionLines", "LogitLensTable", "Attribution")
     for bundle in (*views, "TokenColors"):
         assert f'id="lms-code-{bundle}"' in page
-    assert "Figure widget stood here" in page
+    # the bqplot figures (lens line and scatter, three norm plots) are drawn, not noted
+    assert "widget stood here" not in page
+    assert page.count('type="application/vnd.jupyter.widget-view+json"') >= 5
     assert ">Norms<" in page
 
 
@@ -99,19 +103,19 @@ def test_prompt_box_runs_generates_and_reports_errors():
 
     dash.prompt.value = "   "
     dash.run_button.click()
-    assert dash.error.value.startswith("InputError: the prompt is empty")
+    assert dash.error.startswith("InputError: the prompt is empty")
     assert dash.trace is first and not dash.run_button.disabled
 
     dash.prompt.value = "I love you"
     dash.run_button.click()
-    assert dash.error.value == ""
+    assert dash.error == ""
     assert dash.trace.text == "I love you" and dash.trace is not first
     assert dash.views["Tokens"].tokens == list(dash.trace.tokens)
     assert dash.selection.token == dash.trace.seq_len - 1
 
     dash.max_new_tokens.value = 3
     dash.generate_button.click()
-    assert dash.error.value == ""
+    assert dash.error == ""
     tr = dash.trace
     assert tr.seq_len == tr.prompt_length + 3 and tr.text.startswith("I love you")
     assert dash.prompt.value == tr.text
@@ -120,7 +124,7 @@ def test_prompt_box_runs_generates_and_reports_errors():
 
     dash.prompt.value = "x " * 9000  # past the model's context
     dash.run_button.click()
-    assert "InputError" in dash.error.value and "Traceback" not in dash.error.value
+    assert "InputError" in dash.error and "Traceback" not in dash.error
     assert dash.trace is tr
 
 
@@ -128,6 +132,7 @@ def test_dashboard_is_a_widget_layout():
     trace = tiny_inspector("gpt2").run(tiny_ids(6))
     dash = Dashboard(trace, tab="Attention")
     assert isinstance(dash, ipw.VBox) and list(dash.views) == ["Attention"]
+    assert isinstance(dash.views["Attention"], lmscope.AttentionExplorer)
     assert dash.tabs.titles == TABS
     with pytest.raises(ValueError, match="tab must be one of"):
         Dashboard(trace, tab="Heads")

@@ -78,7 +78,7 @@ def assert_lens_matches(result: LensResult, probs: torch.Tensor) -> None:
     """Our top-k equals a full sort of the reference (ids compared through their probabilities,
     so two tokens tied to float rounding may swap places)."""
     probs = probs[:, result.positions]
-    ref_top = probs.sort(dim=-1, descending=True).values[..., : result.k]
+    ref_top = probs.sort(dim=-1, descending=True).values[..., : result.top_k]
     torch.testing.assert_close(result.probs, ref_top, atol=2e-6, rtol=1e-4)
     torch.testing.assert_close(
         probs.gather(-1, result.token_ids), result.probs, atol=2e-6, rtol=1e-4
@@ -92,7 +92,7 @@ def test_every_layer_matches_hand_computation(family, stage):
     ids = tiny_ids(18)
     trace = ins.run(ids)
     ref = reference(ins.model, ids)
-    result = logit_lens(trace, k=7, stage=stage, targets=[5, 77])
+    result = logit_lens(trace, top_k=7, stage=stage, targets=[5, 77])
     assert result.token_ids.shape == (trace.n_layers, 18, 7)
     assert result.probs.dtype == torch.float32 and result.token_ids.dtype == torch.long
     assert_lens_matches(result, ref[stage])
@@ -107,7 +107,7 @@ def test_every_layer_matches_hand_computation(family, stage):
 def test_softcap_is_applied_once_in_gemma2():
     ins = tiny_inspector("gemma2")
     trace = ins.run(tiny_ids(10))
-    result = logit_lens(trace, k=3, positions=-1)
+    result = logit_lens(trace, top_k=3, positions=-1)
     logits = trace.logits[-1].float()
     assert logits.abs().max() <= 15.0  # the model's own output is capped at 15
     torch.testing.assert_close(
@@ -118,7 +118,7 @@ def test_softcap_is_applied_once_in_gemma2():
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_last_post_row_is_the_models_prediction(family):
     trace = tiny_inspector(family).run(tiny_ids(16))
-    result = logit_lens(trace, k=4)
+    result = logit_lens(trace, top_k=4)
     own_p = torch.softmax(trace.logits.double(), dim=-1).float()
     own = own_p.topk(4)
     torch.testing.assert_close(result.probs[-1], own.values, atol=1e-6, rtol=1e-5)
@@ -129,19 +129,19 @@ def test_last_post_row_is_the_models_prediction(family):
 def test_chunking_and_position_subsets_do_not_change_numbers():
     trace = tiny_inspector("llama").run(tiny_ids(21))
     for stage in ("mid", "post"):  # post: the last layer's rows are read, in chunks of their own
-        full = logit_lens(trace, k=5, stage=stage, targets=9)
+        full = logit_lens(trace, top_k=5, stage=stage, targets=9)
         for rows in (1, 7, 20, 64, 1000):  # chunks inside a layer, across layers, all at once
-            chunked = logit_lens(trace, k=5, stage=stage, targets=9, chunk_rows=rows)
+            chunked = logit_lens(trace, top_k=5, stage=stage, targets=9, chunk_rows=rows)
             assert torch.equal(chunked.token_ids, full.token_ids)
             torch.testing.assert_close(chunked.probs, full.probs)
             assert torch.equal(chunked.target_ranks, full.target_ranks)
         if stage == "post":  # the last row is the model's own prediction, bitwise
             assert torch.equal(full.token_ids[-1], trace.logits.topk(5, dim=-1).indices)
-    full = logit_lens(trace, k=5, stage="mid", targets=9)
-    some = logit_lens(trace, k=5, stage="mid", positions=[20, 3, -1])
+    full = logit_lens(trace, top_k=5, stage="mid", targets=9)
+    some = logit_lens(trace, top_k=5, stage="mid", positions=[20, 3, -1])
     assert some.positions == [20, 3, 20]
     assert torch.equal(some.token_ids, full.token_ids[:, [20, 3, 20]])
-    one = logit_lens(trace, k=5, stage="mid", positions=4)
+    one = logit_lens(trace, top_k=5, stage="mid", positions=4)
     assert one.token_ids.shape == (3, 1, 5) and torch.equal(
         one.token_ids[:, 0], full.token_ids[:, 4]
     )
@@ -149,8 +149,8 @@ def test_chunking_and_position_subsets_do_not_change_numbers():
 
 def test_distribution_is_the_full_row_of_the_lens():
     trace = tiny_inspector("gpt2").run(tiny_ids(9))
-    result = logit_lens(trace, k=3, stage="mid", positions=[6])
-    dist = distribution(trace, 1, 6, stage="mid")
+    result = logit_lens(trace, top_k=3, stage="mid", positions=[6])
+    dist = distribution(trace, layer=1, position=6, stage="mid")
     assert dist.shape == (320,)
     torch.testing.assert_close(dist.sum(), torch.tensor(1.0))
     torch.testing.assert_close(dist.topk(3).values, result.probs[1, 0])
@@ -158,7 +158,7 @@ def test_distribution_is_the_full_row_of_the_lens():
 
 def test_token_strings_without_a_tokenizer_name_the_ids():
     trace = tiny_inspector("llama").run(tiny_ids(5))
-    result = logit_lens(trace, k=2, positions=0, targets=[3])
+    result = logit_lens(trace, top_k=2, positions=0, targets=[3])
     assert result.tokens[0][0] == [f"#{i}" for i in result.token_ids[0, 0].tolist()]
     assert result.target_tokens == ["#3"]
     assert set(result.token_strings) == {*result.token_ids.flatten().tolist(), 3}
@@ -167,17 +167,17 @@ def test_token_strings_without_a_tokenizer_name_the_ids():
 @pytest.mark.parametrize(
     ("kwargs", "error", "words"),
     [
-        ({"k": 0}, OutOfRangeError, "1..320"),
-        ({"k": 321}, OutOfRangeError, "1..320"),
-        ({"k": 2.5}, OutOfRangeError, "integer"),
+        ({"top_k": 0}, OutOfRangeError, "1..320"),
+        ({"top_k": 321}, OutOfRangeError, "1..320"),
+        ({"top_k": 2.5}, InputError, "integer"),
         ({"positions": 8}, OutOfRangeError, "0..7"),
         ({"positions": [1, -9]}, OutOfRangeError, "0..7"),
         ({"positions": []}, OutOfRangeError, "empty"),
-        ({"stage": "pre"}, InputError, "'post' or 'mid'"),
+        ({"stage": "pre"}, InputError, "post, mid"),
         ({"targets": " Warsaw"}, InputError, "tokenizer"),
         ({"targets": [-1]}, OutOfRangeError, "0..319"),
         ({"targets": [320]}, OutOfRangeError, "0..319"),
-        ({"chunk_rows": 0}, OutOfRangeError, "positive"),
+        ({"chunk_rows": 0}, OutOfRangeError, ">= 1"),
     ],
 )
 def test_bad_input_names_the_valid_range(kwargs, error, words):
@@ -194,7 +194,9 @@ def test_real_model_every_layer_and_target(stage):
     text = "Q: What is the capital of France?\nA: Paris\nQ: What is the capital of Poland?\nA:"
     trace = ins.run(text)
     ref = reference(default_eager_model(), trace.input_ids)
-    result = logit_lens(trace, k=5, stage=stage, targets=[" Warsaw", 1], tokenizer=ins.tokenizer)
+    result = logit_lens(
+        trace, top_k=5, stage=stage, targets=[" Warsaw", 1], tokenizer=ins.tokenizer
+    )
     assert_lens_matches(result, ref[stage])
     warsaw = ins.tokenizer(" Warsaw", add_special_tokens=False)["input_ids"][0]
     assert result.targets == [warsaw, 1] and result.target_tokens[0] == "·Warsaw"

@@ -1,4 +1,5 @@
-"""A fresh clone installs without node: the built bundle is committed and ships in the wheel."""
+"""A fresh clone installs without node: the built bundle is committed and ships in the wheel and
+in the source archive, both of which pass `twine check` (the release procedure, docs/releasing.md)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,30 @@ def test_wheel_from_a_clean_clone_carries_every_bundle_without_node(tmp_path):
     expected = {f"lmscope/static/{v}.js" for v in views}
     expected |= {"lmscope/static/static_runtime.js", "lmscope/static/lmscope.css"}
     assert expected <= names, sorted(expected - names)
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists() or not shutil.which("git"), reason="needs git")
+def test_release_files_pass_twine_and_carry_the_bundle(tmp_path):
+    pytest.importorskip("build")
+    pytest.importorskip("twine")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    dist = tmp_path / "dist"
+    # what `make release-check` runs: the sdist, the wheel built from it, twine, the bundle
+    subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(clone)],
+        check=True,
+        capture_output=True,
+    )
+    twine = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *map(str, dist.iterdir())],
+        capture_output=True,
+        text=True,
+    )
+    assert twine.returncode == 0, twine.stdout + twine.stderr
+    check = subprocess.run(
+        [sys.executable, str(clone / "scripts" / "check_dist.py"), str(dist)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import lmscope
 from _models import default_eager_model, default_inspector, tiny_ids, tiny_inspector
 from lmscope.errors import InputError
-from lmscope.stats import NORM_STREAMS, lagged_ols, log_norms, norm_regression
+from lmscope.stats import lagged_ols, log_norms, norm_regression
 
 TEXT = (
     "Hungarian rock has been part of the popular music of Hungary since the early 1960s. "
@@ -57,7 +57,7 @@ def test_real_model_attn_out_matches_statsmodels_on_hf_norms(real_trace):
     tr = real_trace
     expected_norms = hf_attn_out_log_norms(tr.input_ids)
     np.testing.assert_allclose(log_norms(tr).numpy(), expected_norms, atol=2e-4)
-    res = norm_regression(tr, "attn_out", lags=2)
+    res = norm_regression(tr, stream="attn_out", lags=2)
     assert res.betas.shape == res.pvalues.shape == (tr.n_layers, 2)
     assert res.n_obs == tr.seq_len - 3
     for layer in range(tr.n_layers):
@@ -82,8 +82,8 @@ def test_real_model_attn_out_matches_statsmodels_on_hf_norms(real_trace):
 @pytest.mark.parametrize("stream", ["mlp_out", "resid_post"])
 def test_real_model_other_streams_match_statsmodels(real_trace, stream):
     tr = real_trace
-    res = norm_regression(tr, stream, lags=3)
-    y = log_norms(tr, stream).numpy()
+    res = norm_regression(tr, stream=stream, lags=3)
+    y = log_norms(tr, stream=stream).numpy()
     for layer in (0, 11, tr.n_layers - 1):
         fit = statsmodels_fit(y[layer], 3)
         np.testing.assert_allclose(res.betas[layer], fit.params[1:], rtol=1e-9, atol=1e-12)
@@ -100,7 +100,9 @@ def test_resid_post_norms_match_hf_hidden_states():
     # hidden_states[l+1] is block l's output, except the last one (after the final norm)
     for layer in range(tr.n_layers - 1):
         expected = hidden[layer + 1][0].double().norm(dim=-1).log()
-        torch.testing.assert_close(log_norms(tr, "resid_post")[layer], expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            log_norms(tr, stream="resid_post")[layer], expected, atol=1e-5, rtol=0
+        )
 
 
 # (not gemma2: its post-attention norm makes attn_out norms constant to 1e-7, ill-posed)
@@ -108,7 +110,7 @@ def test_resid_post_norms_match_hf_hidden_states():
 @pytest.mark.parametrize("lags", [1, 2, 4])
 def test_tiny_models_any_lags_match_statsmodels(family, lags):
     tr = tiny_inspector(family).run(tiny_ids(40))
-    res = norm_regression(tr, "attn_out", lags=lags)
+    res = norm_regression(tr, stream="attn_out", lags=lags)
     assert res.betas.shape == (tr.n_layers, lags)
     y = log_norms(tr).numpy()
     for layer in range(tr.n_layers):
@@ -153,23 +155,23 @@ def test_batched_fit_equals_statsmodels_on_random_series(seq, lags, seed, ar):
 
 def test_bad_stream_and_lags_are_clear_errors():
     tr = tiny_inspector("llama").run(tiny_ids(12))
-    with pytest.raises(InputError, match=r"unknown stream 'attn'.*attn_out"):
-        norm_regression(tr, "attn")
-    with pytest.raises(InputError, match=r"unknown stream"):
-        log_norms(tr, "logits")
+    with pytest.raises(InputError, match=r"stream must be one of .*attn_out.*, got 'attn'"):
+        norm_regression(tr, stream="attn")
+    with pytest.raises(InputError, match=r"stream must be one of"):
+        log_norms(tr, stream="logits")
     with pytest.raises(InputError, match=r"lags must be in 1\.\.4 for a 12-token trace, got 5"):
         norm_regression(tr, lags=5)
     with pytest.raises(InputError, match=r"lags must be in 1\.\.4 .* got 0"):
         norm_regression(tr, lags=0)
     for bad in (1.5, "2", True, None):
-        with pytest.raises(InputError, match="lags must be a positive integer"):
+        with pytest.raises(InputError, match="lags must be an integer"):
             norm_regression(tr, lags=bad)  # type: ignore[arg-type]
     assert isinstance(InputError("x"), ValueError)
     short = tiny_inspector("llama").run(tiny_ids(4))
     with pytest.raises(InputError, match="need at least 5 tokens"):
         norm_regression(short, lags=1)
     norm_regression(tiny_inspector("llama").run(tiny_ids(5)), lags=1)  # the minimum works
-    assert set(NORM_STREAMS) <= set(lmscope.trace.STREAMS)
+    assert set(lmscope.trace.VIEW_STREAMS) <= set(lmscope.trace.STREAMS)
 
 
 def test_zero_updates_are_a_clear_error():

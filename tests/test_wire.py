@@ -148,10 +148,10 @@ def test_token_view_selection_is_validated_and_answered():
     trace = tiny_inspector("gpt2").run(tiny_ids(6))
     view = TokenView(trace)
     assert WireArray.to_numpy(view.ids).tolist() == trace.input_ids.tolist()
-    view.selected_token = 3
+    view.token = 3
     assert len(view.predictions) == 5 and view.predictions[0].startswith("#")
     with pytest.raises(IndexError, match=r"0\.\.5"):
-        view.selected_token = 6
+        view.token = 6
     fake = SimpleNamespace(tokens=["a", "b"], input_ids=torch.tensor([1, 2]))
     assert TokenView(fake).predictions == []
 

@@ -34,3 +34,19 @@ export function luminance([r, g, b]) {
 export function textOn(rgb) {
   return luminance(rgb) > 0.179 ? "#000" : "#fff";
 }
+
+/**
+ * Any CSS colour (a var(--jp-…) with its fallback included) as [r, g, b], resolved where
+ * `node` stands: canvases cannot read CSS variables themselves.
+ * @param {Element} node an attached element
+ * @param {string} expr
+ * @returns {number[]}
+ */
+export function cssColor(node, expr) {
+  const probe = document.createElement("span");
+  probe.style.color = expr;
+  node.append(probe);
+  const m = getComputedStyle(probe).color.match(/[\d.]+/g) || ["0", "0", "0"];
+  probe.remove();
+  return m.slice(0, 3).map(Number);
+}

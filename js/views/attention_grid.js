@@ -1,304 +1,208 @@
 // A grid of attention heatmaps: every head of one layer, or one head through every layer,
 // for one trace, two traces side by side, or their difference. Each heatmap arrives pooled to
-// at most size x size (uint8 probabilities, float16 differences) and is drawn on its own canvas.
-import { textOn } from "../lib/theme.js";
-import { defineView } from "../lib/view.js";
-import { decode } from "../lib/wire.js";
-
-const CSS = `
-.lms-ag { font: 12px var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #222);
-  background: var(--jp-layout-color0, #fff); max-width: 980px; position: relative; }
-.lms-ag-bar { display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: center; padding: 4px 0 6px; }
-.lms-ag-bar label { display: inline-flex; gap: 4px; align-items: center; white-space: nowrap; }
-.lms-ag-bar select { font: inherit; color: inherit; background: var(--jp-layout-color1, #fff);
-  border: 1px solid var(--jp-border-color1, #bbb); border-radius: 2px; }
-.lms-ag-panels { display: flex; gap: 16px; align-items: flex-start; }
-.lms-ag-panel { flex: 1 1 0; min-width: 0; }
-.lms-ag-title { font-weight: 600; padding: 2px 0 4px; white-space: pre; overflow: hidden; text-overflow: ellipsis; }
-.lms-ag-cells { display: grid; gap: 6px; }
-.lms-ag-cell { cursor: pointer; }
-.lms-ag-cell canvas { display: block; width: 100%; aspect-ratio: 1; image-rendering: pixelated;
-  outline: 1px solid var(--jp-border-color2, #ddd); }
-.lms-ag-cell.selected canvas { outline: 2px solid var(--jp-brand-color1, #1976d2); }
-.lms-ag-key { font-size: 11px; color: var(--jp-ui-font-color2, #555); padding: 0 0 4px; white-space: pre-wrap; }
-.lms-ag-label { font-size: 11px; color: var(--jp-ui-font-color2, #555); padding: 1px 0; }
-.lms-ag-legend { color: var(--jp-ui-font-color2, #555); padding: 6px 0 0; }
-.lms-ag-tip { position: absolute; pointer-events: none; display: none; z-index: 2; padding: 3px 6px;
-  background: var(--jp-layout-color2, #eee); border: 1px solid var(--jp-border-color1, #bbb);
-  border-radius: 3px; white-space: pre; font-family: var(--jp-code-font-family, ui-monospace, monospace); }
-.lms-ag-error { color: var(--jp-error-color1, #d32f2f); white-space: pre-wrap; }
-`;
+// at most size x size ("unit" uint8 probabilities, float16 differences) and is drawn on its own
+// canvas. `layer` and `head` are the selection: a click on a heatmap sets both.
+import {
+  cellText,
+  colorRamp,
+  gridColumns,
+  legendText,
+  maxAbsOf,
+  paintCells,
+  tipText,
+} from "../parts/heatmap.js";
+import CSS from "../styles/attention_grid.css";
+import { control } from "../lib/controls.js";
+import { el, range, toolbar } from "../lib/dom.js";
+import { cssColor, textOn } from "../lib/theme.js";
+import { defineView, injectCss } from "../lib/view.js";
+import { decodeArray } from "../lib/wire.js";
 
 // Up to this many tokens a heatmap is drawn unpooled at screen resolution with its weights
 // written in the cells and the tokens listed above it, like the classic annotated heatmaps.
 const ANNOTATE_MAX = 12;
 
-function el(tag, cls, parent) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (parent) parent.appendChild(node);
-  return node;
+function controls(model, bar) {
+  const numbers = (n) => () => range(model.get(n)).map((i) => [i, String(i)]);
+  const by = control(model, "by", bar, {
+    kind: "select",
+    label: "show",
+    options: [
+      ["layer", "all heads of a layer"],
+      ["head", "one head in every layer"],
+    ],
+  });
+  const layer = control(model, "layer", bar, {
+    kind: "select",
+    label: "layer",
+    options: numbers("n_layers"),
+  });
+  const head = control(model, "head", bar, {
+    kind: "select",
+    label: "head",
+    options: numbers("n_heads"),
+  });
+  control(model, "mute_sink", bar, { kind: "checkbox", label: "mute first token" });
+  const mode = control(model, "mode", bar, {
+    kind: "select",
+    label: "compare",
+    options: [
+      ["side", "side by side"],
+      ["diff", "difference (first − second)"],
+      ["single", "first only"],
+    ],
+  });
+  const show = () => {
+    const isLayer = model.get("by") === "layer";
+    layer.label.hidden = !isLayer; // by layer: the head is picked by clicking a heatmap
+    head.label.hidden = isLayer;
+    mode.label.hidden = model.get("names").length < 2;
+    mode.input.querySelector("option[value=diff]").disabled = !model.get("can_diff");
+  };
+  model.on("change:by", show);
+  show();
+  return { by, show };
 }
 
-function option(select, value, text) {
-  const o = el("option", "", select);
-  o.value = String(value);
-  o.textContent = text;
-  return o;
-}
-
-// Resolve any CSS colour (including var(--jp-…) with fallbacks) to [r, g, b].
-function rgb(node, expr) {
-  const probe = el("span", "", node);
-  probe.style.color = expr;
-  const m = getComputedStyle(probe).color.match(/[\d.]+/g) || ["0", "0", "0"];
-  probe.remove();
-  return m.slice(0, 3).map(Number);
-}
-
-function lut(from, to) {
-  const table = new Uint8ClampedArray(256 * 3);
-  for (let i = 0; i < 256; i++) {
-    const s = Math.sqrt(i / 255); // √ so weak structure stays visible beside a strong sink
-    for (let c = 0; c < 3; c++) table[i * 3 + c] = from[c] + (to[c] - from[c]) * s;
+/** Each cell's weight written in its middle, light on dark fills and theme ink on light ones. */
+function writeWeights(ctx, pixels, values, offset, n, { diff, ink, family, dpr }) {
+  const step = ctx.canvas.width / n;
+  const size = Math.min(step * 0.34, 13 * dpr);
+  if (size < 9 * dpr) return; // too small to read: the colours alone say more
+  ctx.font = `${Math.round(size)}px ${family}`;
+  ctx.textAlign = "center";
+  ctx.textBaseline = "middle";
+  for (let i = 0; i < n * n; i++) {
+    const v = diff ? values[offset + i] : values[offset + i] / 255;
+    if (Math.abs(v) < 0.005) continue; // rounds to .00: blank
+    const fill = [pixels[i * 4], pixels[i * 4 + 1], pixels[i * 4 + 2]];
+    ctx.fillStyle = textOn(fill) === "#fff" ? "#fff" : `rgb(${ink.join(",")})`;
+    ctx.fillText(cellText(v, diff), ((i % n) + 0.5) * step, (Math.floor(i / n) + 0.5) * step);
   }
-  return table;
-}
-
-// Which tokens pooled row i of r covers (same bounds as torch's adaptive pooling).
-function span(i, r, n) {
-  return [Math.floor((i * n) / r), Math.ceil(((i + 1) * n) / r) - 1];
-}
-
-// Two decimals without the leading zero (".42"), signed for differences.
-function cellText(v, diff) {
-  const text = Math.abs(v).toFixed(2).replace(/^0/, "");
-  return diff ? `${v < 0 ? "−" : "+"}${text}` : text;
-}
-
-function tokenText(tokens, [a, b]) {
-  return a === b ? `${JSON.stringify(tokens[a] ?? "")} (${a})` : `tokens ${a}–${b}`;
 }
 
 function render({ model, el: root }) {
-  el("style", "", root).textContent = CSS;
-  const box = el("div", "lms-ag", root);
-  const bar = el("div", "lms-ag-bar", box);
-  const panelsBox = el("div", "lms-ag-panels", box);
-  const legend = el("div", "lms-ag-legend", box);
-  const tip = el("div", "lms-ag-tip", box);
-  const errorBox = el("div", "lms-ag-error", box);
-
-  const by = el("select", "", el("label", "", bar));
-  by.parentNode.prepend("show");
-  option(by, "layer", "all heads of a layer");
-  option(by, "head", "one head in every layer");
-  const pickLabel = el("label", "", bar);
-  const pickText = el("span", "", pickLabel);
-  const pick = el("select", "", pickLabel);
-  const muteLabel = el("label", "", bar);
-  const mute = el("input", "", muteLabel);
-  mute.type = "checkbox";
-  muteLabel.append("mute first token");
-  const modeLabel = el("label", "", bar);
-  modeLabel.append("compare");
-  const mode = el("select", "", modeLabel);
-  option(mode, "side", "side by side");
-  const diffOpt = option(mode, "diff", "difference (first − second)");
-  option(mode, "single", "first only");
-
-  by.addEventListener("change", () => {
-    model.set("by", by.value);
-    model.save_changes();
-  });
-  pick.addEventListener("change", () => {
-    model.set(model.get("by") === "layer" ? "layer" : "head", Number(pick.value));
-    model.save_changes();
-  });
-  mute.addEventListener("change", () => {
-    model.set("mute_sink", mute.checked);
-    model.save_changes();
-  });
-  mode.addEventListener("change", () => {
-    model.set("mode", mode.value);
-    model.save_changes();
-  });
-
+  injectCss(CSS);
+  const box = el("div", { className: "lms-ag", parent: root });
+  const bar = toolbar(box);
+  const panelsBox = el("div", { className: "lms-ag-panels", parent: box });
+  const legend = el("div", { className: "lms-ag-legend lms-note", parent: box });
+  const tip = el("div", { className: "lms-tip", parent: box });
+  const { show } = controls(model, bar);
   let cellNodes = [];
 
-  function controls() {
-    const isLayer = model.get("by") === "layer";
-    by.value = model.get("by");
-    pickText.textContent = isLayer ? "layer" : "head";
-    const n = isLayer ? model.get("n_layers") : model.get("n_heads");
-    if (pick.options.length !== n || pick.dataset.by !== by.value) {
-      pick.replaceChildren();
-      for (let i = 0; i < n; i++) option(pick, i, String(i));
-      pick.dataset.by = by.value;
+  const markSelected = () => {
+    const [ly, hd] = [String(model.get("layer")), String(model.get("head"))];
+    for (const node of cellNodes) {
+      node.classList.toggle("selected", node.dataset.layer === ly && node.dataset.head === hd);
     }
-    pick.value = String(isLayer ? model.get("layer") : model.get("head"));
-    mute.checked = model.get("mute_sink");
-    modeLabel.style.display = model.get("names").length > 1 ? "" : "none";
-    diffOpt.disabled = !model.get("can_diff");
-    mode.value = model.get("mode");
-  }
+  };
+
+  const showTip = (ev, canvas, cell) => {
+    const b = canvas.getBoundingClientRect();
+    const i = Math.min(cell.r - 1, Math.floor(((ev.clientY - b.top) / b.height) * cell.r));
+    const j = Math.min(cell.r2 - 1, Math.floor(((ev.clientX - b.left) / b.width) * cell.r2));
+    const value = cell.values[cell.offset + i * cell.r2 + j];
+    tip.textContent = tipText({ ...cell, i, j, value });
+    const host = box.getBoundingClientRect();
+    tip.style.display = "block";
+    tip.style.left = `${Math.min(ev.clientX - host.left + 14, host.width - 220)}px`;
+    tip.style.top = `${ev.clientY - host.top + 14}px`;
+    root.dataset.hover = `${cell.index}:${i}:${j}`;
+  };
+
+  const addCell = (grid, cell, paints, theme) => {
+    const node = el("div", { className: "lms-ag-cell", parent: grid });
+    el("div", { className: "lms-ag-label lms-note", text: cell.label, parent: node });
+    const canvas = el("canvas", { parent: node });
+    const img = new ImageData(cell.r2, cell.r);
+    paintCells(img.data, cell.values, cell.offset, cell.r * cell.r2, theme);
+    paints.push(() => {
+      // annotated: as many pixels as on screen, so the numbers are crisp
+      const side = cell.annotate ? Math.round(canvas.getBoundingClientRect().width * theme.dpr) : 0;
+      canvas.width = side || Math.max(cell.r2, 96);
+      canvas.height = side || Math.max(cell.r, 96);
+      const scratch = new OffscreenCanvas(cell.r2, cell.r);
+      scratch.getContext("2d").putImageData(img, 0, 0);
+      const ctx = canvas.getContext("2d");
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(scratch, 0, 0, canvas.width, canvas.height);
+      if (cell.annotate) writeWeights(ctx, img.data, cell.values, cell.offset, cell.r, theme);
+    });
+    [node.dataset.layer, node.dataset.head] = cell.where.map(String);
+    canvas.addEventListener("mousemove", (ev) => showTip(ev, canvas, cell));
+    canvas.addEventListener("mouseleave", () => {
+      tip.style.display = "none";
+    });
+    node.addEventListener("click", () => {
+      model.set("layer", cell.where[0]);
+      model.set("head", cell.where[1]);
+      model.save_changes();
+      markSelected();
+    });
+    cellNodes.push(node);
+  };
 
   function draw() {
     // theme colours only resolve once the view is in the document (Jupyter renders detached)
-    if (!box.isConnected) {
-      requestAnimationFrame(draw);
-      return;
-    }
+    if (!box.isConnected) return requestAnimationFrame(draw);
     const t0 = performance.now();
-    controls();
-    errorBox.textContent = model.get("error") || "";
-    const labels = model.get("labels");
-    const where = model.get("cells");
+    show();
     const names = model.get("names");
-    const m = model.get("mode");
-    const diff = m === "diff";
-    const raw = model.get("panels") || [];
-    const panels = raw.map((env) => ({ data: decode(env), shape: env.shape }));
+    const diff = model.get("mode") === "diff";
+    const panels = (diff ? [model.get("diff")] : [model.get("panel_a"), model.get("panel_b")])
+      .map(decodeArray)
+      .filter(Boolean);
     const tokenSets = [model.get("tokens"), model.get("tokens_b")];
-    const titles = diff ? [`${names[0]}  −  ${names[1]}`] : names.slice(0, panels.length);
-    const bg = rgb(box, "var(--jp-layout-color0, #fff)");
-    const pos = lut(bg, rgb(box, "var(--jp-brand-color1, #1976d2)"));
-    const neg = lut(bg, rgb(box, "var(--jp-error-color1, #d32f2f)"));
-    let maxAbs = 0;
-    if (diff && panels[0]) for (const v of panels[0].data) maxAbs = Math.max(maxAbs, Math.abs(v));
-    maxAbs = maxAbs || 1;
-    const dpr = window.devicePixelRatio || 1;
-    const ink = rgb(box, "var(--jp-ui-font-color1, #222)");
-    const family = getComputedStyle(box).fontFamily; // canvas fonts cannot read CSS variables
-
-    // Each cell's weight in the middle of it, light on dark fills and theme ink on light ones;
-    // masked cells and weights that round to .00 stay blank.
-    function writeWeights(ctx, pixels, values, off, n, isDiff) {
-      const step = ctx.canvas.width / n;
-      const size = Math.min(step * 0.34, 13 * dpr);
-      if (size < 9 * dpr) return; // too small to read: the colours alone say more
-      ctx.font = `${Math.round(size)}px ${family}`;
-      ctx.textAlign = "center";
-      ctx.textBaseline = "middle";
-      for (let i = 0; i < n; i++) {
-        for (let j = 0; j < n; j++) {
-          const v = isDiff ? values[off + i * n + j] : values[off + i * n + j] / 255;
-          if (Math.abs(v) < 0.005) continue;
-          const px = (i * n + j) * 4;
-          const fill = [pixels[px], pixels[px + 1], pixels[px + 2]];
-          ctx.fillStyle = textOn(fill) === "#fff" ? "#fff" : `rgb(${ink.join(",")})`;
-          ctx.fillText(cellText(v, isDiff), (j + 0.5) * step, (i + 0.5) * step);
-        }
-      }
-    }
-
+    const titles = diff ? [`${names[0]}  −  ${names[1]}`] : names;
+    const bg = cssColor(box, "var(--jp-layout-color0, #fff)");
+    const maxAbs = diff && panels[0] ? maxAbsOf(panels[0].values) : 1;
+    const theme = {
+      pos: colorRamp(bg, cssColor(box, "var(--jp-brand-color1, #1976d2)")),
+      neg: colorRamp(bg, cssColor(box, "var(--jp-error-color1, #d32f2f)")),
+      diff,
+      maxAbs,
+      dpr: window.devicePixelRatio || 1,
+      ink: cssColor(box, "var(--jp-ui-font-color1, #222)"),
+      family: getComputedStyle(box).fontFamily, // canvas fonts cannot read CSS variables
+    };
+    const labels = model.get("labels");
     panelsBox.replaceChildren();
     cellNodes = [];
-    const cols = Math.ceil(Math.sqrt(labels.length * (panels.length > 1 ? 0.5 : 1.5)));
-    // canvases are painted once every panel is laid out (a lone first panel measures wider)
-    const paints = [];
+    const paints = []; // painted once every panel is laid out (a lone first panel measures wider)
     panels.forEach((panel, p) => {
       const [n, r, r2] = panel.shape;
-      const pane = el("div", "lms-ag-panel", panelsBox);
-      const title = el("div", "lms-ag-title", pane);
-      title.textContent = titles[p] ?? "";
+      const pane = el("div", { className: "lms-ag-panel", parent: panelsBox });
+      el("div", { className: "lms-ag-title", text: titles[p] ?? "", parent: pane });
       const tokens = diff ? tokenSets[0] : tokenSets[p];
       const annotate = r === tokens.length && r2 === tokens.length && r <= ANNOTATE_MAX;
       if (annotate) {
-        const key = el("div", "lms-ag-key", pane);
-        key.textContent = `rows (queries) and columns (keys): ${tokens.join("  ")}`;
+        const key = `rows (queries) and columns (keys): ${tokens.join("  ")}`;
+        el("div", { className: "lms-ag-key lms-note", text: key, parent: pane });
       }
-      const grid = el("div", "lms-ag-cells", pane);
-      grid.style.gridTemplateColumns = `repeat(${Math.min(cols, n)}, minmax(0, 1fr))`;
-      const scratch = document.createElement("canvas");
-      scratch.width = r2;
-      scratch.height = r;
-      const sctx = scratch.getContext("2d");
+      const grid = el("div", { className: "lms-ag-cells", parent: pane });
+      grid.style.gridTemplateColumns = `repeat(${gridColumns(n, panels.length)}, minmax(0, 1fr))`;
       for (let c = 0; c < n; c++) {
-        const cell = el("div", "lms-ag-cell", grid);
-        el("div", "lms-ag-label", cell).textContent = labels[c];
-        const canvas = el("canvas", "", cell);
-        const img = sctx.createImageData(r2, r);
-        const off = c * r * r2;
-        for (let i = 0; i < r * r2; i++) {
-          let table = pos;
-          let level;
-          if (diff) {
-            const v = panel.data[off + i];
-            table = v < 0 ? neg : pos;
-            level = Math.round((Math.abs(v) / maxAbs) * 255);
-          } else level = panel.data[off + i];
-          img.data[i * 4] = table[level * 3];
-          img.data[i * 4 + 1] = table[level * 3 + 1];
-          img.data[i * 4 + 2] = table[level * 3 + 2];
-          img.data[i * 4 + 3] = 255;
-        }
-        paints.push(() => {
-          // annotated: as many pixels as on screen, so the numbers are crisp
-          const side = annotate ? Math.round(canvas.getBoundingClientRect().width * dpr) : 0;
-          canvas.width = side || Math.max(r2, 96);
-          canvas.height = side || Math.max(r, 96);
-          sctx.putImageData(img, 0, 0);
-          const ctx = canvas.getContext("2d");
-          ctx.imageSmoothingEnabled = false;
-          ctx.drawImage(scratch, 0, 0, canvas.width, canvas.height);
-          if (annotate) writeWeights(ctx, img.data, panel.data, off, r, diff);
-        });
-        const [ly, hd] = where[c];
-        cell.dataset.layer = String(ly);
-        cell.dataset.head = String(hd);
-        cell.classList.toggle(
-          "selected",
-          ly === model.get("selected_layer") && hd === model.get("selected_head"),
-        );
-        cellNodes.push(cell);
-        canvas.addEventListener("mousemove", (ev) => {
-          const b = canvas.getBoundingClientRect();
-          const i = Math.min(r - 1, Math.floor(((ev.clientY - b.top) / b.height) * r));
-          const j = Math.min(r2 - 1, Math.floor(((ev.clientX - b.left) / b.width) * r2));
-          const q = span(i, r, tokens.length);
-          const k = span(j, r2, tokens.length);
-          const v = panel.data[off + i * r2 + j];
-          const value = diff ? `${v >= 0 ? "+" : ""}${v.toFixed(3)}` : (v / 255).toFixed(3);
-          const pooled = q[0] !== q[1] || k[0] !== k[1] ? " (max of block)" : "";
-          tip.textContent = `${labels[c]}\nquery ${tokenText(tokens, q)}\nkey   ${tokenText(tokens, k)}\n${diff ? "difference" : "weight"} ${value}${pooled}`;
-          const host = box.getBoundingClientRect();
-          tip.style.display = "block";
-          tip.style.left = `${Math.min(ev.clientX - host.left + 14, host.width - 220)}px`;
-          tip.style.top = `${ev.clientY - host.top + 14}px`;
-          root.dataset.hover = `${c}:${i}:${j}`;
-        });
-        canvas.addEventListener("mouseleave", () => {
-          tip.style.display = "none";
-        });
-        cell.addEventListener("click", () => {
-          model.set("selected_layer", ly);
-          model.set("selected_head", hd);
-          model.save_changes();
-          for (const node of cellNodes) {
-            node.classList.toggle(
-              "selected",
-              node.dataset.layer === String(ly) && node.dataset.head === String(hd),
-            );
-          }
-        });
+        const cell = { index: c, label: labels[c], where: model.get("cells")[c], tokens };
+        Object.assign(cell, { r, r2, values: panel.values, offset: c * r * r2, annotate, diff });
+        addCell(grid, cell, paints, theme);
       }
     });
     for (const paint of paints) paint();
+    markSelected();
     root.dataset.annotated = String(box.querySelector(".lms-ag-key") !== null);
-    const first = panels[0];
-    const pooled = first && first.shape[1] < tokenSets[0].length;
-    legend.textContent = diff
-      ? `red: second prompt attends more, blue: first attends more; full colour = ±${maxAbs.toFixed(3)}`
-      : `rows: queries, columns: keys; colour √weight from 0 to 1${pooled ? `; ${tokenSets[0].length} tokens pooled to ${first.shape[1]} (max per block)` : ""}; click a heatmap to open it`;
+    const pooledTo = panels[0]?.shape[1] ?? 0;
+    legend.textContent = legendText({ diff, maxAbs, tokens: tokenSets[0].length, pooledTo });
     root.dataset.cells = String(cellNodes.length);
     root.dataset.renderMs = (performance.now() - t0).toFixed(2);
   }
 
   draw();
-  for (const name of ["panels", "labels", "error", "mode", "can_diff"])
+  for (const name of ["panel_a", "panel_b", "diff", "labels", "mode", "can_diff"]) {
     model.on(`change:${name}`, draw);
-  for (const name of ["by", "layer", "head", "mute_sink"]) model.on(`change:${name}`, controls);
+  }
+  model.on("change:layer", markSelected);
+  model.on("change:head", markSelected);
 }
 
 export default defineView(render);

@@ -1,197 +1,103 @@
 // Logit lens table: one row per layer (and stage), one column per input position. Each cell
 // shows the top-1 prediction decoded from that layer, shaded by its probability; hover shows the
-// top-k, click focuses a column. Drawn on one canvas the width of the view; only the columns in
-// view are drawn, so a few thousand positions scroll as smoothly as ten.
-import { defineView, redrawOnScroll } from "../lib/view.js";
+// top-k, click selects a position and layer. Drawn on one canvas the width of the view; only the
+// columns in view are drawn, so a few thousand positions scroll as smoothly as ten.
+import {
+  cellContent,
+  fitText,
+  lensRows,
+  rowLabel,
+  tipContent,
+  visibleColumns,
+} from "../parts/lens.js";
+import CSS from "../styles/logit_lens.css";
+import { control } from "../lib/controls.js";
+import { el, toolbar } from "../lib/dom.js";
+import { cssVar } from "../lib/theme.js";
+import { defineView, injectCss, redrawOnScroll } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
-
-const CSS = `
-.lms-ll { font: 12px var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #222);
-  background: var(--jp-layout-color0, #fff); position: relative; max-width: 100%; }
-.lms-ll-bar { display: flex; flex-wrap: wrap; gap: 6px 14px; align-items: center; padding: 4px 0 6px; }
-.lms-ll-bar label { display: inline-flex; gap: 4px; align-items: center; white-space: nowrap; }
-.lms-ll-bar select { font: inherit; color: inherit; background: var(--jp-layout-color1, #fff);
-  border: 1px solid var(--jp-border-color1, #bbb); border-radius: 2px; }
-.lms-ll-hint { color: var(--jp-ui-font-color2, #666); }
-.lms-ll-scroll { overflow-x: auto; overflow-y: hidden; border: 1px solid var(--jp-border-color2, #e0e0e0); }
-.lms-ll-canvas { position: sticky; left: 0; display: block; cursor: pointer; }
-.lms-ll-tip { position: absolute; pointer-events: none; display: none; z-index: 2; padding: 4px 7px;
-  background: var(--jp-layout-color1, #fff); border: 1px solid var(--jp-border-color1, #bbb);
-  box-shadow: 0 2px 6px rgba(0,0,0,.15); font: 12px var(--jp-code-font-family, monospace); white-space: pre; }
-.lms-ll-tip .head { font-family: var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color2, #555); padding-bottom: 2px; }
-.lms-ll-tip .row { display: grid; grid-template-columns: 11ch 6ch; gap: 8px; }
-.lms-ll-tip .row.tgt { color: var(--jp-warn-color0, #e65100); }
-.lms-ll-tip .p { text-align: right; }
-.lms-ll-err { color: var(--jp-error-color1, #d32f2f); white-space: pre-wrap; padding-top: 4px; }
-`;
 
 const CELL_W = 66;
 const CELL_H = 19;
 const GUTTER = 58;
 const AXIS_H = 22;
+const SIZES = { cellW: CELL_W, gutter: GUTTER };
 
-function el(tag, cls, text) {
-  const n = document.createElement(tag);
-  if (cls) n.className = cls;
-  if (text !== undefined) n.textContent = text;
-  return n;
+function decodeStages(envelopes) {
+  return Object.fromEntries(Object.entries(envelopes || {}).map(([s, env]) => [s, decode(env)]));
 }
 
-function cssVar(node, name, fallback) {
-  const v = getComputedStyle(node).getPropertyValue(name).trim();
-  return v || fallback;
+function readData(model) {
+  const tokens = model.get("tokens");
+  return {
+    top: decodeStages(model.get("top")),
+    probs: decodeStages(model.get("probs")),
+    tprobs: decodeStages(model.get("target_probs")),
+    tranks: decodeStages(model.get("target_ranks")),
+    tokens,
+    P: tokens.length,
+    k: model.get("top_k"),
+    T: model.get("targets").length,
+    strings: model.get("strings"),
+  };
 }
 
-function pct(p) {
-  if (p >= 0.995) return "100%";
-  if (p >= 0.1) return `${(p * 100).toFixed(0)}%`;
-  if (p >= 0.001) return `${(p * 100).toFixed(1)}%`;
-  return p > 0 ? p.toExponential(0) : "≈0";
-}
-
-function rankText(r) {
-  return r >= 10000
-    ? `${Math.round(r / 1000)}k`
-    : r >= 1000
-      ? `${(r / 1000).toFixed(1)}k`
-      : String(r);
-}
-
-// Cut a string to fit `w` pixels, with an ellipsis.
-function fit(ctx, text, w) {
-  if (ctx.measureText(text).width <= w) return text;
-  let s = text;
-  while (s.length > 1 && ctx.measureText(`${s}…`).width > w) s = s.slice(0, -1);
-  return `${s}…`;
-}
-
-function render({ model, el: root }) {
-  const style = el("style");
-  style.textContent = CSS;
-  const wrap = el("div", "lms-ll");
-  const bar = el("div", "lms-ll-bar");
-  const scroll = el("div", "lms-ll-scroll");
-  const spacer = el("div");
-  const canvas = el("canvas", "lms-ll-canvas");
-  const tip = el("div", "lms-ll-tip");
-  const err = el("div", "lms-ll-err");
-  spacer.appendChild(canvas);
-  scroll.appendChild(spacer);
-  wrap.append(bar, scroll, tip, err);
-  root.replaceChildren(style, wrap);
-  const ctx = canvas.getContext("2d");
-
-  let data = null; // decoded state
-  let hover = null; // {row, col}
-
-  // Rows top to bottom: the target row, then layers from last to first; with both stages each
-  // layer shows post above mid (mid is computed first, so reading upwards follows the model).
-  function rows() {
-    const view = model.get("view");
-    const stages = view === "both" ? ["post", "mid"] : [view];
-    const out = [];
-    if (model.get("targets").length) out.push({ kind: "target" });
-    for (let l = model.get("n_layers") - 1; l >= 0; l--) {
-      for (const s of stages) if (data.top[s]) out.push({ kind: "layer", layer: l, stage: s });
-    }
-    return out;
-  }
-
-  function load() {
-    const top = {};
-    const probs = {};
-    const tprobs = {};
-    const tranks = {};
-    for (const [s, env] of Object.entries(model.get("top") || {})) top[s] = decode(env);
-    for (const [s, env] of Object.entries(model.get("probs") || {})) probs[s] = decode(env);
-    for (const [s, env] of Object.entries(model.get("target_probs") || {})) tprobs[s] = decode(env);
-    for (const [s, env] of Object.entries(model.get("target_ranks") || {})) tranks[s] = decode(env);
-    const tokens = model.get("tokens");
-    data = {
-      top,
-      probs,
-      tprobs,
-      tranks,
-      tokens,
-      P: tokens.length,
-      k: model.get("k"),
-      T: model.get("targets").length,
-      strings: model.get("strings"),
-      ids: decode(model.get("string_ids")) || new Int32Array(0),
-    };
-    buildBar();
-    layout();
-  }
-
-  function buildBar() {
-    bar.replaceChildren();
-    const stages = model.get("stages");
-    const viewSel = el("select");
-    const opts = [
+function controls(model, bar) {
+  control(model, "stage", bar, {
+    kind: "select",
+    label: "decode",
+    options: [
       ["post", "after each block"],
       ["mid", "after attention"],
       ["both", "both, interleaved"],
-    ].filter(([v]) => (v === "both" ? stages.length === 2 : stages.includes(v)));
-    for (const [v, label] of opts) {
-      const o = el("option", "", label);
-      o.value = v;
-      viewSel.appendChild(o);
-    }
-    viewSel.value = model.get("view");
-    viewSel.addEventListener("change", () => {
-      model.set("view", viewSel.value);
-      model.save_changes();
+    ],
+  });
+  const target = control(model, "target", bar, {
+    kind: "select",
+    label: "target",
+    options: () => model.get("targets").map((name, i) => [i, name]),
+  });
+  target.label.hidden = model.get("targets").length === 0;
+  const hint = "top-1 per layer, shaded by probability · hover: top-k · click: select a position";
+  el("span", { className: "lms-note", text: hint, parent: bar });
+}
+
+function render({ model, el: root }) {
+  injectCss(CSS);
+  const wrap = el("div", { className: "lms-ll", parent: root });
+  controls(model, toolbar(wrap));
+  const scroll = el("div", { className: "lms-ll-scroll", parent: wrap });
+  const spacer = el("div", { parent: scroll });
+  const canvas = el("canvas", { className: "lms-ll-canvas", parent: spacer });
+  const tip = el("div", { className: "lms-tip", parent: wrap });
+  const ctx = canvas.getContext("2d");
+  let data = readData(model);
+  let hover = null; // {row, col, x, y}
+
+  const rows = () =>
+    lensRows({
+      stage: model.get("stage"),
+      nLayers: model.get("n_layers"),
+      hasTargets: data.T > 0,
+      decoded: model.get("stages"),
     });
-    const l1 = el("label", "", "decode ");
-    l1.appendChild(viewSel);
-    bar.appendChild(l1);
-    const targets = model.get("targets");
-    if (targets.length) {
-      const tSel = el("select");
-      targets.forEach((name, i) => {
-        const o = el("option", "", name);
-        o.value = String(i);
-        tSel.appendChild(o);
-      });
-      tSel.value = String(model.get("target"));
-      tSel.addEventListener("change", () => {
-        model.set("target", Number(tSel.value));
-        model.save_changes();
-      });
-      const l2 = el("label", "", "target ");
-      l2.appendChild(tSel);
-      bar.appendChild(l2);
-    }
-    bar.appendChild(
-      el(
-        "span",
-        "lms-ll-hint",
-        "top-1 per layer, shaded by probability · hover: top-k · click: focus a position",
-      ),
-    );
-  }
+  const selectedLayer = () => {
+    const layer = model.get("layer");
+    return layer >= 0 ? layer : model.get("n_layers") - 1;
+  };
+  const targetString = () => (data.T ? model.get("targets")[model.get("target")] : null);
 
   function layout() {
     const n = rows().length;
-    const width = GUTTER + data.P * CELL_W;
-    const height = n * CELL_H + AXIS_H;
-    spacer.style.width = `${width}px`;
-    spacer.style.height = `${height}px`;
+    spacer.style.width = `${GUTTER + data.P * CELL_W}px`;
+    spacer.style.height = `${n * CELL_H + AXIS_H}px`;
     wrap.dataset.rows = String(n);
     wrap.dataset.cols = String(data.P);
     draw();
   }
 
-  function cellIndex(layer, pos, j) {
-    return (layer * data.P + pos) * data.k + j;
-  }
-
-  function draw() {
-    if (!data) return;
+  function sizeCanvas(vw, vh) {
     const dpr = window.devicePixelRatio || 1;
-    const rs = rows();
-    const vw = Math.min(scroll.clientWidth || 900, GUTTER + data.P * CELL_W);
-    const vh = rs.length * CELL_H + AXIS_H;
     if (canvas.width !== Math.round(vw * dpr) || canvas.height !== Math.round(vh * dpr)) {
       canvas.width = Math.round(vw * dpr);
       canvas.height = Math.round(vh * dpr);
@@ -199,109 +105,103 @@ function render({ model, el: root }) {
       canvas.style.height = `${vh}px`;
     }
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    const bg = cssVar(wrap, "--jp-layout-color0", "#fff");
-    const fg = cssVar(wrap, "--jp-ui-font-color1", "#222");
-    const fg2 = cssVar(wrap, "--jp-ui-font-color2", "#666");
-    const brand = cssVar(wrap, "--jp-brand-color1", "#1976d2");
-    const warn = cssVar(wrap, "--jp-warn-color0", "#e65100");
-    const grid = cssVar(wrap, "--jp-border-color2", "#e0e0e0");
-    ctx.fillStyle = bg;
+  }
+
+  function draw() {
+    const rs = rows();
+    const vw = Math.min(scroll.clientWidth || 900, GUTTER + data.P * CELL_W);
+    const vh = rs.length * CELL_H + AXIS_H;
+    sizeCanvas(vw, vh);
+    const c = (name, fallback) => cssVar(wrap, name, fallback);
+    const theme = {
+      bg: c("--jp-layout-color0", "#fff"),
+      fg: c("--jp-ui-font-color1", "#222"),
+      fg2: c("--jp-ui-font-color2", "#666"),
+      brand: c("--jp-brand-color1", "#1976d2"),
+      warn: c("--jp-warn-color0", "#e65100"),
+      grid: c("--jp-border-color2", "#e0e0e0"),
+      mono: `11px ${c("--jp-code-font-family", "monospace")}`,
+    };
+    ctx.fillStyle = theme.bg;
     ctx.fillRect(0, 0, vw, vh);
-    ctx.font = `11px ${cssVar(wrap, "--jp-code-font-family", "monospace")}`;
-    ctx.textBaseline = "middle";
     const sx = scroll.scrollLeft;
-    const first = Math.max(0, Math.floor(sx / CELL_W));
-    const last = Math.min(data.P - 1, Math.floor((sx + vw - GUTTER) / CELL_W));
-    const sel = model.get("selected_token");
-    const selLayer = model.get("selected_layer");
-    const t = model.get("target");
-    const targetString = data.T ? model.get("targets")[t] : null;
+    const { first, last } = visibleColumns(sx, vw, data.P, SIZES);
     const x0 = (p) => GUTTER + p * CELL_W - sx;
+    const fit = (text, w) => fitText((s) => ctx.measureText(s).width, text, w);
+    const state = {
+      stage: model.get("stage"),
+      layer: selectedLayer(),
+      target: model.get("target"),
+      targetString: targetString(),
+    };
+    ctx.font = theme.mono;
+    ctx.textBaseline = "middle";
     rs.forEach((r, ri) => {
       const y = ri * CELL_H;
       for (let p = first; p <= last; p++) {
-        const x = x0(p);
-        let prob = 0;
-        let text = "";
-        let isTarget = false;
-        if (r.kind === "target") {
-          const st = model.get("view") === "mid" ? "mid" : "post";
-          const L = selLayer >= 0 ? selLayer : model.get("n_layers") - 1;
-          const i = (L * data.P + p) * data.T + t;
-          prob = data.tprobs[st] ? data.tprobs[st][i] : 0;
-          const rank = data.tranks[st] ? data.tranks[st][i] : -1;
-          text = prob >= 0.01 ? pct(prob) : `#${rankText(rank)}`;
-        } else {
-          const i = cellIndex(r.layer, p, 0);
-          prob = data.probs[r.stage][i];
-          text = data.strings[data.top[r.stage][i]];
-          isTarget = targetString !== null && text === targetString;
-        }
+        const { prob, text, isTarget } = cellContent(data, r, p, state);
         ctx.globalAlpha = Math.max(0.04, Math.min(1, prob));
-        ctx.fillStyle = r.kind === "target" ? warn : brand;
-        ctx.fillRect(x + 1, y + 1, CELL_W - 2, CELL_H - 2);
+        ctx.fillStyle = r.kind === "target" ? theme.warn : theme.brand;
+        ctx.fillRect(x0(p) + 1, y + 1, CELL_W - 2, CELL_H - 2);
         ctx.globalAlpha = 1;
         if (isTarget) {
-          ctx.strokeStyle = warn;
+          ctx.strokeStyle = theme.warn;
           ctx.lineWidth = 2;
-          ctx.strokeRect(x + 2, y + 2, CELL_W - 4, CELL_H - 4);
+          ctx.strokeRect(x0(p) + 2, y + 2, CELL_W - 4, CELL_H - 4);
         }
-        ctx.fillStyle = prob > 0.55 ? "#fff" : fg;
-        ctx.fillText(fit(ctx, text, CELL_W - 8), x + 4, y + CELL_H / 2 + 0.5);
+        ctx.fillStyle = prob > 0.55 ? "#fff" : theme.fg;
+        ctx.fillText(fit(text, CELL_W - 8), x0(p) + 4, y + CELL_H / 2 + 0.5);
       }
-      if (r.kind === "layer" && r.stage === "post" && model.get("view") === "both") {
-        ctx.fillStyle = grid;
+      if (r.kind === "layer" && r.stage === "post" && state.stage === "both") {
+        ctx.fillStyle = theme.grid;
         ctx.fillRect(GUTTER, y, vw - GUTTER, 1);
       }
     });
-    // focused column and hovered cell
+    const sel = model.get("token");
     if (sel >= first && sel <= last) {
-      ctx.strokeStyle = fg;
+      ctx.strokeStyle = theme.fg;
       ctx.lineWidth = 1.5;
-      ctx.strokeRect(x0(sel) + 0.5, 0.5, CELL_W - 1, rs.length * CELL_H + AXIS_H - 1);
+      ctx.strokeRect(x0(sel) + 0.5, 0.5, CELL_W - 1, vh - 1);
     }
     if (hover && hover.col >= first && hover.col <= last && hover.row < rs.length) {
-      ctx.strokeStyle = brand;
+      ctx.strokeStyle = theme.brand;
       ctx.lineWidth = 2;
       ctx.strokeRect(x0(hover.col) + 1, hover.row * CELL_H + 1, CELL_W - 2, CELL_H - 2);
     }
     // input tokens along the bottom
     const ay = rs.length * CELL_H;
-    ctx.fillStyle = bg;
+    ctx.fillStyle = theme.bg;
     ctx.fillRect(GUTTER, ay, vw - GUTTER, AXIS_H);
     for (let p = first; p <= last; p++) {
-      ctx.fillStyle = p === sel ? fg : fg2;
-      ctx.font = `${p === sel ? "bold " : ""}11px ${cssVar(wrap, "--jp-code-font-family", "monospace")}`;
-      ctx.fillText(fit(ctx, data.tokens[p], CELL_W - 8), x0(p) + 4, ay + AXIS_H / 2);
+      ctx.fillStyle = p === sel ? theme.fg : theme.fg2;
+      ctx.font = `${p === sel ? "bold " : ""}${theme.mono}`;
+      ctx.fillText(fit(data.tokens[p], CELL_W - 8), x0(p) + 4, ay + AXIS_H / 2);
     }
     // the layer gutter stays put while the columns scroll under it
-    ctx.fillStyle = bg;
+    ctx.fillStyle = theme.bg;
     ctx.fillRect(0, 0, GUTTER, vh);
-    ctx.font = `11px ${cssVar(wrap, "--jp-ui-font-family", "sans-serif")}`;
+    ctx.font = `11px ${c("--jp-ui-font-family", "sans-serif")}`;
     rs.forEach((r, ri) => {
-      const label =
-        r.kind === "target"
-          ? `${fit(ctx, targetString, GUTTER - 10)}`
-          : `L${r.layer}${r.stage === "mid" ? " mid" : ""}`;
-      const selected = r.kind === "layer" && r.layer === selLayer;
-      ctx.fillStyle = r.kind === "target" ? warn : selected ? fg : fg2;
-      ctx.fillText(label, 4, ri * CELL_H + CELL_H / 2 + 0.5);
+      const selected = r.kind === "layer" && r.layer === model.get("layer");
+      ctx.fillStyle = r.kind === "target" ? theme.warn : selected ? theme.fg : theme.fg2;
+      ctx.fillText(
+        fit(rowLabel(r, state.targetString), GUTTER - 10),
+        4,
+        ri * CELL_H + CELL_H / 2 + 0.5,
+      );
     });
-    ctx.fillStyle = fg2;
+    ctx.fillStyle = theme.fg2;
     ctx.fillText("input", 4, ay + AXIS_H / 2);
     wrap.dataset.first = String(first);
     wrap.dataset.last = String(last);
   }
 
-  function at(ev) {
+  function cellAt(ev) {
     const box = canvas.getBoundingClientRect();
-    const x = ev.clientX - box.left;
-    const y = ev.clientY - box.top;
-    if (x < GUTTER) return null;
+    const [x, y] = [ev.clientX - box.left, ev.clientY - box.top];
     const col = Math.floor((x - GUTTER + scroll.scrollLeft) / CELL_W);
-    const row = Math.floor(y / CELL_H);
-    if (col < 0 || col >= data.P) return null;
-    return { col, row, x, y };
+    if (x < GUTTER || col < 0 || col >= data.P) return null;
+    return { col, row: Math.floor(y / CELL_H), x, y };
   }
 
   function showTip(h) {
@@ -312,52 +212,17 @@ function render({ model, el: root }) {
       return;
     }
     const r = rs[h.row];
-    const p = h.col;
-    tip.replaceChildren();
-    const tokenLabel = data.tokens[p];
-    if (r.kind === "target") {
-      const st = model.get("view") === "mid" ? "mid" : "post";
-      tip.appendChild(
-        el(
-          "div",
-          "head",
-          `target ${model.get("targets")[model.get("target")]} after position ${p} (${tokenLabel})`,
-        ),
-      );
-      for (let l = model.get("n_layers") - 1; l >= 0; l--) {
-        const i = (l * data.P + p) * data.T + model.get("target");
-        const row = el("div", "row");
-        row.append(
-          el("span", "", `L${l} #${data.tranks[st][i]}`),
-          el("span", "p", pct(data.tprobs[st][i])),
-        );
-        if (l % 5 === 0 || l === model.get("n_layers") - 1) tip.appendChild(row);
-      }
-    } else {
-      tip.appendChild(
-        el(
-          "div",
-          "head",
-          `L${r.layer} ${r.stage === "mid" ? "after attention" : "after block"} · after ${tokenLabel} (${p})`,
-        ),
-      );
-      const targetString = data.T ? model.get("targets")[model.get("target")] : null;
-      for (let j = 0; j < data.k; j++) {
-        const i = cellIndex(r.layer, p, j);
-        const s = data.strings[data.top[r.stage][i]];
-        const row = el("div", s === targetString ? "row tgt" : "row");
-        row.append(el("span", "", s), el("span", "p", pct(data.probs[r.stage][i])));
-        tip.appendChild(row);
-      }
-      if (data.T) {
-        const i = (r.layer * data.P + p) * data.T + model.get("target");
-        const row = el("div", "row tgt");
-        row.append(
-          el("span", "", `${targetString} #${data.tranks[r.stage][i]}`),
-          el("span", "p", pct(data.tprobs[r.stage][i])),
-        );
-        tip.appendChild(row);
-      }
+    const options = {
+      stage: model.get("stage"),
+      nLayers: model.get("n_layers"),
+      target: model.get("target"),
+      targets: model.get("targets"),
+    };
+    const { head, rows: lines } = tipContent(data, r, h.col, options);
+    tip.replaceChildren(el("div", { className: "head", text: head }));
+    for (const [text, p, isTarget] of lines) {
+      const line = el("div", { className: isTarget ? "row tgt" : "row", parent: tip });
+      line.append(el("span", { text }), el("span", { className: "p", text: p }));
     }
     tip.style.display = "block";
     const wbox = wrap.getBoundingClientRect();
@@ -366,26 +231,22 @@ function render({ model, el: root }) {
     if (left + tip.offsetWidth > wbox.width) left = Math.max(0, left - tip.offsetWidth - 28);
     tip.style.left = `${left}px`;
     tip.style.top = `${cbox.top - wbox.top + h.y + 14}px`;
-    wrap.dataset.hover = r.kind === "target" ? `target:${p}` : `${r.stage}:${r.layer}:${p}`;
+    wrap.dataset.hover = r.kind === "target" ? `target:${h.col}` : `${r.stage}:${r.layer}:${h.col}`;
   }
 
-  canvas.addEventListener("mousemove", (ev) => {
-    const h = at(ev);
+  const onHover = (h) => {
     hover = h;
     showTip(h);
     draw();
-  });
-  canvas.addEventListener("mouseleave", () => {
-    hover = null;
-    showTip(null);
-    draw();
-  });
+  };
+  canvas.addEventListener("mousemove", (ev) => onHover(cellAt(ev)));
+  canvas.addEventListener("mouseleave", () => onHover(null));
   canvas.addEventListener("click", (ev) => {
-    const h = at(ev);
+    const h = cellAt(ev);
     if (!h) return;
     const r = rows()[h.row];
-    model.set("selected_token", h.col);
-    if (r && r.kind === "layer") model.set("selected_layer", r.layer);
+    model.set("token", h.col);
+    if (r && r.kind === "layer") model.set("layer", r.layer);
     model.save_changes();
     draw();
   });
@@ -393,50 +254,29 @@ function render({ model, el: root }) {
   const resize = new ResizeObserver(() => draw());
   resize.observe(scroll);
 
-  const reload = () => load();
-  const redraw = () => {
-    layout();
-  };
-  const showError = () => {
-    err.textContent = model.get("error") || "";
-  };
-  // Scroll the focused column into view when Python (or a linked widget) moves it.
+  // Scroll the selected column into view when Python (or a linked view) moves it.
   const follow = () => {
-    const p = model.get("selected_token");
-    if (p < 0 || !data) return;
+    const p = model.get("token");
+    if (p < 0) return;
     const x = p * CELL_W;
     const vw = scroll.clientWidth - GUTTER;
     if (x < scroll.scrollLeft || x + CELL_W > scroll.scrollLeft + vw)
       scroll.scrollLeft = Math.max(0, x - vw / 2);
     draw();
   };
-  const keys = [
-    "top",
-    "probs",
-    "strings",
-    "string_ids",
-    "target_probs",
-    "target_ranks",
-    "targets",
-    "tokens",
-    "stages",
-  ];
-  for (const k of keys) model.on(`change:${k}`, reload);
-  model.on("change:view", redraw);
-  model.on("change:target", () => draw());
-  model.on("change:selected_layer", () => draw());
-  model.on("change:selected_token", follow);
-  model.on("change:error", showError);
-  load();
-  showError();
-  requestAnimationFrame(follow);
-  return () => {
-    resize.disconnect();
-    for (const k of keys) model.off(`change:${k}`, reload);
-    model.off("change:view", redraw);
-    model.off("change:selected_token", follow);
-    model.off("change:error", showError);
+  const reload = () => {
+    data = readData(model);
+    layout();
   };
+  const keys = ["top", "probs", "strings", "target_probs", "target_ranks", "targets", "tokens"];
+  for (const k of [...keys, "stages"]) model.on(`change:${k}`, reload);
+  model.on("change:stage", layout);
+  model.on("change:target", draw);
+  model.on("change:layer", draw);
+  model.on("change:token", follow);
+  layout();
+  requestAnimationFrame(follow);
+  return () => resize.disconnect(); // anywidget removes model listeners, not observers
 }
 
 export default defineView(render);

@@ -10,6 +10,7 @@ from lmscope.trace import Trace
 
 __all__ = [
     "Ablate",
+    "AttentionExplorer",
     "AttentionGrid",
     "AttentionLines",
     "Attribution",
@@ -21,6 +22,7 @@ __all__ = [
     "Patch",
     "PatchingResult",
     "TokenColors",
+    "TokenView",
     "Trace",
     "log_norms",
     "mean_activation",
@@ -30,11 +32,13 @@ __all__ = [
 ]
 
 _WIDGETS = {
+    "AttentionExplorer": "lmscope.widgets.attention_explorer",
     "AttentionLines": "lmscope.widgets.attention_lines",
     "AttentionGrid": "lmscope.widgets.attention_grid",
     "Attribution": "lmscope.widgets.attribution",
     "LogitLens": "lmscope.widgets.logit_lens",
     "TokenColors": "lmscope.widgets.token_colors",
+    "TokenView": "lmscope.widgets.tokens",
     "NormPlot": "lmscope.widgets.norm_plot",
     "Dashboard": "lmscope.widgets.dashboard",
 }

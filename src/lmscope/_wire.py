@@ -5,7 +5,9 @@ becomes a JSON list. Kinds choose the narrowest faithful type:
 
 - "prob": probabilities in [0, 1] as float16 (≈3 significant digits everywhere, including the
   tiny weights that decide which attention lines are drawn; uint8 would flatten those to 0).
-- "byte": values already in 0..255 (colours, quantized strengths) as uint8.
+- "unit": values in [0, 1] (colours, drawing strengths, pooled heatmaps) as uint8, x*255
+  rounded: 1/510 is plenty for what the eye tells apart, at half float16's bytes.
+- "byte": values already in 0..255 as uint8.
 - "activation": float16. "table": float32 for small tables that must stay exact.
 - "index": integers narrowed to int32 (int64 does not exist in JS typed arrays we use).
 - "auto": float16/float32 kept, float64 → float32, int64 → int32, bool → uint8.
@@ -20,7 +22,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-Kind = Literal["auto", "prob", "byte", "activation", "table", "index"]
+Kind = Literal["auto", "prob", "unit", "byte", "activation", "table", "index"]
+KINDS: tuple[str, ...] = ("auto", "prob", "unit", "byte", "activation", "table", "index")
 
 _FLOAT_KIND = {"prob": np.float16, "activation": np.float16, "table": np.float32}
 
@@ -37,6 +40,11 @@ def as_numpy(array: Any) -> np.ndarray:
 def narrow(array: np.ndarray, kind: Kind = "auto") -> np.ndarray:
     if kind in _FLOAT_KIND:
         return array.astype(_FLOAT_KIND[kind], copy=False)
+    if kind == "unit":
+        values = np.asarray(array, dtype=np.float32)
+        if values.size and not (np.all(values >= -1e-6) and np.all(values <= 1 + 1e-6)):
+            raise ValueError("a 'unit' array must hold values in [0, 1]")
+        return np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8)
     if kind == "byte":
         if array.size and (array.min() < 0 or array.max() > 255):
             raise ValueError("a 'byte' array must hold values in 0..255")
@@ -56,6 +64,8 @@ def narrow(array: np.ndarray, kind: Kind = "auto") -> np.ndarray:
 
 def encode(array: Any, kind: Kind = "auto") -> dict[str, Any]:
     """A tensor or array (any device) as the wire envelope, little-endian, C order."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown wire kind {kind!r}; choose one of {', '.join(KINDS)}")
     values = np.ascontiguousarray(narrow(as_numpy(array), kind))
     if values.dtype.byteorder == ">":
         values = values.astype(values.dtype.newbyteorder("<"))

@@ -20,7 +20,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmscope.errors import InputError, OutOfRangeError, check_index
+from lmscope.errors import (
+    InputError,
+    OutOfRangeError,
+    check_choice,
+    check_count,
+    check_fraction,
+    check_index,
+)
+from lmscope.options import keyword_options
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,16 +43,16 @@ GRID_BY = ("layer", "head")
 
 
 def _check_values(values: str) -> None:
-    if values not in VALUES:
-        raise InputError(f"values must be one of {VALUES}, got {values!r}")
+    check_choice("values", values, VALUES)
 
 
-def _check_head(trace: Trace, head: HeadChoice) -> HeadChoice:
+def check_head(head: HeadChoice, n_heads: int) -> HeadChoice:
+    """A head index, or "mean" / "max" over every head."""
     if isinstance(head, str):
         if head not in AGGREGATES:
             raise InputError(f"head must be an index or one of {AGGREGATES}, got {head!r}")
         return head
-    return check_index("head", head, trace.n_heads)
+    return check_index("head", head, n_heads)
 
 
 def layer_span(trace: Trace, layer: int, layer_end: int | None = None) -> range:
@@ -68,18 +76,19 @@ def aggregate_heads(patterns: torch.Tensor, how: str) -> torch.Tensor:
     raise InputError(f"aggregate must be one of {AGGREGATES}, got {how!r}")
 
 
+@keyword_options
 def pattern(
     trace: Trace,
+    *,
     layer: int,
     head: HeadChoice = 0,
-    *,
     layer_end: int | None = None,
     values: Values = "prob",
 ) -> torch.Tensor:
     """[seq, seq] float32 CPU: one head, or the mean/max over heads, averaged over blocks
     layer..layer_end. Layers are fetched one at a time so a range never holds every layer."""
     _check_values(values)
-    head = _check_head(trace, head)
+    head = check_head(head, trace.n_heads)
     total: torch.Tensor | None = None
     span = layer_span(trace, layer, layer_end)
     for block in span:
@@ -94,7 +103,7 @@ def pattern(
     return (total / len(span)).cpu()
 
 
-def mute_first_token(matrix: torch.Tensor, values: Values = "prob") -> torch.Tensor:
+def without_sink(matrix: torch.Tensor, *, values: Values = "prob") -> torch.Tensor:
     """Hide the first token's attention sink: drop key 0 and renormalise each row over the
     rest (row 0, which can only see token 0, becomes all zero). For scores key 0 becomes -inf,
     whose softmax is the same renormalised row."""
@@ -196,15 +205,13 @@ def prune(
     """Keep the weights whose strength is >= threshold (and > 0) and, per query row, among the
     top_k strongest. Masked positions never make a line."""
     _check_values(values)
-    if not 0.0 <= threshold <= 1.0:
-        raise OutOfRangeError(f"threshold {threshold} is out of range: valid 0..1")
+    threshold = check_fraction("threshold", threshold)
     s = strength(matrix, values)
     keep = (s >= threshold) & (s > 0)
     if values == "score":
         keep &= torch.isfinite(matrix)
     if top_k is not None:
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise OutOfRangeError(f"top_k must be a positive integer or None, got {top_k!r}")
+        top_k = check_count("top_k", top_k)
         # rank by index (not by value) so ties never let more than k lines through
         ranked = torch.zeros_like(keep)
         ranked.scatter_(1, torch.topk(s, min(top_k, s.shape[-1]), dim=-1).indices, True)
@@ -250,6 +257,7 @@ def grid_cells(
     return where, [f"L{ly} H{h}" for ly, h in where]
 
 
+@keyword_options
 def grid_difference(
     a: Trace,
     b: Trace,
@@ -274,11 +282,12 @@ def grid_difference(
     for block, h in where:
         ma, mb = a.head(block, h).float(), b.head(block, h).float()
         if mute_sink:
-            ma, mb = mute_first_token(ma), mute_first_token(mb)
+            ma, mb = without_sink(ma), without_sink(mb)
         cells.append(pool((ma - mb).cpu(), size))
     return torch.stack(cells)
 
 
+@keyword_options
 def grid(
     trace: Trace,
     *,
@@ -291,13 +300,12 @@ def grid(
     """The heatmaps of a grid: every head of `layer` (by="layer") or `head` in every layer
     (by="head"), each max-pooled to at most size x size. Returns ([cells, r, r] probabilities,
     a label per cell, the (layer, head) of each cell). Layers are fetched one at a time."""
-    if size < 1:
-        raise OutOfRangeError(f"size must be >= 1, got {size}")
+    size = check_count("size", size)
     where, labels = grid_cells(trace, by, layer, head)
     cells = []
     for block, h in where:
         m = trace.head(block, h).float()
         if mute_sink:
-            m = mute_first_token(m)
+            m = without_sink(m)
         cells.append(pool(m, size).cpu())
     return torch.stack(cells), labels, where

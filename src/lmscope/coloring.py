@@ -29,13 +29,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lmscope.errors import InputError, check_index
+from lmscope.errors import InputError, check_choice, check_count, check_index
+from lmscope.options import keyword_options
+from lmscope.trace import VIEW_STREAMS
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
-
-#: streams that can be colored (the views' three rows)
-COLOR_STREAMS = ("attn_out", "mlp_out", "resid_post")
 
 #: non-trivial eigenvectors kept per layer
 N_EIG = 12
@@ -62,12 +61,6 @@ def _trace_cache(trace: Trace) -> dict[tuple, torch.Tensor]:
         entry = {}
         _cache[trace] = entry
     return entry
-
-
-def _check_stream(stream: str) -> str:
-    if stream not in COLOR_STREAMS:
-        raise InputError(f"stream {stream!r} cannot be colored; choose one of {COLOR_STREAMS}")
-    return stream
 
 
 def _check_layers(trace: Trace, layers: Sequence[int] | int | None) -> list[int]:
@@ -146,7 +139,7 @@ def spectral_embedding(
     trace: Trace, stream: str = "resid_post", layers: Sequence[int] | None = None, seed: int = 0
 ) -> torch.Tensor:
     """[n_layers, seq, N_EIG] normalized-cut embeddings, each layer rotated onto the previous one."""
-    stream = _check_stream(stream)
+    stream = check_choice("stream", stream, VIEW_STREAMS)
     idx = _check_layers(trace, layers)
     cache = _trace_cache(trace)
     per_layer = []
@@ -184,8 +177,10 @@ def embedding_to_rgb(emb: torch.Tensor, clip: float = COLOR_CLIP) -> torch.Tenso
     return rgb.reshape(*emb.shape[:-1], 3)
 
 
+@keyword_options
 def token_colors(
     trace: Trace,
+    *,
     stream: str = "resid_post",
     layers: Sequence[int] | int | None = None,
     seed: int = 0,
@@ -196,7 +191,7 @@ def token_colors(
     int gives one). Colors are aligned across the chosen layers (see the module docstring) and
     identical for the same seed; results are cached on the trace.
     """
-    stream = _check_stream(stream)
+    stream = check_choice("stream", stream, VIEW_STREAMS)
     idx = _check_layers(trace, layers)
     cache = _trace_cache(trace)
     key = ("rgb", stream, tuple(idx), seed)
@@ -206,16 +201,16 @@ def token_colors(
     return cache[key].clone()
 
 
-def token_neighbors(trace: Trace, stream: str, layer: int, k: int = 5) -> torch.Tensor:
-    """int64 [seq, k]: for each token, the k other tokens most similar to it at `layer`.
+@keyword_options
+def token_neighbors(trace: Trace, *, stream: str, layer: int, n_neighbors: int = 5) -> torch.Tensor:
+    """int64 [seq, n_neighbors]: for each token, the other tokens most similar to it at `layer`.
 
     Similarity is cosine between rows centered on the regular tokens' mean (the space the colors
-    are fitted in); with fewer than k+1 tokens the table is padded with -1.
+    are fitted in); with fewer than n_neighbors+1 tokens the table is padded with -1.
     """
-    stream = _check_stream(stream)
+    stream = check_choice("stream", stream, VIEW_STREAMS)
     layer = check_index("layer", layer, trace.n_layers)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InputError(f"k must be a positive integer, got {k!r}")
+    k = check_count("n_neighbors", n_neighbors)
     x = trace.stream(stream, layer)
     with torch.no_grad():
         z = directions(x, outlier_mask(x))

@@ -507,4 +507,4 @@ class Inspector:
         """Run `text` and return a `lmscope.Dashboard` of it, with a prompt box for new runs."""
         from lmscope.widgets.dashboard import Dashboard  # widgets stay out of the torch side
 
-        return Dashboard(self.run(text), self, **dashboard_kwargs)
+        return Dashboard(self.run(text), inspector=self, **dashboard_kwargs)

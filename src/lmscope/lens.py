@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from lmscope import tokens as _tokens
-from lmscope.errors import InputError, OutOfRangeError, check_index
+from lmscope.errors import (
+    InputError,
+    OutOfRangeError,
+    check_choice,
+    check_count,
+    check_index,
+)
+from lmscope.options import keyword_options
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
@@ -35,7 +42,7 @@ CHUNK_BYTES = 64 * 2**20
 class LensResult:
     """Top-k decodings of one stage at every layer for the chosen positions (all on the CPU).
 
-    `token_ids[l, p]` and `probs[l, p]` are the k most likely next tokens if the model stopped
+    `token_ids[l, p]` and `probs[l, p]` are the top_k most likely next tokens if the model stopped
     after block `l` (stage "post") or after block `l`'s attention (stage "mid"), read at position
     `positions[p]`. With targets, `target_ranks[l, p, t]` is how many tokens score strictly higher
     than target `t` (0 = top) and `target_probs[l, p, t]` its probability.
@@ -51,7 +58,7 @@ class LensResult:
     tokenizer: object | None = field(default=None, repr=False, compare=False)
 
     @property
-    def k(self) -> int:
+    def top_k(self) -> int:
         return self.token_ids.shape[-1]
 
     @property
@@ -120,12 +127,6 @@ def _positions(positions, seq_len: int) -> list[int]:
     return out
 
 
-def _check_k(k, vocab_size: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= vocab_size:
-        raise OutOfRangeError(f"k must be an integer in 1..{vocab_size}, got {k!r}")
-    return k
-
-
 def _state(trace: Trace, stage: str, layer: int, index: torch.Tensor) -> torch.Tensor:
     # a dispatched model's layers (and so their stored streams) may sit on different devices
     if stage == "post":
@@ -172,13 +173,14 @@ def _chunks(n_layers: int, n_pos: int, rows: int, split_before: int | None = Non
         yield group
 
 
+@keyword_options
 def logit_lens(
     trace: Trace,
-    k: int = 5,
+    *,
+    top_k: int = 5,
     stage: str = "post",
     positions: int | Sequence[int] | None = None,
     targets: int | str | Sequence[int | str] | None = None,
-    *,
     tokenizer=None,
     chunk_rows: int | None = None,
 ) -> LensResult:
@@ -189,17 +191,15 @@ def logit_lens(
     targets: token ids, or strings (each stands for its first token; needs `tokenizer` or a
     `trace.tokenizer`) whose rank and probability are reported at every layer and position.
     """
-    if stage not in STAGES:
-        raise InputError(f"unknown stage {stage!r}; choose 'post' or 'mid'")
+    check_choice("stage", stage, STAGES)
     tokenizer = tokenizer if tokenizer is not None else getattr(trace, "tokenizer", None)
     vocab = trace.logits.shape[-1]
-    k = _check_k(k, vocab)
+    k = check_count("top_k", top_k, high=vocab)
     pos = _positions(positions, trace.seq_len)
     target_ids = resolve_targets(targets, tokenizer, vocab)
     if chunk_rows is None:
         chunk_rows = max(1, CHUNK_BYTES // (vocab * 4))
-    elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise OutOfRangeError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    chunk_rows = check_count("chunk_rows", chunk_rows)
 
     n_layers, n_pos = trace.n_layers, len(pos)
     device = trace.device
@@ -245,10 +245,10 @@ def logit_lens(
     )
 
 
-def distribution(trace: Trace, layer: int, position: int, stage: str = "post") -> torch.Tensor:
+@keyword_options
+def distribution(trace: Trace, *, layer: int, position: int, stage: str = "post") -> torch.Tensor:
     """[vocab] float32 probabilities decoded from one layer at one position (on the CPU)."""
-    if stage not in STAGES:
-        raise InputError(f"unknown stage {stage!r}; choose 'post' or 'mid'")
+    check_choice("stage", stage, STAGES)
     layer = check_index("layer", layer, trace.n_layers)
     position = check_index("position", position, trace.seq_len)
     index = torch.tensor([position], device=trace.device)

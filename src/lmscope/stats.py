@@ -27,30 +27,24 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from lmscope.errors import InputError
+from lmscope.errors import InputError, check_choice, check_count
+from lmscope.options import keyword_options
 from lmscope.trace import STREAMS
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
 
-#: the streams the norms view offers (any of `lmscope.trace.STREAMS` works in the functions)
-NORM_STREAMS = ("attn_out", "mlp_out", "resid_post")
 #: positions left out of the fit and of the view's distributions (the attention sink)
 SKIP_FIRST = 1
 
 
-def _check_stream(stream: str) -> str:
-    if stream not in STREAMS:
-        raise InputError(f"unknown stream {stream!r}; choose one of {', '.join(STREAMS)}")
-    return stream
-
-
-def log_norms(trace: Trace, stream: str = "attn_out") -> torch.Tensor:
+@keyword_options
+def log_norms(trace: Trace, *, stream: str = "attn_out") -> torch.Tensor:
     """`log ||stream(layer)[t]||` for every layer and token: float64 `[n_layers, seq]` on the CPU.
 
     Norms are taken in float64 whatever the trace's dtype. A zero vector gives `-inf`.
     """
-    _check_stream(stream)
+    check_choice("stream", stream, STREAMS)
     rows = [
         torch.linalg.vector_norm(trace.stream(stream, layer), dim=-1, dtype=torch.float64).cpu()
         for layer in range(trace.n_layers)
@@ -136,23 +130,18 @@ def lagged_ols(y: torch.Tensor, lags: int = 2, start: int = SKIP_FIRST) -> dict[
     }
 
 
-def norm_regression(trace: Trace, stream: str = "attn_out", lags: int = 2) -> NormRegression:
+@keyword_options
+def norm_regression(trace: Trace, *, stream: str = "attn_out", lags: int = 2) -> NormRegression:
     """Regress each token's log norm on its `lags` predecessors', every layer in one batch.
 
     `y[t] = b0 + b1*y[t-1] + ... + b_lags*y[t-lags]`, fitted for t = lags+1 .. seq-1 (the first
     token is left out, see the module docstring). Equal to
     `statsmodels.api.OLS(y[lags+1:], design).fit()` per layer.
     """
-    _check_stream(stream)
-    if isinstance(lags, bool) or not isinstance(lags, int | np.integer):
-        raise InputError(f"lags must be a positive integer, got {lags!r}")
-    lags = int(lags)
-    most = (trace.seq_len - SKIP_FIRST - 2) // 2
-    if not 1 <= lags <= max(most, 1):
-        raise InputError(
-            f"lags must be in 1..{max(most, 1)} for a {trace.seq_len}-token trace, got {lags}"
-        )
-    y = log_norms(trace, stream)
+    check_choice("stream", stream, STREAMS)
+    most = max((trace.seq_len - SKIP_FIRST - 2) // 2, 1)
+    lags = check_count("lags", lags, high=most, context=f" for a {trace.seq_len}-token trace")
+    y = log_norms(trace, stream=stream)
     used = y[:, SKIP_FIRST:]
     if not torch.isfinite(used).all():
         bad = (~torch.isfinite(used)).any(-1).nonzero().flatten().tolist()

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from lmscope.edits import Edit
 
 STREAMS = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
+#: the streams the views offer (token colors, norms): each block's two updates and its output
+VIEW_STREAMS = ("attn_out", "mlp_out", "resid_post")
 
 
 class Trace:
@@ -296,18 +298,15 @@ class Trace:
         return self._pattern(layer, head)[1]
 
     # -- analyses -------------------------------------------------------------------------
-    def logit_lens(
-        self, k=5, stage="post", positions=None, targets=None, *, tokenizer=None, chunk_rows=None
-    ):
+    def logit_lens(self, **options):
         """Top-k decoded predictions after every block ("post") or attention sub-layer ("mid").
 
-        See `lmscope.lens.logit_lens`; targets may be ids or strings such as " Warsaw".
+        Takes `lmscope.lens.logit_lens`'s keyword options (top_k, stage, positions, targets,
+        tokenizer, chunk_rows); targets may be ids or strings such as " Warsaw".
         """
         from lmscope.lens import logit_lens
 
-        return logit_lens(
-            self, k, stage, positions, targets, tokenizer=tokenizer, chunk_rows=chunk_rows
-        )
+        return logit_lens(self, **options)
 
     def attribution(self, target, *, position=-1, foil=None):
         """Direct logit attribution of `target` (an id, or a string such as " Warsaw" standing

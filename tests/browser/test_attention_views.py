@@ -33,20 +33,20 @@ def test_lines_draw_hover_and_follow_controls(page):
     assert tinted and max(tinted) <= 5  # causal: query 5 sees keys 0..5 only
     shot(page, "attention_lines_hover.png")
     # select another head: Python answers with that head's lines
-    page.locator(".lms-al-bar select").nth(2).select_option("3")
+    page.locator(".lms-al .lms-bar select").nth(2).select_option("3")
     settle(page)
-    assert (w.aggregate, w.head) == ("head", 3)
+    assert w.head == 3
     # raise the threshold: fewer lines, in the page and from Python
     before = int(root.get_attribute("data-lines-total"))
-    page.locator('.lms-al-bar input[type="range"]').fill("0.2")
-    page.locator('.lms-al-bar input[type="range"]').dispatch_event("change")
+    page.locator('.lms-al .lms-bar input[type="range"]').fill("0.2")
+    page.locator('.lms-al .lms-bar input[type="range"]').dispatch_event("change")
     settle(page)
     assert w.threshold == pytest.approx(0.2)
     assert int(root.get_attribute("data-lines-total")) < before
     # all heads by max, fused words
-    page.locator(".lms-al-bar select").nth(2).select_option("max")
+    page.locator(".lms-al .lms-bar select").nth(2).select_option("max")
     settle(page)
-    assert w.aggregate == "max"
+    assert w.head == "max"
 
 
 def test_lines_scroll_long_columns(page):
@@ -70,16 +70,16 @@ def test_grid_hover_click_and_compare(page):
     assert root.get_attribute("data-cells") == str(2 * a.n_heads)
     canvas = page.locator(".lms-ag-cell canvas").nth(2)
     canvas.hover(position={"x": 5, "y": 90})
-    tip = page.locator(".lms-ag-tip").text_content()
+    tip = page.locator(".lms-ag .lms-tip").text_content()
     assert "L1 H2" in tip and "weight" in tip
     page.locator(".lms-ag-cell").nth(2).click()
     settle(page)
-    assert (g.selected_layer, g.selected_head) == (1, 2)
+    assert (g.layer, g.head) == (1, 2)
     shot(page, "attention_grid_side.png")
-    page.locator(".lms-ag-bar select").nth(2).select_option("diff")
+    page.locator(".lms-ag .lms-bar select").nth(3).select_option("diff")
     settle(page)
     assert g.mode == "diff" and root.get_attribute("data-cells") == str(a.n_heads)
-    page.locator(".lms-ag-bar select").first.select_option("head")
+    page.locator(".lms-ag .lms-bar select").first.select_option("head")
     settle(page)
     assert root.get_attribute("data-cells") == str(a.n_layers)
 
@@ -113,7 +113,7 @@ def test_short_prompt_grid_is_annotated(page):
 def test_real_model_views_screenshots(page):
     ins = default_inspector()
     a, b = ins.run("I love you"), ins.run("I hate you")
-    lines = AttentionLines(ins.run("The cat sat on the mat because it was tired."), 5, 1)
+    lines = AttentionLines(ins.run("The cat sat on the mat because it was tired."), layer=5, head=1)
     mount(page, lines)
     page.locator('.lms-al-tok.q[data-i="8"]').hover()
     shot(page, "attention_lines_real.png")
@@ -155,14 +155,14 @@ def test_jupyter_end_to_end(browser, jupyter_server, app):
     total = lambda: int(view.get_attribute("data-lines-total"))  # noqa: E731
     before = total()
     # select head "max over heads": the kernel answers with new lines
-    page.locator(".lms-al-bar select").nth(2).select_option("max")
+    page.locator(".lms-al .lms-bar select").nth(2).select_option("max")
     page.wait_for_function(
         f"() => document.querySelector('.lms-al').parentNode.dataset.linesTotal !== '{before}'",
         timeout=30_000,
     )
     # raise the threshold: fewer lines
     before = total()
-    slider = page.locator('.lms-al-bar input[type="range"]')
+    slider = page.locator('.lms-al .lms-bar input[type="range"]')
     slider.fill("0.3")
     slider.dispatch_event("change")
     page.wait_for_function(
@@ -172,11 +172,11 @@ def test_jupyter_end_to_end(browser, jupyter_server, app):
     # click a heatmap: the line diagram opens that layer and head
     page.locator('.lms-ag-cell[data-head="7"]').click()
     page.wait_for_function(
-        "() => { const s = document.querySelectorAll('.lms-al-bar select');"
+        "() => { const s = document.querySelectorAll('.lms-al .lms-bar select');"
         " return s[0].value === '4' && s[2].value === '7'; }",
         timeout=30_000,
     )
     page.locator('.lms-ag-cell[data-head="7"] canvas').hover(position={"x": 60, "y": 60})
-    assert "L4 H7" in page.locator(".lms-ag-tip").text_content()
+    assert "L4 H7" in page.locator(".lms-ag .lms-tip").text_content()
     shot(page, f"attention_jupyter_{app}.png")
     page.close()

@@ -49,7 +49,7 @@ def test_rapid_control_changes_end_on_the_last_selection(page):
     # 40 changes in one task, each saved without waiting for the kernel's answer
     page.evaluate(
         """() => {
-          const [layer, , head] = document.querySelectorAll('.lms-al-bar select');
+          const [layer, , head] = document.querySelectorAll('.lms-al .lms-bar select');
           for (let i = 0; i < 40; i++) {
             layer.value = String(i % 3);
             layer.dispatchEvent(new Event('change'));
@@ -69,7 +69,7 @@ def test_rapid_control_changes_end_on_the_last_selection(page):
         last_head,
     )
     assert root.get_attribute("data-slice") == f"0-2:{last_head}"
-    assert page.locator(".lms-al-bar select").nth(1).input_value() == "2"
+    assert page.locator(".lms-al .lms-bar select").nth(1).input_value() == "2"
     assert root.get_attribute("data-pending") == ""
     assert int(root.get_attribute("data-lines-total")) == len(w.lines["value"]["data"]) // 2
     assert w.error == ""
@@ -84,12 +84,12 @@ _CELLS = [
     "ins = lmscope.Inspector.from_pretrained(device='cpu')\n"
     f"dash = ins.show({FIRST!r}, tab='Attention')\n"
     "dash",
-    "lines = dash.views['Attention'].children[1]\n"
+    "lines = dash.views['Attention'].lines\n"
     "print('state', dash.selection, lines.lines['of']['layer'], lines.lines['of']['head'],"
-    " repr(dash.error.value))",
+    " repr(dash.error))",
     "tv = dash.view('Tokens')\n"
     "print('tokens', len(tv.tokens), tv._next_tokens(3)[0]['tokens'][0][0].strip(),"
-    " repr(tv.error), repr(dash.error.value))",
+    " repr(tv.error), repr(dash.error))",
 ]
 
 

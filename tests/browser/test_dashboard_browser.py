@@ -135,6 +135,9 @@ def test_dashboard_export_renders_offline(browser, tmp_path):
     assert "(#4)" in page.locator(".lms-tc-info").text_content()
     labels = page.locator(".lms-export-label").all_text_contents()
     assert labels == ["Tokens", "Attention", "Logit lens", "Attribution", "Colors", "Norms"]
+    # the bqplot figures are drawn by the inlined widget manager: lens plots and norm plots
+    page.locator(".bqplot").nth(4).locator(".dot").first.wait_for(timeout=30_000)
+    assert page.locator(".bqplot").count() == 5
     shot(page, "dashboard_static_export.png")
     page.close()
     assert not requests and not errors

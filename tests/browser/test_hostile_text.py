@@ -35,7 +35,7 @@ VIEWS = {
     "tokens": lambda tr: TokenView(tr),
     "attention_lines": lambda tr: AttentionLines(tr, layer=1, head=0, threshold=0.0),
     "attention_grid": lambda tr: AttentionGrid(tr, layer=1),
-    "logit_lens": lambda tr: LogitLens(tr, k=3).table,
+    "logit_lens": lambda tr: LogitLens(tr, top_k=3).table,
     "token_colors": lambda tr: TokenColors(tr),
 }
 

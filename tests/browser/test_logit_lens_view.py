@@ -3,12 +3,10 @@ for every change the view makes; plus the composite's plots and HTML export."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from harness import mount, settle, shot
 
 from _models import default_inspector, tiny_ids, tiny_inspector
-from lmscope.errors import InputError
 from lmscope.widgets.logit_lens import LogitLens
 
 pytestmark = pytest.mark.browser
@@ -16,44 +14,10 @@ CELL_W, CELL_H, GUTTER = 66, 19, 58
 QA = "Q: What is the capital of France?\nA: Paris\nQ: What is the capital of Poland?\nA:"
 
 
-def test_composite_links_table_and_plots():
-    tr = tiny_inspector("llama").run(tiny_ids(12))
-    w = LogitLens(tr, k=3, targets=[5, 9])
-    assert w.table.top["post"]["shape"] == [3, 12, 3] and w.table.top["post"]["dtype"] == "int32"
-    assert w.table.probs["mid"]["dtype"] == "float16"
-    # every id shown is in the string table, and the table holds only ids that occur
-    ids = np.frombuffer(w.table.string_ids["data"], dtype=np.int32)
-    assert set(ids.tolist()) == {
-        *w.results["post"].token_ids.flatten().tolist(),
-        *w.results["mid"].token_ids.flatten().tolist(),
-        5,
-        9,
-    }
-    assert w.selected_token == 11 and w.table.selected_token == 11
-    # focusing a column in the table moves the target line and the scatter
-    w.table.selected_token = 4
-    assert w.selected_token == 4
-    np.testing.assert_allclose(w._lines.y[0], w.results["post"].target_probs[:, 4, 0].numpy())
-    assert [m.visible for m in w._scatter] == [True, True, False, False]
-    assert [m.display_legend for m in w._scatter] == [True, True, False, False]  # no blank rows
-    # token strings repeat ('�' for several byte pieces): bqplot must not key points by them
-    assert not any(m.names_unique for m in w._scatter)
-    w.selected_layer = 1
-    top = w.results["post"].probs[1, 4, 0].item()
-    assert w._scatter[0].y[0] == pytest.approx(top, rel=1e-6)
-    w.metric = "rank"
-    np.testing.assert_array_equal(w._lines.y[1], w.results["post"].target_ranks[:, 4, 1].numpy())
-    w.compare_positions = [2]
-    assert [m.visible for m in w._scatter] == [True, True, True, False]
-    assert [m.display_legend for m in w._scatter] == [True, True, True, False]
-    with pytest.raises(InputError, match="stages"):
-        LogitLens(tr, view="both", stages=("post",))
-
-
 def test_table_draws_hovers_and_focuses(page):
     ins = default_inspector()
     tr = ins.run(QA)
-    w = LogitLens(tr, k=5, targets=[" Warsaw", " Paris"], tokenizer=ins.tokenizer)
+    w = LogitLens(tr, top_k=5, targets=[" Warsaw", " Paris"], tokenizer=ins.tokenizer)
     mount(page, w.table)
     root = page.locator(".lms-ll")
     assert root.get_attribute("data-rows") == str(1 + tr.n_layers)  # target row + layers
@@ -64,7 +28,7 @@ def test_table_draws_hovers_and_focuses(page):
     x = GUTTER + (tr.seq_len - 1) * CELL_W - scroll_left + 20
     canvas.hover(position={"x": x, "y": CELL_H + 8})
     assert root.get_attribute("data-hover") == f"post:{tr.n_layers - 1}:{tr.seq_len - 1}"
-    tip = page.locator(".lms-ll-tip").text_content()
+    tip = page.locator(".lms-ll .lms-tip").text_content()
     best = w.results["post"].tokens[-1][-1]
     assert best[0] in tip and best[1] in tip and "after block" in tip
     shot(page, "logit_lens_hover.png")
@@ -74,19 +38,19 @@ def test_table_draws_hovers_and_focuses(page):
         position={"x": GUTTER + 5 * CELL_W + 20, "y": (1 + tr.n_layers - 1 - 20) * CELL_H + 8}
     )
     settle(page)
-    assert (w.selected_token, w.selected_layer) == (5, 20)
+    assert (w.token, w.layer) == (5, 20)
     assert w.scatter_fig.title == "softmax at layer 20 (post)"
     # interleave both stages: twice the layer rows
-    page.locator(".lms-ll-bar select").first.select_option("both")
+    page.locator(".lms-ll .lms-bar select").first.select_option("both")
     settle(page)
-    assert w.table.view == "both"
+    assert w.table.stage == "both" and list(w.results) == ["post", "mid"]
     assert root.get_attribute("data-rows") == str(1 + 2 * tr.n_layers)
     shot(page, "logit_lens_both.png")
 
 
 def test_long_prompt_scrolls_and_draws_only_visible_columns(page):
     tr = tiny_inspector("gpt2").run(tiny_ids(250))
-    w = LogitLens(tr, k=3, stages=("post",))
+    w = LogitLens(tr, top_k=3)
     mount(page, w.table)
     root = page.locator(".lms-ll")
     first, last = int(root.get_attribute("data-first")), int(root.get_attribute("data-last"))
@@ -99,11 +63,11 @@ def test_long_prompt_scrolls_and_draws_only_visible_columns(page):
 
 def test_save_html_renders_offline(browser, tmp_path):
     tr = tiny_inspector("gpt2").run(tiny_ids(8))
-    w = LogitLens(tr, k=2, targets=[3])
+    w = LogitLens(tr, top_k=2, targets=[3])
     path = tmp_path / "lens.html"
     w.save_html(str(path))
     html = path.read_text()
-    assert "A live Figure widget stood here" in html  # plots are named, not silently dropped
+    assert "widget stood here" not in html  # the plots are drawn too, by the widget manager
     page = browser.new_page()
     blocked = []
     page.route(
@@ -121,10 +85,10 @@ _CELLS = [
     "import lmscope\n"
     "ins = lmscope.Inspector.from_pretrained(device='cpu')\n"
     "tr = ins.run('Q: What is the capital of France?\\nA: Paris\\nQ: What is the capital of Poland?\\nA:')\n"
-    "lens = lmscope.LogitLens(tr, k=5, targets=[' Warsaw'], stages=('post',))\n"
+    "lens = lmscope.LogitLens(tr, top_k=5, targets=[' Warsaw'])\n"
     "lens",
-    "print('focus:', lens.selected_token, lens.selected_layer)",
-    "lens.selected_layer = 3",
+    "print('focus:', lens.token, lens.layer)",
+    "lens.layer = 3",
 ]
 
 

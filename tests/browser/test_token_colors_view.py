@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from harness import mount, open_notebook, settle, shot, write_notebook
 
-from _models import PROSE_THEN_CODE, default_inspector, tiny_ids, tiny_inspector
-from lmscope.errors import InputError, OutOfRangeError
+from _models import PROSE_THEN_CODE, default_inspector
 from lmscope.widgets.token_colors import TokenColors
 
 pytestmark = pytest.mark.browser
@@ -51,33 +50,6 @@ def hover_token(page, row: int, token: int) -> None:
     )
 
 
-def test_widget_state_and_errors():
-    tr = tiny_inspector("llama").run(tiny_ids(12))
-    w = TokenColors(tr, layer=1, k=3)
-    assert w.colors["dtype"] == "uint8" and w.colors["shape"] == [3, 3, 12, 3]
-    assert w.neighbors["dtype"] == "int32" and w.neighbors["shape"] == [3, 12, 3]
-    assert w.neighbors_layer == 1 and w.titles[0] == "attention output"
-    assert isinstance(w.colors["data"], memoryview)
-    w.layer = 2
-    assert w.neighbors_layer == 2
-    assert np.array_equal(
-        np.frombuffer(bytes(w.neighbors["data"]), np.int32).reshape(3, 12, 3), w.neighbor_table(2)
-    )
-    with pytest.raises(OutOfRangeError, match=r"0\.\.2"):
-        w.layer = 3
-    with pytest.raises(OutOfRangeError, match=r"0\.\.11"):
-        w.selected_token = 12
-    w.selected_token = -1
-    with pytest.raises(InputError, match="streams"):
-        TokenColors(tr, streams=("resid_mid",))
-    with pytest.raises(InputError, match="k must be"):
-        TokenColors(tr, k=0)
-    with pytest.raises(OutOfRangeError):
-        TokenColors(tr, layer=5)
-    one = TokenColors(tr, streams=("mlp_out",))
-    assert one.colors["shape"] == [1, 3, 12, 3]
-
-
 @pytest.mark.real_model
 def test_view_paints_python_colors_and_reflows_text(page, prose_code):
     w = TokenColors(prose_code, layer=15)
@@ -99,9 +71,9 @@ def test_view_paints_python_colors_and_reflows_text(page, prose_code):
 
 @pytest.mark.real_model
 def test_slider_hover_click_with_python_round_trip(page, prose_code):
-    w = TokenColors(prose_code, layer=3, k=4)
+    w = TokenColors(prose_code, layer=3, n_neighbors=4)
     mount(page, w)
-    slider = page.locator(".lms-tc-bar input[type=range]")
+    slider = page.locator(".lms-tc .lms-bar input[type=range]")
     slider.fill("20")
     settle(page)
     assert w.layer == 20 and w.neighbors_layer == 20
@@ -132,12 +104,12 @@ def test_slider_hover_click_with_python_round_trip(page, prose_code):
         position={"x": b["x"] + b["w"] / 2, "y": b["y"] + 3}
     )
     settle(page)
-    assert w.selected_token == 30
+    assert w.token == 30
     page.locator(".lms-tc-scroll canvas").nth(1).click(
         position={"x": b["x"] + b["w"] / 2, "y": b["y"] + 3}
     )
     settle(page)
-    assert w.selected_token == -1
+    assert w.token == -1
 
 
 @pytest.mark.real_model
@@ -145,13 +117,13 @@ def test_play_steps_to_the_last_layer(page, prose_code):
     w = TokenColors(prose_code, layer=prose_code.n_layers - 4)
     w.play_interval = 40
     mount(page, w)
-    page.locator(".lms-tc-bar button").click()
+    page.locator(".lms-tc .lms-bar button").click()
     page.wait_for_function(
         f"document.querySelector('.lms-tc').dataset.layer === '{prose_code.n_layers - 1}'"
     )
     settle(page)
     assert w.layer == prose_code.n_layers - 1
-    assert "play" in page.locator(".lms-tc-bar button").text_content()  # stopped at the end
+    assert "play" in page.locator(".lms-tc .lms-bar button").text_content()  # stopped at the end
 
 
 @pytest.mark.real_model
@@ -195,7 +167,7 @@ def test_jupyter_end_to_end(browser, jupyter_server, app):
     root = page.locator(".lms-tc")
     root.scroll_into_view_if_needed()
     # move the slider: the kernel answers with that layer's neighbour table
-    page.locator(".lms-tc-bar input[type=range]").fill("12")
+    page.locator(".lms-tc .lms-bar input[type=range]").fill("12")
     assert root.get_attribute("data-layer") == "12"
     b = page.evaluate("document.querySelector('.lms-tc').tokenBox(20)")
     canvas = page.locator(".lms-tc-scroll canvas").nth(2)

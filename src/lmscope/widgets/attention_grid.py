@@ -3,21 +3,21 @@
 
 Each heatmap is max-pooled to at most `size` x `size` before it is synced (uint8 for
 probabilities, float16 for differences), so 30 layers at 2048 tokens cost what 30 thumbnails
-cost. Clicking a cell sets `selected_layer`/`selected_head`; `link(lines)` makes an
-AttentionLines follow those clicks."""
+cost. `layer` and `head` are the selection: by="layer" shows every head of `layer` and rings
+`head`, by="head" shows `head` in every layer and rings `layer`; clicking a heatmap sets both.
+`link(lines)` makes an AttentionLines follow them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 import traitlets as t
 
 from lmscope import attention
-from lmscope._wire import encode
-from lmscope.errors import InputError, OutOfRangeError, check_index
+from lmscope.errors import InputError, check_choice, check_count, check_index
+from lmscope.options import keyword_options
 from lmscope.widgets.base import LmscopeWidget, static_bundle
+from lmscope.widgets.traits import WireArray
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
@@ -38,11 +38,11 @@ class AttentionGrid(LmscopeWidget):
 
     n_layers = t.Int(1).tag(sync=True)
     n_heads = t.Int(1).tag(sync=True)
-    by = t.Enum(attention.GRID_BY, "layer").tag(sync=True)
+    by = t.Unicode("layer").tag(sync=True)
     layer = t.Int(0).tag(sync=True)
     head = t.Int(0).tag(sync=True)
     mute_sink = t.Bool(False).tag(sync=True)
-    mode = t.Enum(MODES, "single").tag(sync=True)
+    mode = t.Unicode("single").tag(sync=True)
     can_diff = t.Bool(False).tag(sync=True)
     size = t.Int(128).tag(sync=True)
     labels = t.List(t.Unicode()).tag(sync=True)
@@ -50,32 +50,30 @@ class AttentionGrid(LmscopeWidget):
     names = t.List(t.Unicode()).tag(sync=True)  # prompt of each panel
     tokens = t.List(t.Unicode()).tag(sync=True)
     tokens_b = t.List(t.Unicode()).tag(sync=True)
-    panels = t.List(t.Dict()).tag(sync=True)  # one envelope [cells, r, r] per panel shown
-    selected_layer = t.Int(-1).tag(sync=True)
-    selected_head = t.Int(-1).tag(sync=True)
+    #: one [cells, r, r] heatmap stack per panel shown: "unit" probabilities or float16
+    #: differences (mode "diff")
+    panel_a = WireArray(kind="unit").tag(sync=True)
+    panel_b = WireArray(kind="unit").tag(sync=True)
+    diff = WireArray(kind="activation").tag(sync=True)
 
+    @keyword_options
     def __init__(
         self,
         trace: Trace,
-        layer: int = 0,
-        by: str = "layer",
         *,
+        layer: int = 0,
         head: int = 0,
+        by: str = "layer",
         compare: Trace | None = None,
         mode: str | None = None,
         size: int = 128,
         mute_sink: bool = False,
-        **kwargs: Any,
     ) -> None:
-        if by not in attention.GRID_BY:
-            raise InputError(f"by must be one of {attention.GRID_BY}, got {by!r}")
+        check_choice("by", by, attention.GRID_BY)
         layer = check_index("layer", layer, trace.n_layers)
         head = check_index("head", head, trace.n_heads)
-        if not 8 <= size <= 512:
-            raise OutOfRangeError(f"size {size} is out of range: valid 8..512")
-        mode = mode or ("side" if compare is not None else "single")
-        if mode not in MODES:
-            raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+        size = check_count("size", size, low=8, high=512)
+        mode = check_choice("mode", mode or ("side" if compare is not None else "single"), MODES)
         if mode != "single" and compare is None:
             raise InputError(f"mode {mode!r} needs a second trace: pass compare=other_trace")
         can_diff = compare is not None and compare.seq_len == trace.seq_len
@@ -104,44 +102,60 @@ class AttentionGrid(LmscopeWidget):
             names=[_label(trace)] + ([_label(compare)] if compare is not None else []),
             tokens=list(trace.tokens),
             tokens_b=list(compare.tokens) if compare is not None else [],
-            **kwargs,
         )
         self._refresh()
         self.observe(self._on_control, names=["by", "layer", "head", "mute_sink", "mode"])
+
+    # -- what the browser may set ---------------------------------------------------------------
+    @t.validate("layer")
+    def _valid_layer(self, proposal: dict) -> int:
+        return check_index("layer", proposal["value"], self.n_layers)
+
+    @t.validate("head")
+    def _valid_head(self, proposal: dict) -> int:
+        return check_index("head", proposal["value"], self.n_heads)
+
+    @t.validate("by")
+    def _valid_by(self, proposal: dict) -> str:
+        return check_choice("by", proposal["value"], attention.GRID_BY)
+
+    @t.validate("mode")
+    def _valid_mode(self, proposal: dict) -> str:
+        mode = check_choice("mode", proposal["value"], MODES)
+        if mode != "single" and self._compare is None:
+            raise InputError(f"mode {mode!r} needs a second trace (compare=...)")
+        if mode == "diff" and not self.can_diff:
+            raise InputError("a difference needs prompts of the same length; use 'side'")
+        return mode
 
     @property
     def trace(self) -> Trace:
         return self._trace
 
     def _on_control(self, change: dict) -> None:
+        # the selection moving within the cells on screen changes no heatmap
+        within = {"layer": "head", "head": "layer"}.get(self.by)
+        if change["name"] == within:
+            return
         with self.reporting_errors():
             self._refresh()
 
     def _refresh(self) -> None:
-        check_index("layer", self.layer, self.n_layers)
-        check_index("head", self.head, self.n_heads)
-        if self.mode != "single" and self._compare is None:
-            raise InputError(f"mode {self.mode!r} needs a second trace (compare=...)")
-        if self.mode == "diff" and not self.can_diff:
-            raise InputError("a difference needs prompts of the same length; use 'side'")
         opts = dict(
             by=self.by, layer=self.layer, head=self.head, size=self.size, mute_sink=self.mute_sink
         )
-        panels = []
+        a = b = diff = None
         if self.mode == "diff":
             diff = attention.grid_difference(self._trace, self._compare, **opts)
-            panels.append(encode(diff.numpy().astype("float16")))
             where, labels = attention.grid_cells(self._trace, self.by, self.layer, self.head)
         else:
-            cells, labels, where = attention.grid(self._trace, **opts)
-            panels.append(encode(_quantize(cells)))
+            a, labels, where = attention.grid(self._trace, **opts)
             if self.mode == "side":
-                cells_b, _, _ = attention.grid(self._compare, **opts)
-                panels.append(encode(_quantize(cells_b)))
+                b, _, _ = attention.grid(self._compare, **opts)
         with self.hold_sync():
             self.labels = labels
             self.cells = [list(w) for w in where]
-            self.panels = panels
+            self.panel_a, self.panel_b, self.diff = a, b, diff
             self.error = ""
 
     def link(self, lines: AttentionLines) -> AttentionGrid:
@@ -150,13 +164,7 @@ class AttentionGrid(LmscopeWidget):
             raise InputError("link an AttentionLines built on the same trace as this grid")
 
         def follow(change: dict) -> None:
-            if self.selected_layer < 0 or self.selected_head < 0:
-                return
-            lines.show(self.selected_layer, self.selected_head)
+            lines.show(self.layer, self.head)
 
-        self.observe(follow, names=["selected_layer", "selected_head"])
+        self.observe(follow, names=["layer", "head"])
         return self
-
-
-def _quantize(cells: torch.Tensor) -> np.ndarray:
-    return (cells.clamp(0, 1) * 255).round().to(torch.uint8).numpy()

@@ -4,23 +4,24 @@ query/key indices, a uint8 drawing strength and the float16 value for tooltips."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import traitlets as t
 
 from lmscope import attention
-from lmscope._wire import encode
-from lmscope.errors import InputError, OutOfRangeError, check_index
+from lmscope.errors import check_choice, check_count, check_fraction, check_index
+from lmscope.options import keyword_options
 from lmscope.widgets.base import LmscopeWidget, static_bundle
+from lmscope.widgets.traits import WireDict
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
 
-_CONTROLS = (
+#: the controls a line list answers (the view compares `lines.of` with them)
+CONTROLS = (
     "layer",
     "layer_end",
     "head",
-    "aggregate",
     "values",
     "threshold",
     "top_k",
@@ -34,7 +35,8 @@ class AttentionLines(LmscopeWidget):
 
     `head` is an index or "mean"/"max" over all heads; `layer_end` averages blocks
     layer..layer_end. Lines weaker than `threshold` (a probability, or for scores a fraction of
-    the row's range) or beyond the `top_k` strongest per query are not sent.
+    the row's range) or beyond the `top_k` strongest per query are not sent; `mute_sink` hides
+    the first token's attention sink.
     """
 
     _esm = static_bundle("attention_lines")
@@ -43,64 +45,63 @@ class AttentionLines(LmscopeWidget):
     n_heads = t.Int(1).tag(sync=True)
     layer = t.Int(0).tag(sync=True)
     layer_end = t.Int(0).tag(sync=True)
-    head = t.Int(0).tag(sync=True)
-    aggregate = t.Enum(("head", "mean", "max"), "head").tag(sync=True)
-    values = t.Enum(attention.VALUES, "prob").tag(sync=True)
+    # the validators below check these, in lmscope's words
+    head = t.Union([t.Int(), t.Unicode()], default_value=0).tag(sync=True)
+    values = t.Unicode("prob").tag(sync=True)
     threshold = t.Float(0.01).tag(sync=True)
     top_k = t.Int(16).tag(sync=True)
     fuse_words = t.Bool(False).tag(sync=True)
     mute_sink = t.Bool(False).tag(sync=True)
     tokens = t.List(t.Unicode()).tag(sync=True)
-    lines = t.Dict().tag(sync=True)
+    lines = WireDict(kinds={"strength": "unit", "value": "activation"}).tag(sync=True)
 
+    @keyword_options
     def __init__(
         self,
         trace: Trace,
+        *,
         layer: int = 0,
         head: int | str = 0,
-        *,
         layer_end: int | None = None,
         values: str = "prob",
         threshold: float = 0.01,
         top_k: int = 16,
         fuse_words: bool = False,
         mute_sink: bool = False,
-        **kwargs: Any,
     ) -> None:
         span = attention.layer_span(trace, layer, layer_end)
-        if isinstance(head, str):
-            if head not in attention.AGGREGATES:
-                raise InputError(f"head must be an index or one of {attention.AGGREGATES}")
-            aggregate, head = head, 0
-        else:
-            aggregate, head = "head", check_index("head", head, trace.n_heads)
-        self._check(values=values, threshold=threshold, top_k=top_k)
         self._trace = trace
-        super().__init__(
-            n_layers=trace.n_layers,
-            n_heads=trace.n_heads,
-            layer=span.start,
-            layer_end=span.stop - 1,
-            head=head,
-            aggregate=aggregate,
-            values=values,
-            threshold=threshold,
-            top_k=top_k,
-            fuse_words=fuse_words,
-            mute_sink=mute_sink,
-            **kwargs,
-        )
+        super().__init__(n_layers=trace.n_layers, n_heads=trace.n_heads)
+        with self.hold_trait_notifications():  # checked by the validators below, once
+            self.layer, self.layer_end, self.head = span.start, span.stop - 1, head
+            self.values, self.threshold, self.top_k = values, threshold, top_k
+            self.fuse_words, self.mute_sink = fuse_words, mute_sink
         self._refresh()
-        self.observe(self._on_control, names=list(_CONTROLS))
+        self.observe(self._on_control, names=list(CONTROLS))
 
-    @staticmethod
-    def _check(*, values: str, threshold: float, top_k: int) -> None:
-        if values not in attention.VALUES:
-            raise InputError(f"values must be one of {attention.VALUES}, got {values!r}")
-        if not 0.0 <= threshold <= 1.0:
-            raise OutOfRangeError(f"threshold {threshold} is out of range: valid 0..1")
-        if top_k < 1:
-            raise OutOfRangeError(f"top_k must be >= 1, got {top_k}")
+    # -- what the browser may set: the same checks as the constructor's -----------------------
+    @t.validate("layer", "layer_end")
+    def _valid_layer(self, proposal: dict) -> int:
+        return check_index("layer", proposal["value"], self.n_layers)
+
+    @t.validate("head")
+    def _valid_head(self, proposal: dict) -> int | str:
+        head = proposal["value"]
+        if isinstance(head, str):
+            return check_choice("head", head, attention.AGGREGATES)
+        return check_index("head", head, self.n_heads)
+
+    @t.validate("values")
+    def _valid_values(self, proposal: dict) -> str:
+        return check_choice("values", proposal["value"], attention.VALUES)
+
+    @t.validate("threshold")
+    def _valid_threshold(self, proposal: dict) -> float:
+        return check_fraction("threshold", proposal["value"])
+
+    @t.validate("top_k")
+    def _valid_top_k(self, proposal: dict) -> int:
+        return check_count("top_k", proposal["value"])
 
     @property
     def trace(self) -> Trace:
@@ -109,10 +110,11 @@ class AttentionLines(LmscopeWidget):
     def matrix(self):
         """The [rows, rows] matrix on screen before pruning (tokens, or words when fused)."""
         tr = self._trace
-        head = self.aggregate if self.aggregate != "head" else self.head
-        m = attention.pattern(tr, self.layer, head, layer_end=self.layer_end, values=self.values)
+        m = attention.pattern(
+            tr, layer=self.layer, head=self.head, layer_end=self.layer_end, values=self.values
+        )
         if self.mute_sink:
-            m = attention.mute_first_token(m, self.values)
+            m = attention.without_sink(m, values=self.values)
         if self.fuse_words:
             m = attention.fuse_words(m, tr.word_groups, self.values)
         return m
@@ -123,7 +125,7 @@ class AttentionLines(LmscopeWidget):
         head = check_index("head", head, self.n_heads)
         self._quiet = True
         try:
-            self.layer, self.layer_end, self.aggregate, self.head = layer, layer, "head", head
+            self.layer, self.layer_end, self.head = layer, layer, head
         finally:
             self._quiet = False
         with self.reporting_errors():
@@ -142,7 +144,6 @@ class AttentionLines(LmscopeWidget):
 
     def _refresh(self) -> None:
         tr = self._trace
-        self._check(values=self.values, threshold=self.threshold, top_k=self.top_k)
         m = self.matrix()
         found = attention.prune(m, threshold=self.threshold, top_k=self.top_k, values=self.values)
         index = "uint16" if m.shape[0] < 65536 else "int32"
@@ -150,12 +151,12 @@ class AttentionLines(LmscopeWidget):
         with self.hold_sync():
             self.tokens = list(tokens)
             self.lines = {
-                "query": encode(found.query.astype(index)),
-                "key": encode(found.key.astype(index)),
-                "strength": encode((found.strength * 255).round().astype("uint8")),
-                "value": encode(found.value.astype("float16")),
+                "query": found.query.astype(index),
+                "key": found.key.astype(index),
+                "strength": found.strength,
+                "value": found.value,
                 # what these lines are of: the view compares it with its controls, so lines
                 # still of an earlier selection never pass for the latest one
-                "of": {name: getattr(self, name) for name in _CONTROLS},
+                "of": {name: getattr(self, name) for name in CONTROLS},
             }
             self.error = ""

@@ -1,30 +1,34 @@
-"""The anywidget base class every lmscope view subclasses.
+"""The bases every lmscope view and composite builds on (see docs/widget-platform.md).
 
-A view declares its synced traits (arrays as `WireArray`), points `_esm` at its bundle in
-`lmscope/static/`, and optionally answers on-demand requests:
+- `LmscopeWidget`: an anywidget view. It declares its synced traits (arrays as `WireArray`),
+  points `_esm` at its bundle in `lmscope/static/`, validates what the browser may set with
+  `@t.validate`, and optionally answers on-demand requests (`@request_handler`).
+- `LmscopeComposite`: a `VBox` of views and plots (bqplot, controls) with the same error area
+  under it, the same `save_html` and the same `close`.
+
+Both report errors the same way (`ReportsErrors`): an exception in an observer, a request
+handler or a value the browser set lands in the `error` string, which the shared error area
+(`js/lib/errors.js`) shows under the view; the next successful update clears it.
 
     class HeadView(LmscopeWidget):
         _esm = static_bundle("head_view")
-        layer = t.Int(0).tag(sync=True)                 # selection: flows back from the browser
+        layer = t.Int(0).tag(sync=True)                  # selection: flows back from the browser
         pattern = WireArray(kind="prob").tag(sync=True)  # the slice on screen, binary
 
-        def __init__(self, trace, **kwargs):
+        @keyword_options
+        def __init__(self, trace, *, layer=0):
             self._trace = trace
-            super().__init__(**kwargs)
+            super().__init__(layer=check_index("layer", layer, trace.n_layers))
             self._push()
+
+        @t.validate("layer")                             # from Python and from the browser
+        def _valid_layer(self, proposal):
+            return check_index("layer", proposal["value"], self._trace.n_layers)
 
         @t.observe("layer")
         @reports_errors
-        def _push(self, _change=None):                  # Python answers a selection change
+        def _push(self, _change=None):                   # Python answers a selection change
             self.pattern = self._trace.attention(self.layer)[0]
-
-        @request_handler("prefetch")
-        def _prefetch(self, layer: int):                # bulk fetch: (json result, buffers)
-            env = _wire.encode(self._trace.attention(layer), "prob")
-            return {"dtype": env["dtype"], "shape": env["shape"]}, [env["data"]]
-
-Exceptions in observers and handlers land in the synced `error` trait, which the JS side
-(`js/lib/view.js`) shows under the view; the next successful update clears it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import anywidget
+import ipywidgets as ipw
 import traitlets as t
 
 from lmscope import _wire
@@ -53,17 +58,29 @@ def static_bundle(name: str) -> pathlib.Path:
     return STATIC / f"{name}.js"
 
 
+#: what the views call each stream they show
+STREAM_TITLES = {
+    "attn_out": "attention output",
+    "mlp_out": "MLP output",
+    "resid_post": "residual stream",
+}
+
+
 def describe(err: BaseException) -> str:
-    if isinstance(err, LmscopeError | ValueError | IndexError | KeyError | MemoryError):
+    if isinstance(err, _EXPECTED):
         return f"{type(err).__name__}: {err}"
     return f"{type(err).__name__}: {err} (an lmscope bug? the traceback is in the kernel log)"
+
+
+# errors a person can cause (a bad value, an impossible request): no traceback in the log
+_EXPECTED = (LmscopeError, ValueError, IndexError, KeyError, MemoryError, t.TraitError)
 
 
 def reports_errors(method: Callable) -> Callable:
     """Decorate an observer/handler so its exception is shown under the view, not lost."""
 
     @functools.wraps(method)
-    def wrapper(self: LmscopeWidget, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: ReportsErrors, *args: Any, **kwargs: Any) -> Any:
         with self.reporting_errors():
             return method(self, *args, **kwargs)
 
@@ -84,21 +101,12 @@ def request_handler(name: str) -> Callable[[Callable], Callable]:
     return mark
 
 
-class LmscopeWidget(anywidget.AnyWidget):
-    """Base of every lmscope view: shared stylesheet, error area, request/response, save_html.
+class ReportsErrors(t.HasTraits):
+    """The one error surface: `error` holds the message of the last failed callback."""
 
-    Subclasses set `_esm = static_bundle("<view>")` and declare traits; they keep `_css` (the
-    shared stylesheet, built from js/styles/lmscope.css) and put their own rules in their
-    JS module (`injectCss` in js/lib/view.js).
-    """
-
-    _css = STATIC / "lmscope.css"
     #: message of the last failed callback, shown under the view; "" when all is well
-    error = t.Unicode("").tag(sync=True)
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.on_msg(self._on_custom_message)
+    error = t.Unicode("")
+    _errors_reported = 0
 
     @contextmanager
     def reporting_errors(self) -> Iterator[None]:
@@ -108,19 +116,71 @@ class LmscopeWidget(anywidget.AnyWidget):
         try:
             yield
         except Exception as err:
-            if not isinstance(err, LmscopeError | ValueError | IndexError | KeyError):
+            if not isinstance(err, _EXPECTED):
                 log.exception("lmscope view callback failed")
             self._report(err)
         else:
             if self.error and self._errors_reported == reported:
                 self.error = ""
 
-    _errors_reported = 0
-    _closed = False
-
     def _report(self, err: BaseException) -> None:
         self._errors_reported += 1
         self.error = describe(err)
+
+
+class Exportable:
+    """`save_html(path, title=None) -> Path`, the same for every view and composite."""
+
+    def save_html(self, path: str | os.PathLike, title: str | None = None) -> pathlib.Path:
+        """One self-contained HTML file of this view as it is now; renders with no network
+        (lmscope views through a small static runtime, bqplot figures and controls through
+        Jupyter's own HTML widget manager, both inlined)."""
+        from lmscope.widgets.export import save_html
+
+        return save_html(self, path, title=title or self._export_title())
+
+    def _export_title(self) -> str:
+        return f"lmscope: {type(self).__name__}"
+
+
+def _release_traces(widget: Any) -> None:
+    # ipywidgets keeps every widget in a registry until it is closed, and a trace pinned there
+    # would pin its tensors too
+    for name, value in list(vars(widget).items()):
+        if isinstance(value, Trace):
+            setattr(widget, name, None)
+
+
+class LmscopeWidget(ReportsErrors, Exportable, anywidget.AnyWidget):
+    """Base of every lmscope view: shared stylesheet, error area, request/response, save_html.
+
+    Subclasses set `_esm = static_bundle("<view>")` and declare traits; they keep `_css` (the
+    shared stylesheet, built from js/styles/lmscope.css) and put their own rules in their
+    JS module (`injectCss` in js/lib/view.js).
+    """
+
+    _css = STATIC / "lmscope.css"
+    error = t.Unicode("").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.on_msg(self._on_custom_message)
+
+    _closed = False
+
+    def set_state(self, sync_data: dict) -> None:
+        """Values from the browser pass the same `@validate` checks as Python's; one that fails
+        is shown under the view and the browser gets Python's value back."""
+        names = [key for key in sync_data if key in self.keys]
+        before = {name: self._trait_values.get(name) for name in names}
+        try:
+            super().set_state(sync_data)
+        except Exception as err:
+            # the checks run when the batch is done, after the values were stored: put the old
+            # ones back quietly (no observer saw the bad ones) and tell the browser
+            self._trait_values.update(before)
+            self._report(err)
+            self.send_state(names)
 
     # -- request / response ----------------------------------------------------------------
     @classmethod
@@ -160,21 +220,34 @@ class LmscopeWidget(anywidget.AnyWidget):
         self.send(reply, buffers)
 
     def close(self) -> None:
-        """Close the view and let go of its trace(s): ipywidgets keeps every widget in a
-        registry until it is closed, and a trace pinned there would pin its tensors too."""
+        """Close the view and let go of its trace(s)."""
         super().close()
         self._closed = True
-        for name, value in list(vars(self).items()):
-            if isinstance(value, Trace):
-                setattr(self, name, None)
-
-    # -- export and accounting -------------------------------------------------------------
-    def save_html(self, path: str | os.PathLike, title: str | None = None) -> pathlib.Path:
-        """One self-contained HTML file of this view as it is now; renders with no network."""
-        from lmscope.export import save_html
-
-        return save_html(self, path, title=title)
+        _release_traces(self)
 
     def synced_bytes(self) -> int:
         """What this widget's synced state costs on the wire right now (bundle excluded)."""
         return sum(_wire.nbytes(getattr(self, name)) for name in self.keys if name != "_esm")
+
+
+class ErrorArea(LmscopeWidget):
+    """The error area alone, under a composite: the same box every view shows its errors in."""
+
+    _esm = static_bundle("error_area")
+
+
+class LmscopeComposite(ReportsErrors, Exportable, ipw.VBox):
+    """Base of the composites (views beside bqplot figures and controls): `children` go in a
+    VBox with the shared error area under them, fed by `error`."""
+
+    def __init__(self, children: list[ipw.Widget], **kwargs: Any) -> None:
+        self.error_area = ErrorArea()
+        super().__init__([*children, self.error_area], **kwargs)
+        t.dlink((self, "error"), (self.error_area, "error"))
+
+    def close(self) -> None:
+        """Close the composite, its parts and their traces."""
+        for child in self.children:
+            child.close()
+        super().close()
+        _release_traces(self)

@@ -15,7 +15,7 @@
   click on a logit-lens cell, while the lens is the open tab, attributes that cell's top
   token at that position.
 - Errors (an empty prompt, a prompt too long for the model) appear in the dashboard's error
-  line, never as a traceback.
+  area (the one every view has), never as a traceback.
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as ipw
 import traitlets as t
 
-from lmscope.errors import InputError, check_index
-from lmscope.widgets.base import describe, log
+from lmscope.errors import InputError, check_choice, check_index, check_optional_index
+from lmscope.options import keyword_options, unknown_option
+from lmscope.widgets.base import LmscopeComposite
 
 if TYPE_CHECKING:
     from lmscope.inspector import Inspector
@@ -39,42 +40,80 @@ if TYPE_CHECKING:
 TABS = ("Tokens", "Attention", "Logit lens", "Attribution", "Colors", "Norms")
 
 
+SELECTION = ("token", "layer", "head")
+
+
 class Selection(ipw.Widget):
-    """The shared selection: a widget model without a view (synced, so a saved page keeps it)."""
+    """The shared selection: a widget model without a view (synced, so a saved page keeps it).
+
+    `token` (-1: none), `layer` and `head`, each checked against the trace's sizes whoever sets
+    it. The same names are every view's selection traits.
+    """
 
     token = t.Int(-1).tag(sync=True)
     layer = t.Int(0).tag(sync=True)
     head = t.Int(0).tag(sync=True)
+    n_tokens = t.Int(1).tag(sync=True)
+    n_layers = t.Int(1).tag(sync=True)
+    n_heads = t.Int(1).tag(sync=True)
+
+    @t.validate("token")
+    def _valid_token(self, proposal: dict) -> int:
+        return check_optional_index("token", proposal["value"], self.n_tokens)
+
+    @t.validate("layer")
+    def _valid_layer(self, proposal: dict) -> int:
+        return check_index("layer", proposal["value"], self.n_layers)
+
+    @t.validate("head")
+    def _valid_head(self, proposal: dict) -> int:
+        return check_index("head", proposal["value"], self.n_heads)
+
+    def update(self, values: Mapping[str, int] | Selection) -> None:
+        """Set several at once (checked first, so a bad value changes nothing)."""
+        items = values.as_dict() if isinstance(values, Selection) else dict(values)
+        for name in items:
+            if name not in SELECTION:
+                raise unknown_option("Selection", name, SELECTION)
+        checked = {
+            "token": lambda v: check_optional_index("token", v, self.n_tokens),
+            "layer": lambda v: check_index("layer", v, self.n_layers),
+            "head": lambda v: check_index("head", v, self.n_heads),
+        }
+        items = {name: checked[name](value) for name, value in items.items()}
+        with self.hold_trait_notifications():
+            for name, value in items.items():
+                setattr(self, name, value)
 
     def as_dict(self) -> dict[str, int]:
-        return {"token": self.token, "layer": self.layer, "head": self.head}
+        return {name: getattr(self, name) for name in SELECTION}
 
     def __repr__(self) -> str:
         return f"Selection(token={self.token}, layer={self.layer}, head={self.head})"
 
 
-class Dashboard(ipw.VBox):
+class Dashboard(LmscopeComposite):
     """Tokens, attention, logit lens, token colors and norms of `trace`, linked by selection.
 
     `inspector` enables the prompt box (Run / Generate); without one the box shows the trace's
     text read-only. `dash.selection` is the shared `Selection` (`.token`, `.layer`, `.head`);
-    assign a dict to set several at once: `dash.selection = {"token": 3, "layer": 10}`.
+    assign a dict (or another `Selection`) to set several at once:
+    `dash.selection = {"token": 3, "layer": 10}`.
     """
 
+    @keyword_options
     def __init__(
         self,
         trace: Trace,
-        inspector: Inspector | None = None,
         *,
+        inspector: Inspector | None = None,
         tab: str = "Tokens",
         max_new_tokens: int = 20,
-        **kwargs: Any,
     ) -> None:
-        if tab not in TABS:
-            raise InputError(f"tab must be one of {TABS}, got {tab!r}")
+        check_choice("tab", tab, TABS)
         self.inspector = inspector
         self.trace = trace
-        self._selection = Selection(layer=trace.n_layers - 1)
+        self._selection = Selection()
         self._links: list[Any] = []
         self._views: dict[str, ipw.Widget] = {}
         #: (target id, position) the Attribution tab shows when it is built or next asked
@@ -109,7 +148,6 @@ class Dashboard(ipw.VBox):
             min=0, max=3, layout=ipw.Layout(width="120px", visibility="hidden")
         )
         self.status = ipw.Label()
-        self.error = ipw.Label(style={"text_color": "#b00020"}, layout=ipw.Layout(display="none"))
         controls = ipw.HBox(
             [
                 self.run_button,
@@ -122,15 +160,17 @@ class Dashboard(ipw.VBox):
         )
         self.prompt_box = ipw.VBox([self.prompt, controls])
         self.tabs = ipw.Tab(children=[ipw.VBox() for _ in TABS], titles=list(TABS))
-        super().__init__([self.prompt_box, self.error, self.tabs], **kwargs)
+        super().__init__([self.prompt_box, self.tabs])
+        # the error area right under the prompt box, where a failed Run is noticed
+        self.children = [self.prompt_box, self.error_area, self.tabs]
         self.add_class("lms-dashboard")
 
         self._selection.observe(self._on_selection, names=["layer", "head"])
         self._selection.observe(self._on_token, names=["token"])
-        self._selection.observe(self._describe_selection)
+        self._selection.observe(self._describe_selection, names=list(SELECTION))
         self.tabs.observe(self._on_tab, names="selected_index")
         self._reset_selection()
-        with self._reporting():
+        with self.reporting_errors():
             self.tabs.selected_index = TABS.index(tab)
             self._build(tab)  # selected_index may not have changed (0 is the default)
 
@@ -140,29 +180,18 @@ class Dashboard(ipw.VBox):
         return self._selection
 
     @selection.setter
-    def selection(self, values: dict[str, int]) -> None:
-        unknown = set(values) - {"token", "layer", "head"}
-        if unknown:
-            raise InputError(f"selection keys are token, layer and head; got {sorted(unknown)}")
-        tr = self.trace
-        checked = {}
-        if "token" in values:
-            token = values["token"]
-            checked["token"] = -1 if token == -1 else check_index("token", token, tr.seq_len)
-        if "layer" in values:
-            checked["layer"] = check_index("layer", values["layer"], tr.n_layers)
-        if "head" in values:
-            checked["head"] = check_index("head", values["head"], tr.n_heads)
-        with self._selection.hold_trait_notifications():
-            for name, value in checked.items():
-                setattr(self._selection, name, value)
+    def selection(self, values: Mapping[str, int] | Selection) -> None:
+        self._selection.update(values)
 
     def _reset_selection(self) -> None:
-        # a new trace: its last token; keep layer and head where the model has them
+        # a new trace: its last token; keep layer and head where the model has them (the first
+        # trace starts on the last layer)
         tr, sel = self.trace, self._selection
+        first = sel.n_tokens == 1 and sel.token == -1
         with sel.hold_trait_notifications():
+            sel.n_tokens, sel.n_layers, sel.n_heads = tr.seq_len, tr.n_layers, tr.n_heads
             sel.token = tr.seq_len - 1
-            sel.layer = min(sel.layer, tr.n_layers - 1)
+            sel.layer = tr.n_layers - 1 if first else min(sel.layer, tr.n_layers - 1)
             sel.head = min(sel.head, tr.n_heads - 1)
         self._describe_selection()
 
@@ -177,29 +206,22 @@ class Dashboard(ipw.VBox):
             self.status.value = " · ".join(p for p in parts if p)
 
     def _on_selection(self, change: dict) -> None:
+        # the other views are linked to the selection name to name; Attribution asks again
         attribution = self._views.get("Attribution")
         sel = self._selection
         if attribution is not None and (attribution.layer, attribution.head) != (
             sel.layer,
             sel.head,
         ):
-            with self._reporting():
+            with self.reporting_errors():
                 attribution.select(sel.layer, sel.head)
-        attention = self._views.get("Attention")
-        if attention is None:
-            return
-        grid, lines = attention.children
-        with self._reporting():
-            if grid.by == "layer" and grid.layer != sel.layer:
-                grid.layer = sel.layer
-            lines.show(sel.layer, sel.head)
 
     def _on_token(self, change: dict) -> None:
         attribution = self._views.get("Attribution")
         if self.tabs.selected_index == TABS.index("Logit lens"):
             return  # a lens click: `_on_lens_cell` asks the whole new question at once
         if attribution is not None and change["new"] >= 0 and attribution.token != change["new"]:
-            with self._reporting():
+            with self.reporting_errors():
                 attribution.token = change["new"]
 
     def _on_lens_cell(self, change: dict) -> None:
@@ -207,16 +229,16 @@ class Dashboard(ipw.VBox):
         if self.tabs.selected_index != TABS.index("Logit lens"):
             return  # the selection moved because of another view, not a lens click
         table = self._views["Logit lens"].table
-        layer, position = table.selected_layer, table.selected_token
+        layer, position = table.layer, table.token
         if layer < 0 or position < 0:
             return
-        stage = "mid" if table.view == "mid" else "post"
+        stage = "mid" if table.stage == "mid" else "post"
         result = self._views["Logit lens"].results[stage]
         top = int(result.token_ids[layer, result.positions.index(position), 0])
         self._question = (top, position)
         attribution = self._views.get("Attribution")
         if attribution is not None:
-            with self._reporting():
+            with self.reporting_errors():
                 attribution.attribute(top, position=position)
 
     def _on_open_head(self, _change: dict) -> None:
@@ -232,25 +254,26 @@ class Dashboard(ipw.VBox):
         if attribution.layer >= 0 and attribution.head >= 0:
             self.selection = {"layer": attribution.layer, "head": attribution.head}
 
-    def _link(self, view: ipw.Widget, trait: str, hub_trait: str) -> None:
-        self._links.append(t.link((self._selection, hub_trait), (view, trait)))
+    def _link(self, view: ipw.Widget, *names: str) -> None:
+        # a view's selection traits carry the hub's names, so linking is name to name
+        for name in names:
+            self._links.append(t.link((self._selection, name), (view, name)))
 
     # -- views ---------------------------------------------------------------------------------
     @property
     def views(self) -> dict[str, ipw.Widget]:
-        """The views built so far, by tab title (Attention is a VBox of grid and lines)."""
+        """The views built so far, by tab title."""
         return dict(self._views)
 
     def view(self, tab: str) -> ipw.Widget:
         """The view of `tab`, built now if its tab has not been opened yet."""
-        if tab not in TABS:
-            raise InputError(f"tab must be one of {TABS}, got {tab!r}")
+        check_choice("tab", tab, TABS)
         self._build(tab)
         return self._views[tab]
 
     def _on_tab(self, change: dict) -> None:
         if change["new"] is not None:
-            with self._reporting():
+            with self.reporting_errors():
                 self._build(TABS[change["new"]])
 
     def _build(self, tab: str) -> None:
@@ -263,30 +286,22 @@ class Dashboard(ipw.VBox):
 
     def _make(self, tab: str) -> ipw.Widget:
         import lmscope
-        from lmscope.widgets.tokens import TokenView
 
         tr, sel = self.trace, self._selection
         if tab == "Tokens":
-            view = TokenView(tr, selected_token=sel.token)
-            self._link(view, "selected_token", "token")
-            return view
-        if tab == "Attention":
-            grid = lmscope.AttentionGrid(tr, layer=sel.layer, head=sel.head, size=96)
-            grid.selected_layer, grid.selected_head = sel.layer, sel.head
-            lines = lmscope.AttentionLines(tr, layer=sel.layer, head=sel.head)
-            self._link(grid, "selected_layer", "layer")
-            self._link(grid, "selected_head", "head")
-            return ipw.VBox([grid, lines])
-        if tab == "Logit lens":
+            view = lmscope.TokenView(tr, token=sel.token)
+            self._link(view, "token")
+        elif tab == "Attention":
+            view = lmscope.AttentionExplorer(tr, layer=sel.layer, head=sel.head)
+            self._link(view, "layer", "head")
+        elif tab == "Logit lens":
             # track the model's own final answer through the layers
             answer = int(tr.logits[-1].argmax()) if tr.logits is not None else None
-            view = lmscope.LogitLens(tr, targets=answer, selected_token=max(sel.token, 0))
-            view.selected_layer = sel.layer
-            self._link(view.table, "selected_token", "token")
-            self._link(view.table, "selected_layer", "layer")
-            view.table.observe(self._on_lens_cell, names=["selected_token", "selected_layer"])
-            return view
-        if tab == "Attribution":
+            view = lmscope.LogitLens(tr, targets=answer, token=max(sel.token, 0))
+            view.layer = sel.layer
+            self._link(view, "token", "layer")
+            view.table.observe(self._on_lens_cell, names=["token", "layer"])
+        elif tab == "Attribution":
             # the model's own answer at the selected token, or the lens cell last clicked
             position = sel.token if sel.token >= 0 else tr.seq_len - 1
             target, position = self._question or (int(tr.logits[position].argmax()), position)
@@ -295,18 +310,17 @@ class Dashboard(ipw.VBox):
             view.select(sel.layer, sel.head)
             view.observe(self._on_attribution_head, names=["layer", "head"])
             view.observe(self._on_open_head, names=["open_head"])
-            return view
-        if tab == "Colors":
-            view = lmscope.TokenColors(tr, selected_token=sel.token)
-            self._link(view, "selected_token", "token")
-            return view
-        view = lmscope.NormPlot(tr, selected_token=sel.token)
-        self._link(view, "selected_token", "token")
+        elif tab == "Colors":
+            view = lmscope.TokenColors(tr, token=sel.token)
+            self._link(view, "token")
+        else:
+            view = lmscope.NormPlot(tr, token=sel.token)
+            self._link(view, "token")
         return view
 
     def build_all(self) -> Dashboard:
         """Build every tab's view now (for an export, or before a demo)."""
-        with self._reporting():
+        with self.reporting_errors():
             for tab in TABS:
                 self._build(tab)
         return self
@@ -355,13 +369,13 @@ class Dashboard(ipw.VBox):
     def _need_inspector(self) -> Inspector:
         if self.inspector is None:
             raise InputError(
-                "this dashboard has no inspector: build it with Dashboard(trace, inspector) "
+                "this dashboard has no inspector: build it with Dashboard(trace, inspector=ins) "
                 "or Inspector.show(text) to run new prompts"
             )
         return self.inspector
 
     def _from_button(self, action: Callable[[], Any]) -> None:
-        with self._reporting():
+        with self.reporting_errors():
             action()
 
     # -- progress and errors ------------------------------------------------------------------------
@@ -382,32 +396,18 @@ class Dashboard(ipw.VBox):
                 b.disabled = self.inspector is None
             self._describe_selection()
 
-    @contextlib.contextmanager
-    def _reporting(self) -> Iterator[None]:
-        try:
-            yield
-        except Exception as err:
-            if not isinstance(err, ValueError | IndexError | KeyError):
-                log.exception("lmscope dashboard action failed")
-            self.error.value = describe(err)
-            self.error.layout.display = None
-        else:
-            self.error.value = ""
-            self.error.layout.display = "none"
-
     # -- export --------------------------------------------------------------------------------
     def save_html(self, path: str | os.PathLike, title: str | None = None) -> pathlib.Path:
-        """Every view as one self-contained HTML file (builds the tabs not opened yet). The
-        bqplot plots (lens line and scatter, norms) need a kernel; the page says so."""
-        from lmscope.export import save_html
-
+        """Every view as one self-contained HTML file (builds the tabs not opened yet), its
+        bqplot figures drawn too; returns the file's path."""
         self.build_all()
         sections: list[ipw.Widget] = []
         for tab in TABS:
-            view = self._views[tab]
-            # NormPlot's controls would each be a note; one for its plots says enough
-            shown = view.strip_fig if tab == "Norms" else view
-            sections += [ipw.Label(tab), shown]
+            heading = ipw.Label(tab)
+            heading.add_class("lms-section")
+            sections += [heading, self._views[tab]]
         text = self.trace.text.replace("\n", " ")
         title = title or f"lmscope: {text[:60]}{'…' if len(text) > 60 else ''}"
+        from lmscope.widgets.export import save_html
+
         return save_html(ipw.VBox(sections), path, title=title)

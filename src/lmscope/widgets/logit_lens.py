@@ -3,12 +3,13 @@
 A composite (an `ipywidgets.VBox`): the anywidget table on top, two bqplot figures under it.
 
 - the table (`LogitLensTable`): layers × positions, each cell the top-1 token shaded by its
-  probability, top-k on hover, "post" / "mid" / both stages interleaved, a target-token row on
-  top; clicking a cell focuses its position (`selected_token`) and layer (`selected_layer`).
+  probability, top-k on hover, `stage` "post" / "mid" / "both" interleaved, a target-token row
+  on top; clicking a cell selects its position (`token`) and layer (`layer`).
 - a line of each target's probability (or rank) across layers at the focused position.
 - a scatter of the softmaxed logits (top 100, by rank) at the focused layer for the focused
   position, the last position and any `compare_positions`.
 
+Only the stage shown is decoded; the other is decoded when a person (or Python) asks for it.
 Only small arrays travel: top-k ids as int32 indices into a string table of the ids that occur,
 their probabilities as float16, target probabilities/ranks per layer and position. The
 `[layers, seq, vocab]` logits never leave the lens (see `lmscope.lens`).
@@ -16,7 +17,7 @@ their probabilities as float16, target probabilities/ranks per layer and positio
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import bqplot as bq
 import ipywidgets as ipw
@@ -25,98 +26,139 @@ import torch
 import traitlets as t
 
 from lmscope import lens
-from lmscope._wire import encode
-from lmscope.errors import InputError, check_index
-from lmscope.widgets.base import LmscopeWidget, static_bundle
+from lmscope.errors import check_choice, check_index, check_optional_index
+from lmscope.options import keyword_options
+from lmscope.widgets.base import LmscopeComposite, LmscopeWidget, static_bundle
+from lmscope.widgets.traits import WireArray, WireDict
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
 
 SCATTER_TOP = 100
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+#: what the table can show: one lens stage, or both interleaved
+SHOWN = (*lens.STAGES, "both")
+
+
+def stages_of(stage: str) -> tuple[str, ...]:
+    """The lens stages a shown `stage` needs decoded."""
+    return lens.STAGES if stage == "both" else (stage,)
 
 
 class LogitLensTable(LmscopeWidget):
-    """The table view alone (also what `LogitLens.save_html` exports)."""
+    """The table view alone (the composite's first child)."""
 
     _esm = static_bundle("logit_lens")
 
     n_layers = t.Int(1).tag(sync=True)
-    k = t.Int(5).tag(sync=True)
+    top_k = t.Int(5).tag(sync=True)
     tokens = t.List(t.Unicode()).tag(sync=True)  # the input, one label per column
-    stages = t.List(t.Unicode()).tag(sync=True)  # computed stages, subset of ("post", "mid")
-    view = t.Enum(("post", "mid", "both"), "post").tag(sync=True)
+    stages = t.List(t.Unicode()).tag(sync=True)  # decoded stages, subset of ("post", "mid")
+    stage = t.Unicode("post").tag(sync=True)
     strings = t.List(t.Unicode()).tag(sync=True)  # display string of each table entry
-    string_ids = t.Dict().tag(sync=True)  # int32 [n_strings] vocabulary id of each entry
-    top = t.Dict().tag(sync=True)  # stage -> int32 [L, P, k] indices into `strings`
-    probs = t.Dict().tag(sync=True)  # stage -> float16 [L, P, k]
+    string_ids = WireArray(kind="index").tag(sync=True)  # vocabulary id of each entry
+    top = WireDict(kind="index").tag(sync=True)  # stage -> [L, P, top_k] indices into `strings`
+    probs = WireDict(kind="prob").tag(sync=True)  # stage -> [L, P, top_k]
     targets = t.List(t.Unicode()).tag(sync=True)  # display strings of the targets
-    target_probs = t.Dict().tag(sync=True)  # stage -> float16 [L, P, T]
-    target_ranks = t.Dict().tag(sync=True)  # stage -> int32 [L, P, T]
+    target_probs = WireDict(kind="prob").tag(sync=True)  # stage -> [L, P, T]
+    target_ranks = WireDict(kind="index").tag(sync=True)  # stage -> [L, P, T]
     target = t.Int(0).tag(sync=True)  # which target the target row shows
-    selected_token = t.Int(-1).tag(sync=True)
-    selected_layer = t.Int(-1).tag(sync=True)
+    token = t.Int(-1).tag(sync=True)
+    layer = t.Int(-1).tag(sync=True)
+
+    @t.validate("stage")
+    def _valid_stage(self, proposal: dict) -> str:
+        return check_choice("stage", proposal["value"], SHOWN)
+
+    @t.validate("token")
+    def _valid_token(self, proposal: dict) -> int:
+        return check_optional_index("token", proposal["value"], len(self.tokens))
+
+    @t.validate("layer")
+    def _valid_layer(self, proposal: dict) -> int:
+        return check_optional_index("layer", proposal["value"], self.n_layers)
+
+    @t.validate("target")
+    def _valid_target(self, proposal: dict) -> int:
+        return check_index("target", proposal["value"], max(1, len(self.targets)))
 
 
-class LogitLens(ipw.VBox):
+class LogitLens(LmscopeComposite):
     """Logit lens of one trace: table + target line + softmax scatter, linked by selection."""
 
-    selected_token = t.Int(-1)
-    selected_layer = t.Int(-1)
+    token = t.Int(-1)
+    layer = t.Int(-1)
+    stage = t.Unicode("post")
     compare_positions = t.List(t.Int())
     metric = t.Enum(("prob", "rank"), "prob")
 
+    @t.validate("stage")
+    def _valid_stage(self, proposal: dict) -> str:
+        return check_choice("stage", proposal["value"], SHOWN)
+
+    @keyword_options
     def __init__(
         self,
         trace: Trace,
-        k: int = 5,
         *,
+        top_k: int = 5,
+        stage: str = "post",
         targets: int | str | list[int | str] | None = None,
-        view: str = "post",
-        stages: tuple[str, ...] = lens.STAGES,
         tokenizer=None,
-        selected_token: int = -1,
+        token: int = -1,
         compare_positions: list[int] | None = None,
-        **kwargs: Any,
     ) -> None:
-        if view not in ("post", "mid", "both"):
-            raise InputError(f"view must be 'post', 'mid' or 'both', got {view!r}")
-        stages = tuple(stages)
-        if not stages or any(s not in lens.STAGES for s in stages):
-            raise InputError(f"stages must be some of {lens.STAGES}, got {stages!r}")
-        needed = {"both": ("post", "mid")}.get(view, (view,))
-        if any(s not in stages for s in needed):
-            raise InputError(f"view {view!r} needs stages {needed}; got stages={stages}")
+        check_choice("stage", stage, SHOWN)
         self.trace = trace
         self._tokenizer = tokenizer if tokenizer is not None else getattr(trace, "tokenizer", None)
-        self.results = {
-            s: lens.logit_lens(trace, k, s, targets=targets, tokenizer=self._tokenizer)
-            for s in stages
-        }
-        first = self.results[stages[0]]
-        self.table = LogitLensTable(n_layers=trace.n_layers, k=first.k, view=view)
-        self._fill_table()
+        self._targets = targets
+        self._top_k = top_k
+        #: decoded stages so far: "post" and/or "mid" -> LensResult
+        self.results: dict[str, lens.LensResult] = {}
+        self.table = LogitLensTable(n_layers=trace.n_layers, top_k=top_k, stage=stage)
+        self._decode(stages_of(stage))
         self.line_fig, self._lines = self._line_figure()
         self.scatter_fig, self._scatter = self._scatter_figure()
         plots = ipw.HBox([self.line_fig, self.scatter_fig])
-        super().__init__([self.table, plots], **kwargs)
-        t.link((self, "selected_token"), (self.table, "selected_token"))
-        t.link((self, "selected_layer"), (self.table, "selected_layer"))
-        self.observe(self._replot, names=["selected_token", "selected_layer", "compare_positions"])
-        self.observe(self._replot, names=["metric"])
-        self.table.observe(self._replot, names=["view", "target"])
-        self.selected_layer = trace.n_layers - 1
+        super().__init__([self.table, plots])
+        for name in ("token", "layer", "stage"):
+            t.link((self, name), (self.table, name))
+        self.stage = stage
+        self.observe(self._on_stage, names=["stage"])
+        self.observe(self._replot, names=["token", "layer", "compare_positions", "metric"])
+        self.table.observe(self._replot, names=["target"])
+        self.layer = trace.n_layers - 1
         self.compare_positions = [
             check_index("position", p, trace.seq_len) for p in (compare_positions or [])
         ]
-        self.selected_token = check_index("position", selected_token, trace.seq_len)
+        self.token = check_index("token", token, trace.seq_len)
 
     # -- data for the table -------------------------------------------------------------
+    def _decode(self, stages: tuple[str, ...]) -> None:
+        """Decode the stages not decoded yet, and send the table what it now holds."""
+        missing = [s for s in stages if s not in self.results]
+        for stage in missing:
+            self.results[stage] = lens.logit_lens(
+                self.trace,
+                top_k=self._top_k,
+                stage=stage,
+                targets=self._targets,
+                tokenizer=self._tokenizer,
+            )
+        if missing:
+            self._fill_table()
+
+    def _on_stage(self, change: dict) -> None:
+        with self.reporting_errors():
+            self._decode(stages_of(self.stage))
+            self._replot()
+
     def _fill_table(self) -> None:
         results = self.results
+        first = next(iter(results.values()))
         ids = torch.cat(
             [r.token_ids.flatten() for r in results.values()]
-            + [torch.tensor(next(iter(results.values())).targets, dtype=torch.long)]
+            + [torch.tensor(first.targets, dtype=torch.long)]
         )
         unique, inverse = torch.unique(ids, return_inverse=True)
         strings = lens.token_strings(self._tokenizer, unique.tolist())
@@ -124,18 +166,16 @@ class LogitLens(ipw.VBox):
         start = 0
         for stage, r in results.items():
             n = r.token_ids.numel()
-            top[stage] = encode(inverse[start : start + n].view(r.token_ids.shape).int().numpy())
+            top[stage] = inverse[start : start + n].view(r.token_ids.shape)
             start += n
-            probs[stage] = encode(r.probs.numpy().astype(np.float16))
+            probs[stage] = r.probs
             if r.targets:
-                t_probs[stage] = encode(r.target_probs.numpy().astype(np.float16))
-                t_ranks[stage] = encode(r.target_ranks.int().numpy())
-        first = next(iter(results.values()))
+                t_probs[stage], t_ranks[stage] = r.target_probs, r.target_ranks
         with self.table.hold_sync():
             self.table.tokens = list(self.trace.tokens)
             self.table.stages = list(results)
             self.table.strings = strings
-            self.table.string_ids = encode(unique.int().numpy())
+            self.table.string_ids = unique
             self.table.top, self.table.probs = top, probs
             self.table.targets = first.target_tokens if first.targets else []
             self.table.target_probs, self.table.target_ranks = t_probs, t_ranks
@@ -209,22 +249,21 @@ class LogitLens(ipw.VBox):
         return fig, marks
 
     def _stage(self) -> str:
-        view = self.table.view
-        return "post" if view == "both" and "post" in self.results else view
+        return "post" if self.stage == "both" else self.stage
 
     def scatter_positions(self) -> list[int]:
         """Focused position, the last position and the chosen ones, without repeats (at most 4)."""
         out: list[int] = []
-        for p in [self.selected_token, self.trace.seq_len - 1, *self.compare_positions]:
+        for p in [self.token, self.trace.seq_len - 1, *self.compare_positions]:
             if p >= 0 and p not in out:
                 out.append(p)
         return out[: len(self._scatter)]
 
     def _replot(self, change: dict | None = None) -> None:
-        with self.table.reporting_errors():
+        with self.reporting_errors():
             stage = self._stage()
-            pos = self.selected_token
-            layer = self.selected_layer if self.selected_layer >= 0 else self.trace.n_layers - 1
+            pos = self.token
+            layer = self.layer if self.layer >= 0 else self.trace.n_layers - 1
             tokens = self.trace.tokens
             result = self.results[stage]
             if result.targets and pos >= 0:
@@ -255,7 +294,7 @@ class LogitLens(ipw.VBox):
             for mark in self._scatter:  # a hidden mark would still leave a blank legend row
                 mark.visible = mark.display_legend = False
             for mark, p in zip(self._scatter, self.scatter_positions(), strict=False):
-                probs = lens.distribution(self.trace, layer, p, stage)
+                probs = lens.distribution(self.trace, layer=layer, position=p, stage=stage)
                 values, ids = probs.topk(SCATTER_TOP)
                 with mark.hold_sync():
                     mark.x = np.arange(SCATTER_TOP)
@@ -266,10 +305,5 @@ class LogitLens(ipw.VBox):
                     mark.visible = mark.display_legend = True
             self.scatter_fig.title = f"softmax at layer {layer} ({stage})"
 
-    # -- export ---------------------------------------------------------------------------
-    def save_html(self, path: str, title: str | None = None):
-        """The table as one self-contained HTML file that renders with no network; the bqplot
-        plots need the kernel, and the page says so where they stood."""
-        from lmscope.export import save_html
-
-        return save_html(self, path, title=title or "lmscope: logit lens")
+    def _export_title(self) -> str:
+        return "lmscope: logit lens"

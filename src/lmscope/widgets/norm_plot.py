@@ -5,13 +5,13 @@ A composite (`ipywidgets.VBox`) of three bqplot figures and a control row:
 
 - strips: every token's log norm at every layer, jittered around the layer, coloured by layer.
   The selected token is ringed in every layer and joined by a line; clicking a point selects
-  its token (`selected_token`, link it to other views), hovering shows the token's text.
+  its token (`token`, link it to other views), hovering shows the token's text.
 - histograms of the log norms per layer, on one set of bins, coloured the same way.
 - the regression `y[t] = b0 + b1*y[t-1] + ... ` per layer (`lmscope.stats.norm_regression`):
   betas by layer, one line per lag, filled markers where p < 0.05.
 
-The first token (usually an attention sink, orders of magnitude off) is left out of the strips,
-the histograms and the fit unless `include_first` is set (the fit always leaves it out).
+The first token (usually an attention sink, orders of magnitude off) is left out of the strips
+and the histograms while `mute_sink` is set (the default); the fit always leaves it out.
 
 bqplot draws SVG, one element per point: past `max_points` points (30 layers × 1024 tokens is
 30k) the strips show a seeded random subset of tokens, the same tokens in every layer, and say
@@ -20,14 +20,7 @@ so; the selected token is always drawn, and the histograms and the fit use every
 
 from __future__ import annotations
 
-import contextlib
-import html
-import json
-import os
-import pathlib
-import re
-import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import bqplot as bq
 import ipywidgets as ipw
@@ -35,9 +28,10 @@ import numpy as np
 import traitlets as t
 
 from lmscope import stats
-from lmscope.errors import InputError, LmscopeError, check_index
-
-STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
+from lmscope.errors import check_choice, check_count, check_optional_index
+from lmscope.options import keyword_options
+from lmscope.trace import VIEW_STREAMS
+from lmscope.widgets.base import STREAM_TITLES, LmscopeComposite
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
@@ -46,7 +40,6 @@ if TYPE_CHECKING:
 _PLASMA = ["#0d0887", "#4c02a1", "#7e03a8", "#a92395", "#cc4778", "#e56b5d", "#f89540", "#fdc328"]
 _LAG_COLORS = ["#c0392b", "#2c6fbb", "#27ae60", "#8e44ad", "#d68910", "#16a085"]
 _LAG_MARKERS = ["square", "circle", "diamond", "triangle-up", "cross", "triangle-down"]
-_STREAM_LABEL = {"attn_out": "attention output", "mlp_out": "MLP output", "resid_post": "residual"}
 MAX_LAGS = 6
 
 
@@ -76,32 +69,28 @@ def emptiest_corner(values: np.ndarray, y_min: float, y_max: float) -> str:
     return min(counts, key=lambda corner: counts[corner])  # ties keep the first: top-right
 
 
-class NormPlot(ipw.VBox):
+class NormPlot(LmscopeComposite):
     """Per-layer log norms of a stream (strips + histograms) and the lag regression's betas."""
 
-    selected_token = t.Int(-1)
-    stream = t.Enum(stats.NORM_STREAMS, "attn_out")
+    token = t.Int(-1)
+    stream = t.Enum(VIEW_STREAMS, "attn_out")
     lags = t.Int(2)
-    include_first = t.Bool(False)
+    mute_sink = t.Bool(True)
 
+    @keyword_options
     def __init__(
         self,
         trace: Trace,
+        *,
         stream: str = "attn_out",
         lags: int = 2,
-        *,
-        selected_token: int = -1,
-        include_first: bool = False,
+        token: int = -1,
+        mute_sink: bool = True,
         max_points: int = 8000,
         seed: int = 0,
-        **kwargs: Any,
     ) -> None:
-        if stream not in stats.NORM_STREAMS:
-            raise InputError(
-                f"stream must be one of {', '.join(stats.NORM_STREAMS)}, got {stream!r}"
-            )
-        if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
-            raise InputError(f"max_points must be a positive integer, got {max_points!r}")
+        check_choice("stream", stream, VIEW_STREAMS)
+        max_points = check_count("max_points", max_points)
         self.trace = trace
         lags = self._check_lags(lags)
         self.max_points = max_points
@@ -118,51 +107,53 @@ class NormPlot(ipw.VBox):
         self.hist_fig = self._hist_figure()
         self.beta_fig = self._beta_figure()
         self.status = ipw.Label(layout=ipw.Layout(margin="0 0 0 8px"))
-        self.error = ipw.Label(style={"text_color": "#b00020"})
         plots = ipw.HBox([self.strip_fig, self.hist_fig], layout=ipw.Layout(width="100%"))
-        super().__init__([self.controls, plots, self.beta_fig, self.status, self.error], **kwargs)
+        super().__init__([self.controls, plots, self.beta_fig, self.status])
 
-        for name in ("stream", "lags", "include_first"):
+        for name in ("stream", "lags", "mute_sink"):
             t.link((self, name), (self._widgets[name], "value"))
-        self.include_first = include_first
+        self.mute_sink = mute_sink
         self.stream = stream
         self.lags = lags
-        self.selected_token = check_index("position", selected_token, trace.seq_len)
+        self.token = trace.seq_len - 1 if token == -1 else token
         self._strip.observe(self._on_pick, names="selected")
-        self.observe(self._redraw, names=["stream", "lags", "include_first"])
-        self.observe(self._draw_selection, names="selected_token")
+        self.observe(self._redraw, names=["stream", "lags", "mute_sink"])
+        self.observe(self._draw_selection, names="token")
         self._redraw()
+
+    # -- what the controls (and Python) may set -----------------------------------------------
+    @t.validate("token")
+    def _valid_token(self, proposal: dict) -> int:
+        return check_optional_index("token", proposal["value"], self.trace.seq_len)
+
+    @t.validate("lags")
+    def _valid_lags(self, proposal: dict) -> int:
+        return self._check_lags(proposal["value"])
 
     # -- checks and data ----------------------------------------------------------------------
     def _max_lags(self) -> int:
         return max(1, min(MAX_LAGS, (self.trace.seq_len - stats.SKIP_FIRST - 2) // 2))
 
     def _check_lags(self, lags: int) -> int:
-        if isinstance(lags, bool) or not isinstance(lags, int | np.integer):
-            raise InputError(f"lags must be a positive integer, got {lags!r}")
-        if not 1 <= lags <= self._max_lags():
-            raise InputError(
-                f"lags must be in 1..{self._max_lags()} for this {self.trace.seq_len}-token trace,"
-                f" got {lags}"
-            )
-        return int(lags)
+        context = f" for this {self.trace.seq_len}-token trace"
+        return check_count("lags", lags, high=self._max_lags(), context=context)
 
     def log_norms(self, stream: str | None = None) -> np.ndarray:
         """`[n_layers, seq]` log norms of `stream` (the shown one by default), cached."""
         stream = stream or self.stream
         if stream not in self._norms:
-            self._norms[stream] = stats.log_norms(self.trace, stream).numpy()
+            self._norms[stream] = stats.log_norms(self.trace, stream=stream).numpy()
         return self._norms[stream]
 
     def fit(self) -> stats.NormRegression:
         key = (self.stream, self.lags)
         if key not in self._fits:
-            self._fits[key] = stats.norm_regression(self.trace, self.stream, self.lags)
+            self._fits[key] = stats.norm_regression(self.trace, stream=self.stream, lags=self.lags)
         return self._fits[key]
 
     def shown_positions(self) -> np.ndarray:
         """Token positions drawn in the strips (all of them up to `max_points` points)."""
-        first = 0 if self.include_first else stats.SKIP_FIRST
+        first = stats.SKIP_FIRST if self.mute_sink else 0
         positions = np.arange(first, self.trace.seq_len)
         per_layer = max(1, self.max_points // self.trace.n_layers)
         if len(positions) > per_layer:
@@ -174,7 +165,7 @@ class NormPlot(ipw.VBox):
     def _build_controls(self, stream: str, lags: int) -> None:
         self._widgets = {
             "stream": ipw.ToggleButtons(
-                options=[(_STREAM_LABEL[s], s) for s in stats.NORM_STREAMS],
+                options=[(STREAM_TITLES[s], s) for s in VIEW_STREAMS],
                 value=stream,
                 style={"button_width": "130px"},
             ),
@@ -185,9 +176,7 @@ class NormPlot(ipw.VBox):
                 layout=ipw.Layout(width="120px"),
                 style={"description_width": "36px"},
             ),
-            "include_first": ipw.Checkbox(
-                value=False, description="show first token", indent=False
-            ),
+            "mute_sink": ipw.Checkbox(value=True, description="mute first token", indent=False),
         }
         self.controls = ipw.HBox(
             list(self._widgets.values()),
@@ -354,17 +343,8 @@ class NormPlot(ipw.VBox):
         )
 
     # -- drawing ----------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _reporting(self):
-        """Show a failed update under the plots instead of losing it in the kernel log."""
-        try:
-            yield
-            self.error.value = ""
-        except (LmscopeError, ValueError, IndexError, MemoryError) as err:
-            self.error.value = f"{type(err).__name__}: {err}"
-
     def _redraw(self, change: dict | None = None) -> None:
-        with self._reporting():
+        with self.reporting_errors():
             self._draw_strips()
             self._draw_hist()
             self._draw_betas()
@@ -389,12 +369,12 @@ class NormPlot(ipw.VBox):
         self._strip.scales["y"].min = float(np.nanmin(values[finite])) - 0.2
         self._strip.scales["y"].max = float(np.nanmax(values[finite])) + 0.2
         self.strip_fig.axes[1].label = f"log ‖{self.stream}‖"
-        n_all = self.trace.seq_len - (0 if self.include_first else stats.SKIP_FIRST)
+        n_all = self.trace.seq_len - (stats.SKIP_FIRST if self.mute_sink else 0)
         drawn = "" if k == n_all else f" · {k} of {n_all} tokens drawn (subsample)"
-        self.strip_fig.title = f"{_STREAM_LABEL[self.stream]} norms by layer{drawn}"
+        self.strip_fig.title = f"{STREAM_TITLES[self.stream]} norms by layer{drawn}"
 
     def _draw_hist(self) -> None:
-        first = 0 if self.include_first else stats.SKIP_FIRST
+        first = stats.SKIP_FIRST if self.mute_sink else 0
         y = self.log_norms()[:, first:]
         finite = y[np.isfinite(y)]
         # one set of bins for every layer, as wide as Freedman-Diaconis gives for one layer's
@@ -448,7 +428,7 @@ class NormPlot(ipw.VBox):
         )
 
     def _draw_selection(self, change: dict | None = None) -> None:
-        pos = self.selected_token
+        pos = self.token
         y = self.log_norms()
         L = self.trace.n_layers
         if pos < 0 or pos >= self.trace.seq_len:
@@ -467,7 +447,7 @@ class NormPlot(ipw.VBox):
             f" to {np.nanmax(y[:, pos]):.2f} across layers"
             + (
                 "  (the first token is left out of the histograms and the fit)"
-                if pos == 0 and not self.include_first
+                if pos == 0 and self.mute_sink
                 else ""
             )
         )
@@ -476,75 +456,9 @@ class NormPlot(ipw.VBox):
         picked = change["new"]
         if picked is None or len(picked) == 0:
             return
-        with self._reporting():
-            self.selected_token = int(self._drawn[int(picked[-1]) % len(self._drawn)])
+        with self.reporting_errors():
+            self.token = int(self._drawn[int(picked[-1]) % len(self._drawn)])
         self._strip.selected = None
 
-    # -- export -----------------------------------------------------------------------------
-    def save_html(self, path: str | os.PathLike) -> pathlib.Path:
-        """The figures and controls as one HTML file that renders with no kernel and no network.
-
-        Written with Jupyter's own HTML widget manager (vendored in `lmscope/static/vendor`) and
-        bqplot's and bqscales' built JS inlined from their installed packages, so nothing is
-        fetched from a CDN. Hover tooltips and the controls work; selecting a token, or changing
-        the stream, needs the kernel.
-        """
-        target = pathlib.Path(path)
-        target.write_text(
-            widget_page(self, f"lmscope NormPlot: {self.trace.seq_len} tokens"), encoding="utf-8"
-        )
-        return target
-
-
-def _inline(code: str) -> str:
-    # a literal "</script" would end the inline element early; in JS "<\/" reads as "</"
-    return re.sub(r"</(script)", r"<\\/\1", code, flags=re.IGNORECASE)
-
-
-def _amd_module(package: str) -> str:
-    """A Jupyter extension's built AMD bundle from its Python package, named so that require.js
-    finds it locally instead of asking a CDN."""
-    share = pathlib.Path(sys.prefix) / "share" / "jupyter" / "nbextensions" / package / "index.js"
-    if not share.exists():
-        import importlib.metadata as md
-
-        found = [
-            f
-            for f in md.files(package) or []
-            if str(f).endswith(f"nbextensions/{package}/index.js")
-        ]
-        if not found:
-            raise LmscopeError(
-                f"cannot find {package}'s built JS (nbextensions/{package}/index.js)"
-            )
-        share = pathlib.Path(found[0].locate())
-    code = share.read_text(encoding="utf-8")
-    named, n = re.subn(r"\bdefine\(\[", f'define("{package}",[', code, count=1)
-    if n != 1:
-        raise LmscopeError(f"{package}'s index.js is not the AMD bundle expected")
-    return named
-
-
-def widget_page(widget: ipw.Widget, title: str) -> str:
-    """One self-contained HTML page rendering `widget` (any ipywidgets, bqplot included)."""
-    from ipywidgets.embed import dependency_state, embed_data
-
-    data = embed_data(views=[widget], state=dependency_state(widget, drop_defaults=False))
-    state = json.dumps(data["manager_state"], ensure_ascii=True).replace("<", "\\u003c")
-    view = json.dumps(data["view_specs"][0]).replace("<", "\\u003c")
-    vendor = STATIC / "vendor"
-    scripts = [
-        (vendor / "require.js").read_text(encoding="utf-8"),
-        _amd_module("bqscales"),
-        _amd_module("bqplot"),
-        (vendor / "html-manager-embed-amd.js").read_text(encoding="utf-8"),
-    ]
-    inline = "\n".join(f"<script>{_inline(code)}</script>" for code in scripts)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n"
-        f"<style>body {{ margin: 16px; font: 13px system-ui, sans-serif; }}</style>\n</head>\n<body>\n{inline}\n"
-        f'<script type="application/vnd.jupyter.widget-state+json">{state}</script>\n'
-        f'<script type="application/vnd.jupyter.widget-view+json">{view}</script>\n'
-        "</body>\n</html>\n"
-    )
+    def _export_title(self) -> str:
+        return f"lmscope NormPlot: {self.trace.seq_len} tokens"

@@ -1,6 +1,6 @@
 """TokenView: the trace's tokens with their ids, selectable. The smallest complete view: it
 exercises the wire (ids as int32, the per-token probability of the model's own next-token
-prediction as float16), selection flowing both ways (a click sets `selected_token`, Python
+prediction as float16), selection flowing both ways (a click sets `token`, Python
 answers with `predictions`), a bulk request (every position's top next tokens, fetched once on
 first hover), errors under the view, and the static export."""
 
@@ -12,23 +12,28 @@ import torch
 import traitlets as t
 
 from lmscope import _wire
-from lmscope.errors import check_index
+from lmscope.errors import check_count, check_optional_index
+from lmscope.options import keyword_options
 from lmscope.widgets.base import LmscopeWidget, reports_errors, request_handler, static_bundle
 from lmscope.widgets.traits import WireArray
 
 
 class TokenView(LmscopeWidget):
+    """Each token as a chip with its id, shaded by how confidently the model predicted it;
+    `token` is the selection (-1: none), shared with a Dashboard's."""
+
     _esm = static_bundle("tokens")
 
     tokens = t.List(t.Unicode()).tag(sync=True)
     ids = WireArray(kind="index").tag(sync=True)
     #: probability the model gave each token when predicting it (first token: none, 0)
     confidence = WireArray(kind="prob").tag(sync=True)
-    selected_token = t.Int(-1).tag(sync=True)
+    token = t.Int(-1).tag(sync=True)
     #: the selected token's top next-token predictions, pushed by Python on selection
     predictions = t.List(t.Unicode()).tag(sync=True)
 
-    def __init__(self, trace: Any, selected_token: int = -1, **kwargs: Any) -> None:
+    @keyword_options
+    def __init__(self, trace: Any, *, token: int = -1) -> None:
         self._trace = trace
         ids = trace.input_ids
         probs = torch.zeros(len(ids))
@@ -37,19 +42,18 @@ class TokenView(LmscopeWidget):
             with torch.no_grad():
                 prev = torch.log_softmax(logits[:-1].float(), dim=-1)
                 probs[1:] = prev.gather(1, ids[1:, None].to(prev.device))[:, 0].exp().cpu()
-        super().__init__(tokens=list(trace.tokens), ids=ids, confidence=probs, **kwargs)
-        self.selected_token = selected_token
+        super().__init__(tokens=list(trace.tokens), ids=ids, confidence=probs)
+        self.token = token
         self._predict()
 
-    @t.validate("selected_token")
-    def _valid_selection(self, proposal: dict) -> int:
-        value = proposal["value"]
-        return -1 if value == -1 else check_index("token", value, len(self.tokens))
+    @t.validate("token")
+    def _valid_token(self, proposal: dict) -> int:
+        return check_optional_index("token", proposal["value"], len(self.tokens))
 
-    @t.observe("selected_token")
+    @t.observe("token")
     @reports_errors
     def _predict(self, _change: Any = None) -> None:
-        i = self.selected_token
+        i = self.token
         logits = getattr(self._trace, "logits", None)
         if i < 0 or logits is None:
             self.predictions = []
@@ -64,13 +68,13 @@ class TokenView(LmscopeWidget):
         return strings(ids) if strings else [f"#{j}" for j in ids]
 
     @request_handler("next_tokens")
-    def _next_tokens(self, k: int = 3) -> tuple[dict, list]:
+    def _next_tokens(self, top_k: int = 3) -> tuple[dict, list]:
         """Every position's top-k next tokens: strings as JSON, probabilities as one float16
-        buffer of shape [seq, k] (the view prefetches this once, for its tooltips)."""
+        buffer of shape [seq, top_k] (the view prefetches this once, for its tooltips)."""
         logits = getattr(self._trace, "logits", None)
         if logits is None:
             raise ValueError("this trace kept no logits, so there are no predictions to show")
-        k = max(1, min(int(k), 10))
+        k = check_count("top_k", top_k, high=10)
         with torch.no_grad():
             top = torch.topk(torch.softmax(logits.float(), dim=-1), k, dim=-1)
         ids = top.indices.cpu()

@@ -1,4 +1,4 @@
-"""A trait for arrays that validates, narrows and serializes itself to the wire envelope."""
+"""Traits for arrays: each validates, narrows and serializes itself to the wire envelope."""
 
 from __future__ import annotations
 
@@ -8,6 +8,19 @@ import numpy as np
 import traitlets as t
 
 from lmscope import _wire
+
+
+def _is_envelope(value: Any) -> bool:
+    return isinstance(value, dict) and {"data", "dtype", "shape"} <= value.keys()
+
+
+def _encode(name: str, value: Any, kind: _wire.Kind) -> dict:
+    if _is_envelope(value):
+        return value
+    try:
+        return _wire.encode(value, kind)
+    except (TypeError, ValueError) as err:
+        raise t.TraitError(f"{name}: {err}") from None
 
 
 class WireArray(t.TraitType):
@@ -26,15 +39,34 @@ class WireArray(t.TraitType):
         super().__init__(**kwargs)
 
     def validate(self, obj: Any, value: Any) -> dict | None:
-        if value is None:
-            return None
-        if isinstance(value, dict) and {"data", "dtype", "shape"} <= value.keys():
-            return value
-        try:
-            return _wire.encode(value, self.kind)
-        except (TypeError, ValueError) as err:
-            raise t.TraitError(f"{self.name}: {err}") from None
+        return None if value is None else _encode(self.name, value, self.kind)
 
     @staticmethod
     def to_numpy(envelope: dict | None) -> np.ndarray | None:
         return None if envelope is None else _wire.decode(envelope)
+
+
+class WireDict(t.TraitType):
+    """A dict of named arrays that travel together in one message: `{stage: array}`, or a line
+    list `{"query": ..., "key": ..., "of": {...}}`. Each array is encoded with `kinds[key]` (or
+    `kind`); values that are not arrays (small JSON tags such as `of`) pass as they are."""
+
+    info_text = "a dict of arrays (torch tensors, numpy arrays or wire envelopes)"
+
+    def __init__(
+        self, kind: _wire.Kind = "auto", kinds: dict[str, _wire.Kind] | None = None, **kwargs: Any
+    ) -> None:
+        self.kind = kind
+        self.kinds = dict(kinds or {})
+        kwargs.setdefault("default_value", {})
+        super().__init__(**kwargs)
+
+    def validate(self, obj: Any, value: Any) -> dict:
+        if not isinstance(value, dict):
+            self.error(obj, value)
+        out = {}
+        for key, item in value.items():
+            is_array = _is_envelope(item) or isinstance(item, np.ndarray) or hasattr(item, "numpy")
+            kind = self.kinds.get(key, self.kind)
+            out[key] = _encode(f"{self.name}[{key!r}]", item, kind) if is_array else item
+        return out

@@ -1,72 +1,20 @@
-"""The widget platform in a real browser: the wire decoder, the demonstrator view, the static
-HTML export with the network blocked, and JupyterLab / Notebook 7 end to end."""
+"""TokenView (the demonstrator view of the widget platform) in a real browser: selection both
+ways, one bulk request, errors under the view, theme variables, the static HTML export with the
+network blocked, and JupyterLab / Notebook 7 end to end."""
 
 from __future__ import annotations
 
-import pathlib
-import struct
 import sys
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 from harness import cell_output, mount, run_cell, settle, shot, widget_errors
 
 from _models import tiny_ids, tiny_inspector
-from lmscope import _wire
 from lmscope.widgets.tokens import TokenView
 
 pytestmark = pytest.mark.browser
-WIRE_JS = pathlib.Path(__file__).resolve().parents[2] / "js" / "lib" / "wire.js"
-
-
-def _load_wire(page):
-    page.set_content("<html><body></body></html>")
-    page.evaluate(
-        """async (code) => {
-          const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
-          window.wire = await import(url);
-        }""",
-        WIRE_JS.read_text(),
-    )
-
-
-def test_wire_round_trips_bit_exactly_into_javascript(page):
-    _load_wire(page)
-    rng = np.random.default_rng(0)
-    specials = np.array([0, -0.0, 1, -2, 65504, 6e-8, np.inf, -np.inf], dtype=np.float16)
-    cases = {
-        "float16": np.concatenate([rng.standard_normal(500).astype(np.float16), specials]),
-        "uint8": rng.integers(0, 256, 300, dtype=np.uint8),
-        "float32": rng.standard_normal(300).astype(np.float32),
-        "int32": rng.integers(-(2**31), 2**31 - 1, 300, dtype=np.int64),
-    }
-    for dtype, values in cases.items():
-        env = _wire.encode(values)
-        assert env["dtype"] == dtype
-        padded = b"\x00" * 3 + bytes(env["data"])  # an odd offset, as a DataView into a message
-        for container in ("dataview", "uint8array", "arraybuffer", "fallback"):
-            got = page.evaluate(
-                """([bytes, dtype, shape, container]) => {
-                  const all = new Uint8Array(bytes);
-                  const data = container === "dataview" ? new DataView(all.buffer, 3)
-                    : container === "uint8array" ? all.subarray(3) : all.buffer.slice(3);
-                  if (container === "fallback") {
-                    return Array.from(window.wire.decodeHalf(data, false), (v) => Object.is(v, -0) ? "-0" : v);
-                  }
-                  const out = window.wire.decode({ data, dtype, shape });
-                  return Array.from(out, (v) => Object.is(v, -0) ? "-0" : v);
-                }""",
-                [list(padded), dtype, env["shape"], container],
-            )
-            if container == "fallback" and dtype != "float16":
-                continue
-            expected = values.astype(dtype).astype(np.float64 if dtype != "float16" else np.float32)
-            got = np.array([-0.0 if v == "-0" else v for v in got], dtype=expected.dtype)
-            # compare bits, so -0.0 and infinities count too
-            assert got.tobytes() == expected.tobytes(), (dtype, container)
-    assert struct.pack("<e", 65504) == np.float16(65504).tobytes()
 
 
 def _token_view(hostile: bool = False):
@@ -84,7 +32,7 @@ def test_demonstrator_renders_selects_and_answers(page):
     assert chips.nth(4).locator(".lms-token-id").text_content() == str(int(trace.input_ids[4]))
     chips.nth(4).click()
     settle(page)
-    assert view.selected_token == 4  # the click reached Python
+    assert view.token == 4  # the click reached Python
     assert page.locator(".lms-token.selected").count() == 1
     assert "after token 4" in page.locator(".lms-tokens-info").text_content()
     assert view.predictions[0].split()[0] in page.locator(".lms-tokens-info").text_content()
@@ -101,7 +49,7 @@ def test_demonstrator_prefetches_in_one_request(page):
     page.locator("[data-prefetched='1']").wait_for(timeout=10_000)
     page.locator(".lms-token").nth(5).hover()
     settle(page)
-    assert calls == [{"k": 3}]  # one bulk fetch, not one per hover
+    assert calls == [{"top_k": 3}]  # one bulk fetch, not one per hover
     probs = torch.softmax(trace.logits[4].float(), dim=-1)
     best = int(torch.argmax(probs))
     chip = page.locator(".lms-token").nth(4)
@@ -164,7 +112,7 @@ def test_views_follow_jupyterlab_theme_variables(page):
 
 def test_save_html_renders_offline(browser, tmp_path):
     trace, view = _token_view(hostile=True)
-    view.selected_token = 3
+    view.token = 3
     path = view.save_html(tmp_path / "tokens.html")
     page = browser.new_page()
     requests = []
@@ -187,7 +135,7 @@ def test_save_html_renders_offline(browser, tmp_path):
     page.locator(".lms-token").nth(5).click()
     # and so does the request for more data that the first hover sent
     note = page.locator(".lms-static-note").text_content()
-    assert "changing selected_token" in note and "fetching 'next_tokens' data" in note
+    assert "changing token" in note and "fetching 'next_tokens' data" in note
     assert "needs a running kernel" in note
     shot(page, "platform_static_export.png")
     page.close()
@@ -220,12 +168,12 @@ def _check_dark_theme(page) -> None:
 _CELLS = [
     "import sys\n"
     "import lmscope\n"
-    "from lmscope.widgets.tokens import TokenView\n"
+    "from lmscope import TokenView\n"
     "ins = lmscope.Inspector.from_pretrained(device='cpu')\n"
     "view = TokenView(ins.run('The capital of France is Paris.'))\n"
     "view",
-    "print('selected:', view.selected_token, 'tokens:', len(view.tokens), 'kernel:', sys.prefix)",
-    "view.selected_token = 2 if view.selected_token == 5 else view.selected_token",
+    "print('selected:', view.token, 'tokens:', len(view.tokens), 'kernel:', sys.prefix)",
+    "view.token = 2 if view.token == 5 else view.token",
 ]
 
 

@@ -1,6 +1,6 @@
-"""NormPlot: the composite's Python side, its saved page rendered offline in Chromium (bqplot drawn
-by Jupyter's HTML widget manager, token text in tooltips as text), and the live view in
-JupyterLab and Notebook 7 (a click on a point selects its token in the kernel)."""
+"""NormPlot in Chromium: its saved page rendered offline (bqplot drawn by Jupyter's HTML widget
+manager, token text in tooltips as text), and the live view in JupyterLab and Notebook 7 (a click
+on a point selects its token in the kernel). Its Python side: tests/test_norm_plot.py."""
 
 from __future__ import annotations
 
@@ -8,88 +8,13 @@ import numpy as np
 import pytest
 from harness import shot
 
-from _models import default_inspector, tiny_ids, tiny_inspector
-from lmscope.errors import InputError
-from lmscope.stats import norm_regression
-from lmscope.widgets.norm_plot import NormPlot, emptiest_corner
+from _models import default_inspector
+from lmscope.widgets.norm_plot import NormPlot
 
 HOSTILE = (
     "Hungarian rock <b>bold</b> & <img src=x onerror=alert(1)> has been part of the popular "
     "music of Hungary since the early 1960s; the first major bands were Illés and Omega."
 )
-
-
-def test_composite_draws_fit_and_selection():
-    tr = tiny_inspector("llama").run(tiny_ids(40))
-    w = NormPlot(tr)
-    L = tr.n_layers
-    assert w.selected_token == 39  # the last token, like the other views
-    pos = w.shown_positions()
-    assert pos.tolist() == list(range(1, 40))  # first token left out
-    assert len(w._strip.y) == L * 39
-    np.testing.assert_allclose(w._strip.y[39:78], w.log_norms()[1, 1:])
-    layer_of_point = np.repeat(np.arange(L), 39)
-    assert (np.abs(w._strip.x - layer_of_point) <= 0.3).all()  # jittered around its layer
-    assert w._strip.names[0] == f"#1 {tr.tokens[1]}"
-    # the betas plot is the regression; filled markers exactly where p < 0.05
-    ref = norm_regression(tr, "attn_out", 2)
-    np.testing.assert_allclose(w._beta_lines[0].y, ref.betas[:, 0].numpy())
-    sig = np.flatnonzero(ref.pvalues[:, 1].numpy() < 0.05)
-    np.testing.assert_array_equal(w._beta_sig[1].x, sig)
-    assert len(w._beta_sig[1].x) + len(w._beta_ns[1].x) == L
-    assert not w._beta_lines[2].visible
-    # a click in the strips (bqplot's `selected`) selects that point's token, ringed in every layer
-    w._strip.selected = [39 + 7]  # layer 1, 8th drawn token
-    assert w.selected_token == 8 and w._strip.selected is None
-    np.testing.assert_allclose(w._ring.y, w.log_norms()[:, 8])
-    assert w.status.value.startswith(f"token 8: {tr.tokens[8]}")
-    # histograms count every shown token in every layer
-    assert w._hist.y.shape[0] == L and (w._hist.y.sum(1) == 39).all()
-    # stream / lags / first token follow the controls
-    w._widgets["stream"].value = "mlp_out"
-    w._widgets["lags"].value = 3
-    assert (w.stream, w.lags) == ("mlp_out", 3)
-    np.testing.assert_allclose(w._beta_lines[2].y, norm_regression(tr, "mlp_out", 3).betas[:, 2])
-    assert "mlp_out" in w.beta_fig.title and w._beta_lines[2].visible
-    w.include_first = True
-    assert len(w._strip.y) == L * 40 and (w._hist.y.sum(1) == 40).all()
-
-
-def test_beta_legend_goes_to_the_emptiest_corner():
-    rising = np.linspace(0, 1, 30)[:, None]  # last layers top right, first bottom left
-    assert emptiest_corner(rising, 0, 1) == "top-left"
-    assert emptiest_corner(1 - rising, 0, 1) == "top-right"
-    assert emptiest_corner(np.full((30, 2), 0.9), 0, 1) == "bottom-right"
-    assert emptiest_corner(np.full((30, 1), np.nan), 0, 1) == "top-right"
-    # the widget places its legend where its own betas leave room
-    w = NormPlot(tiny_inspector("llama").run(tiny_ids(40)))
-    y = w._zero.scales["y"]
-    betas = np.stack([w._beta_lines[j].y for j in range(w.lags)], 1)
-    assert w.beta_fig.legend_location == emptiest_corner(betas, y.min, y.max)
-
-
-def test_many_tokens_are_subsampled_and_say_so():
-    tr = tiny_inspector("gpt2").run(tiny_ids(240))
-    w = NormPlot(tr, max_points=300)
-    pos = w.shown_positions()
-    assert len(pos) == 100 and 0 not in pos and (np.diff(pos) > 0).all()
-    assert len(w._strip.y) == 300
-    assert "100 of 239 tokens drawn" in w.strip_fig.title
-    assert w._hist.y.sum(1).tolist() == [239.0] * tr.n_layers  # histograms use every token
-    w._strip.selected = [5]
-    assert w.selected_token == int(pos[5])
-
-
-def test_bad_arguments_are_clear_errors():
-    tr = tiny_inspector("llama").run(tiny_ids(12))
-    with pytest.raises(InputError, match="stream must be one of attn_out, mlp_out, resid_post"):
-        NormPlot(tr, stream="resid")
-    with pytest.raises(InputError, match=r"lags must be in 1\.\.4 .* got 5"):
-        NormPlot(tr, lags=5)
-    with pytest.raises(InputError, match="max_points"):
-        NormPlot(tr, max_points=0)
-    with pytest.raises(IndexError, match=r"valid: 0\.\.11"):
-        NormPlot(tr, selected_token=12)
 
 
 @pytest.mark.browser

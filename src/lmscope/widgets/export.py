@@ -1,0 +1,199 @@
+"""Saved pages: one self-contained HTML file per view, layout or dashboard; no CDN, no kernel.
+
+A layout is walked as it is shown: boxes become flex rows or columns, labels become text, an
+lmscope view is drawn by `static/static_runtime.js` (a minimal anywidget model over the saved
+state, binary buffers base64 in the page), and every other widget (a bqplot figure, a control)
+by Jupyter's own HTML widget manager (vendored in `static/vendor`, with bqplot's and bqscales'
+built JS read from their installed packages), placed where it stood. The widget manager is
+inlined only when the page has such widgets, so a page of lmscope views stays small.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import pathlib
+import re
+import sys
+from typing import Any
+
+import ipywidgets
+from ipywidgets.widgets.widget import _remove_buffers
+
+from lmscope.errors import LmscopeError
+from lmscope.widgets.base import STATIC, ErrorArea, LmscopeWidget
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ margin: 16px; font: 13px system-ui, sans-serif; color: #222; background: #fff; }}
+.lms-export-note {{ margin: 8px 0; padding: 6px 8px; border: 1px dashed #bbb; color: #555; font-size: 12px; }}
+.lms-export-title {{ font-weight: 600; margin: 0 0 8px; }}
+{shared_css}
+.lms-export-label {{ font-weight: 600; margin: 12px 0 2px; }}
+.lms-export-row, .lms-export-column {{ display: flex; gap: 8px; flex-wrap: wrap; }}
+.lms-export-column {{ flex-direction: column; }}
+/* a figure the widget manager draws sizes itself by percent of its box: give each a share */
+.lms-export-row > .widget-subarea {{ flex: 1 1 0; min-width: 320px; }}
+</style>
+</head>
+<body>
+<div class="lms-export-title">{title}</div>
+{blocks}
+{scripts}
+<script>
+{runtime}
+</script>
+<script type="module">
+const {{ mount }} = window.lmscopeStatic;
+for (const host of document.querySelectorAll("[data-lmscope-view]")) {{
+  const id = host.dataset.lmscopeView;
+  const code = document.getElementById(`lms-code-${{host.dataset.bundle}}`).textContent;
+  const saved = JSON.parse(document.getElementById(`lms-state-${{id}}`).textContent);
+  mount(host, code, saved.state, saved.buffers).catch((err) => {{
+    host.textContent = `lmscope could not render this view: ${{err}}`;
+  }});
+}}
+</script>
+</body>
+</html>
+"""
+
+
+def _code_text(code: str) -> str:
+    # a literal "</script" would end the inline element early; in JS "<\/" reads as "</"
+    return re.sub(r"</(script)", r"<\\/\1", code, flags=re.IGNORECASE)
+
+
+def _json_text(payload: str) -> str:
+    # "<" occurs only inside JSON strings, where \u003c is the same character
+    return payload.replace("<", "\\u003c")
+
+
+class _Page:
+    """What a walk over a layout collects: lmscope views and other widgets, in page order."""
+
+    def __init__(self) -> None:
+        self.views: list[LmscopeWidget] = []
+        self.others: list[ipywidgets.Widget] = []
+
+    def block(self, widget: Any) -> str:
+        if isinstance(widget, ErrorArea) and not widget.error:
+            return ""  # an empty error area draws nothing
+        if isinstance(widget, LmscopeWidget):
+            self.views.append(widget)
+            bundle = html.escape(type(widget).__name__)
+            return f'<div data-lmscope-view="{len(self.views) - 1}" data-bundle="{bundle}"></div>'
+        if isinstance(widget, ipywidgets.Box):
+            inner = "".join(self.block(child) for child in widget.children)
+            direction = "row" if isinstance(widget, ipywidgets.HBox) else "column"
+            return f'<div class="lms-export-{direction}">{inner}</div>'
+        if isinstance(widget, ipywidgets.Label):
+            # a section title (class "lms-section") or a status line: text, never markup
+            kind = "lms-export-label" if "lms-section" in widget._dom_classes else "lms-note"
+            return f'<div class="{kind}">{html.escape(widget.value)}</div>'
+        self.others.append(widget)
+        spec = {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
+        # Jupyter's HTML widget manager draws the widget where this tag stands
+        return f'<script type="application/vnd.jupyter.widget-view+json">{_json_text(json.dumps(spec))}</script>'
+
+
+def _view_scripts(views: list[LmscopeWidget]) -> list[str]:
+    scripts, bundles = [], {}
+    for index, view in enumerate(views):
+        state, paths, buffers = _remove_buffers(view.get_state())
+        state.pop("_esm", None)
+        state.pop("_css", None)
+        encoded = [
+            [path, base64.b64encode(bytes(buf)).decode("ascii")]
+            for path, buf in zip(paths, buffers, strict=True)
+        ]
+        payload = json.dumps({"state": state, "buffers": encoded}, ensure_ascii=True)
+        scripts.append(
+            f'<script type="application/json" id="lms-state-{index}">{_json_text(payload)}</script>'
+        )
+        bundles[type(view).__name__] = _bundle_code(view)
+    for name, code in bundles.items():
+        scripts.append(
+            f'<script type="text/plain" id="lms-code-{html.escape(name)}">{_code_text(code)}</script>'
+        )
+    return scripts
+
+
+def _bundle_code(view: LmscopeWidget) -> str:
+    # anywidget keeps `_esm` as a synced trait holding the file's text (kept current under HMR)
+    esm = view._esm
+    return esm.read_text(encoding="utf-8") if isinstance(esm, pathlib.Path) else str(esm)
+
+
+def _amd_module(package: str) -> str:
+    """A Jupyter extension's built AMD bundle from its Python package, named so that require.js
+    finds it locally instead of asking a CDN."""
+    share = pathlib.Path(sys.prefix) / "share" / "jupyter" / "nbextensions" / package / "index.js"
+    if not share.exists():
+        import importlib.metadata as md
+
+        found = [
+            f
+            for f in md.files(package) or []
+            if str(f).endswith(f"nbextensions/{package}/index.js")
+        ]
+        if not found:
+            raise LmscopeError(
+                f"cannot find {package}'s built JS (nbextensions/{package}/index.js)"
+            )
+        share = pathlib.Path(found[0].locate())
+    code = share.read_text(encoding="utf-8")
+    named, n = re.subn(r"\bdefine\(\[", f'define("{package}",[', code, count=1)
+    if n != 1:
+        raise LmscopeError(f"{package}'s index.js is not the AMD bundle expected")
+    return named
+
+
+def _manager_scripts(others: list[ipywidgets.Widget]) -> list[str]:
+    """The widget manager, its modules and the state of every non-lmscope widget on the page."""
+    from ipywidgets.embed import dependency_state
+
+    # without drop_defaults=False the figures' default-valued traits, and so their marks, vanish
+    state = dependency_state(others, drop_defaults=False)
+    data = {"version_major": 2, "version_minor": 0, "state": state}
+    code = [(STATIC / "vendor" / "require.js").read_text(encoding="utf-8")]
+    if any(m.get("model_module") in ("bqplot", "bqscales") for m in state.values()):
+        code += [_amd_module("bqscales"), _amd_module("bqplot")]
+    code.append((STATIC / "vendor" / "html-manager-embed-amd.js").read_text(encoding="utf-8"))
+    scripts = [f"<script>{_code_text(c)}</script>" for c in code]
+    scripts.append(
+        '<script type="application/vnd.jupyter.widget-state+json">'
+        f"{_json_text(json.dumps(data, ensure_ascii=True))}</script>"
+    )
+    return scripts
+
+
+def render_html(widget: Any, title: str | None = None) -> str:
+    page = _Page()
+    blocks = page.block(widget)
+    scripts = _view_scripts(page.views)
+    if page.others:
+        scripts = _manager_scripts(page.others) + scripts
+    shared_css = (STATIC / "lmscope.css").read_text(encoding="utf-8").replace("</", "<\\/")
+    return _PAGE.format(
+        title=html.escape(title or f"lmscope: {type(widget).__name__}"),
+        blocks=blocks,
+        scripts="\n".join(scripts),
+        runtime=_code_text((STATIC / "static_runtime.js").read_text(encoding="utf-8")),
+        shared_css=shared_css,
+    )
+
+
+def save_html(widget: Any, path: str | os.PathLike, title: str | None = None) -> pathlib.Path:
+    """Write `widget` (an lmscope view, a composite or any layout of widgets) to one
+    self-contained HTML file that renders with no network; returns its path."""
+    target = pathlib.Path(path)
+    target.write_text(render_html(widget, title), encoding="utf-8")
+    return target

@@ -1,0 +1,51 @@
+"""LogitLens without a browser: the composite's table state, its linked plots, and decoding only
+the stage shown."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _models import tiny_ids, tiny_inspector
+from lmscope.errors import InputError
+from lmscope.widgets.logit_lens import LogitLens
+
+
+def test_composite_links_table_and_plots():
+    tr = tiny_inspector("llama").run(tiny_ids(12))
+    w = LogitLens(tr, top_k=3, stage="both", targets=[5, 9])
+    assert w.table.top["post"]["shape"] == [3, 12, 3] and w.table.top["post"]["dtype"] == "int32"
+    assert w.table.probs["mid"]["dtype"] == "float16"
+    # every id shown is in the string table, and the table holds only ids that occur
+    ids = np.frombuffer(w.table.string_ids["data"], dtype=np.int32)
+    assert set(ids.tolist()) == {
+        *w.results["post"].token_ids.flatten().tolist(),
+        *w.results["mid"].token_ids.flatten().tolist(),
+        5,
+        9,
+    }
+    assert w.token == 11 and w.table.token == 11
+    # focusing a column in the table moves the target line and the scatter
+    w.table.token = 4
+    assert w.token == 4
+    np.testing.assert_allclose(w._lines.y[0], w.results["post"].target_probs[:, 4, 0].numpy())
+    assert [m.visible for m in w._scatter] == [True, True, False, False]
+    assert [m.display_legend for m in w._scatter] == [True, True, False, False]  # no blank rows
+    # token strings repeat ('�' for several byte pieces): bqplot must not key points by them
+    assert not any(m.names_unique for m in w._scatter)
+    w.layer = 1
+    top = w.results["post"].probs[1, 4, 0].item()
+    assert w._scatter[0].y[0] == pytest.approx(top, rel=1e-6)
+    w.metric = "rank"
+    np.testing.assert_array_equal(w._lines.y[1], w.results["post"].target_ranks[:, 4, 1].numpy())
+    w.compare_positions = [2]
+    assert [m.visible for m in w._scatter] == [True, True, True, False]
+    assert [m.display_legend for m in w._scatter] == [True, True, True, False]
+    with pytest.raises(InputError, match="stage must be one of post, mid, both"):
+        LogitLens(tr, stage="pre")
+    # only the stage shown is decoded; another is decoded when asked for
+    one = LogitLens(tr, top_k=3)
+    assert list(one.results) == ["post"] and one.table.stages == ["post"]
+    one.table.stage = "mid"  # what the browser's stage menu sets
+    assert list(one.results) == ["post", "mid"] and one.table.stages == ["post", "mid"]
+    assert one.table.top["mid"]["shape"] == [3, 12, 3]
