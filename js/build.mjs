@@ -1,10 +1,24 @@
 // Bundle every js/views/<name>.js into src/lmscope/static/<name>.js, plus the static-export
 // runtime and the shared stylesheet. The output is committed so `pip install .` needs no node; CI rebuilds and diffs it.
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as esbuild from "esbuild";
 
 const views = readdirSync("js/views").filter((f) => f.endsWith(".js"));
+
+// A view's own stylesheet (js/styles/<view>.css) arrives minified, as a string for injectCss.
+const cssAsText = {
+  name: "css-as-text",
+  setup(build) {
+    build.onLoad({ filter: /\.css$/ }, async ({ path }) => {
+      const { code } = await esbuild.transform(readFileSync(path, "utf8"), {
+        loader: "css",
+        minify: true,
+      });
+      return { contents: code.trim(), loader: "text" };
+    });
+  },
+};
 const common = {
   bundle: true,
   target: "es2020",
@@ -19,8 +33,7 @@ const builds = [
     entryPoints: views.map((f) => join("js/views", f)),
     outdir: "src/lmscope/static",
     format: "esm",
-    // a view's own stylesheet (js/styles/<view>.css) arrives as a string for injectCss
-    loader: { ".css": "text" },
+    plugins: [cssAsText],
   },
   // saved HTML pages inline the runtime as a classic script exposing `lmscopeStatic.mount`
   {

@@ -83,11 +83,15 @@ def test_dispatched_tiny_model_is_inspected_like_the_plain_one(family, how, tmp_
         trace = ins.run(tiny_ids())
         assert_traces_equal(trace, plain, range(trace.n_layers), heads=range(trace.n_heads))
         for stage in lens.STAGES:
-            got, want = trace.logit_lens(k=3, stage=stage), plain.logit_lens(k=3, stage=stage)
+            got, want = (
+                trace.logit_lens(top_k=3, stage=stage),
+                plain.logit_lens(top_k=3, stage=stage),
+            )
             assert torch.equal(got.token_ids, want.token_ids)
             assert torch.equal(got.probs, want.probs)
-        for stream in stats.NORM_STREAMS:
-            assert torch.equal(stats.log_norms(trace, stream), stats.log_norms(plain, stream))
+        for stream in lmscope.trace.VIEW_STREAMS:
+            got, want = stats.log_norms(trace, stream=stream), stats.log_norms(plain, stream=stream)
+            assert torch.equal(got, want)
         # attribution reads offloaded weights (output projections, final norm, unembedding)
         got, want = trace.attribution(5), plain.attribution(5)
         assert torch.equal(got.heads, want.heads) and torch.equal(got.mlps, want.mlps)

@@ -16,6 +16,11 @@ import { el, option } from "./dom.js";
  * }} ControlSpec
  */
 
+/** [[0, "0"], [1, "1"], ...] up to the model's `count` trait: a layer or head menu. */
+export function numberChoices(model, count) {
+  return () => Array.from({ length: model.get(count) }, (_, i) => [i, String(i)]);
+}
+
 /** How the value a control holds reads back as the trait's value: numbers stay numbers. */
 export function parseLike(current, raw) {
   if (typeof current === "number") return Number(raw);

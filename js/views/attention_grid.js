@@ -12,8 +12,8 @@ import {
   tipText,
 } from "../parts/heatmap.js";
 import CSS from "../styles/attention_grid.css";
-import { control } from "../lib/controls.js";
-import { el, range, toolbar } from "../lib/dom.js";
+import { control, numberChoices } from "../lib/controls.js";
+import { el, toolbar } from "../lib/dom.js";
 import { cssColor, textOn } from "../lib/theme.js";
 import { defineView, injectCss } from "../lib/view.js";
 import { decodeArray } from "../lib/wire.js";
@@ -23,7 +23,6 @@ import { decodeArray } from "../lib/wire.js";
 const ANNOTATE_MAX = 12;
 
 function controls(model, bar) {
-  const numbers = (n) => () => range(model.get(n)).map((i) => [i, String(i)]);
   const by = control(model, "by", bar, {
     kind: "select",
     label: "show",
@@ -35,12 +34,12 @@ function controls(model, bar) {
   const layer = control(model, "layer", bar, {
     kind: "select",
     label: "layer",
-    options: numbers("n_layers"),
+    options: numberChoices(model, "n_layers"),
   });
   const head = control(model, "head", bar, {
     kind: "select",
     label: "head",
-    options: numbers("n_heads"),
+    options: numberChoices(model, "n_heads"),
   });
   control(model, "mute_sink", bar, { kind: "checkbox", label: "mute first token" });
   const mode = control(model, "mode", bar, {

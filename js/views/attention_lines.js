@@ -13,8 +13,8 @@ import {
   visibleRows,
 } from "../parts/lines.js";
 import CSS from "../styles/attention_lines.css";
-import { control } from "../lib/controls.js";
-import { el, range, toolbar } from "../lib/dom.js";
+import { control, numberChoices } from "../lib/controls.js";
+import { el, toolbar } from "../lib/dom.js";
 import { cssVar } from "../lib/theme.js";
 import { defineView, injectCss, redrawOnScroll } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
@@ -25,11 +25,11 @@ const LABEL_W = 150; // px reserved for each token column
 const BUCKETS = 24; // strength levels: one canvas stroke per level
 
 function controls(model, bar, preview) {
-  const numbers = (n) => range(model.get(n)).map((i) => [i, String(i)]);
+  const layers = numberChoices(model, "n_layers");
   control(model, "layer", bar, {
     kind: "select",
     label: "layer",
-    options: () => numbers("n_layers"),
+    options: layers,
     onSet: (layer) => {
       if (model.get("layer_end") < layer) model.set("layer_end", layer);
     },
@@ -37,12 +37,16 @@ function controls(model, bar, preview) {
   control(model, "layer_end", bar, {
     kind: "select",
     label: "to",
-    options: () => numbers("n_layers"),
+    options: layers,
   });
   control(model, "head", bar, {
     kind: "select",
     label: "head",
-    options: () => [...numbers("n_heads"), ["mean", "all: mean"], ["max", "all: max"]],
+    options: () => [
+      ...numberChoices(model, "n_heads")(),
+      ["mean", "all: mean"],
+      ["max", "all: max"],
+    ],
     parse: (v) => (v === "mean" || v === "max" ? v : Number(v)),
   });
   control(model, "values", bar, {

@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING
 
 import traitlets as t
 
-from lmscope.errors import check_index
 from lmscope.options import keyword_options
 from lmscope.widgets.attention_grid import AttentionGrid
 from lmscope.widgets.attention_lines import AttentionLines
-from lmscope.widgets.base import LmscopeComposite
+from lmscope.widgets.base import LmscopeComposite, index_check
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
@@ -38,8 +37,6 @@ class AttentionExplorer(LmscopeComposite):
         size: int = 96,
         mute_sink: bool = False,
     ) -> None:
-        layer = check_index("layer", layer, trace.n_layers)
-        head = check_index("head", head, trace.n_heads)
         self.grid = AttentionGrid(trace, layer=layer, head=head, size=size, mute_sink=mute_sink)
         self.lines = AttentionLines(trace, layer=layer, head=head, mute_sink=mute_sink)
         super().__init__([self.grid, self.lines])
@@ -52,13 +49,16 @@ class AttentionExplorer(LmscopeComposite):
     def trace(self) -> Trace:
         return self.grid.trace
 
-    @t.validate("layer")
-    def _valid_layer(self, proposal: dict) -> int:
-        return check_index("layer", proposal["value"], self.grid.n_layers)
+    _valid_layer = index_check("layer", size="n_layers")
+    _valid_head = index_check("head", size="n_heads")
 
-    @t.validate("head")
-    def _valid_head(self, proposal: dict) -> int:
-        return check_index("head", proposal["value"], self.grid.n_heads)
+    @property
+    def n_layers(self) -> int:
+        return self.grid.n_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.grid.n_heads
 
     def _follow(self, _change: dict) -> None:
         with self.reporting_errors():

@@ -16,7 +16,7 @@ import traitlets as t
 from lmscope import attention
 from lmscope.errors import InputError, check_choice, check_count, check_index
 from lmscope.options import keyword_options
-from lmscope.widgets.base import LmscopeWidget, static_bundle
+from lmscope.widgets.base import LmscopeWidget, choice_check, index_check, static_bundle
 from lmscope.widgets.traits import WireArray
 
 if TYPE_CHECKING:
@@ -107,17 +107,9 @@ class AttentionGrid(LmscopeWidget):
         self.observe(self._on_control, names=["by", "layer", "head", "mute_sink", "mode"])
 
     # -- what the browser may set ---------------------------------------------------------------
-    @t.validate("layer")
-    def _valid_layer(self, proposal: dict) -> int:
-        return check_index("layer", proposal["value"], self.n_layers)
-
-    @t.validate("head")
-    def _valid_head(self, proposal: dict) -> int:
-        return check_index("head", proposal["value"], self.n_heads)
-
-    @t.validate("by")
-    def _valid_by(self, proposal: dict) -> str:
-        return check_choice("by", proposal["value"], attention.GRID_BY)
+    _valid_layer = index_check("layer", size="n_layers")
+    _valid_head = index_check("head", size="n_heads")
+    _valid_by = choice_check("by", attention.GRID_BY)
 
     @t.validate("mode")
     def _valid_mode(self, proposal: dict) -> str:

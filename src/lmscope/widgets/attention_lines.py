@@ -11,7 +11,7 @@ import traitlets as t
 from lmscope import attention
 from lmscope.errors import check_choice, check_count, check_fraction, check_index
 from lmscope.options import keyword_options
-from lmscope.widgets.base import LmscopeWidget, static_bundle
+from lmscope.widgets.base import LmscopeWidget, choice_check, index_check, static_bundle
 from lmscope.widgets.traits import WireDict
 
 if TYPE_CHECKING:
@@ -80,9 +80,7 @@ class AttentionLines(LmscopeWidget):
         self.observe(self._on_control, names=list(CONTROLS))
 
     # -- what the browser may set: the same checks as the constructor's -----------------------
-    @t.validate("layer", "layer_end")
-    def _valid_layer(self, proposal: dict) -> int:
-        return check_index("layer", proposal["value"], self.n_layers)
+    _valid_layer = index_check("layer", "layer_end", size="n_layers", label="layer")
 
     @t.validate("head")
     def _valid_head(self, proposal: dict) -> int | str:
@@ -91,9 +89,7 @@ class AttentionLines(LmscopeWidget):
             return check_choice("head", head, attention.AGGREGATES)
         return check_index("head", head, self.n_heads)
 
-    @t.validate("values")
-    def _valid_values(self, proposal: dict) -> str:
-        return check_choice("values", proposal["value"], attention.VALUES)
+    _valid_values = choice_check("values", attention.VALUES)
 
     @t.validate("threshold")
     def _valid_threshold(self, proposal: dict) -> float:

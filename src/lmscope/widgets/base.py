@@ -46,7 +46,7 @@ import ipywidgets as ipw
 import traitlets as t
 
 from lmscope import _wire
-from lmscope.errors import LmscopeError
+from lmscope.errors import LmscopeError, check_choice, check_index, check_optional_index
 from lmscope.trace import Trace
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
@@ -99,6 +99,34 @@ def request_handler(name: str) -> Callable[[Callable], Callable]:
         return method
 
     return mark
+
+
+def index_check(*names: str, size: str, label: str | None = None, optional: bool = False):
+    """A `@t.validate` for selection traits, the same from Python and from the browser: each of
+    `names` must be an index below `self.<size>` (an int, or a list's length); -1 stays -1 (none)
+    when `optional`. `label` names the value in the message (default: the trait's name).
+
+        _valid_layer = index_check("layer", "layer_end", size="n_layers", label="layer")
+    """
+    check = check_optional_index if optional else check_index
+
+    @t.validate(*names)
+    def validate(self: t.HasTraits, proposal: dict) -> int:
+        bound = getattr(self, size)
+        bound = bound if isinstance(bound, int) else len(bound)
+        return check(label or proposal["trait"].name, proposal["value"], bound)
+
+    return validate
+
+
+def choice_check(name: str, choices: tuple[str, ...]):
+    """A `@t.validate` for a trait that holds one of `choices` (a stream, a stage, a mode)."""
+
+    @t.validate(name)
+    def validate(self: t.HasTraits, proposal: dict) -> str:
+        return check_choice(name, proposal["value"], choices)
+
+    return validate
 
 
 class ReportsErrors(t.HasTraits):

@@ -31,7 +31,7 @@ import traitlets as t
 
 from lmscope.errors import InputError, check_choice, check_index, check_optional_index
 from lmscope.options import keyword_options, unknown_option
-from lmscope.widgets.base import LmscopeComposite
+from lmscope.widgets.base import LmscopeComposite, index_check
 
 if TYPE_CHECKING:
     from lmscope.inspector import Inspector
@@ -57,17 +57,9 @@ class Selection(ipw.Widget):
     n_layers = t.Int(1).tag(sync=True)
     n_heads = t.Int(1).tag(sync=True)
 
-    @t.validate("token")
-    def _valid_token(self, proposal: dict) -> int:
-        return check_optional_index("token", proposal["value"], self.n_tokens)
-
-    @t.validate("layer")
-    def _valid_layer(self, proposal: dict) -> int:
-        return check_index("layer", proposal["value"], self.n_layers)
-
-    @t.validate("head")
-    def _valid_head(self, proposal: dict) -> int:
-        return check_index("head", proposal["value"], self.n_heads)
+    _valid_token = index_check("token", size="n_tokens", optional=True)
+    _valid_layer = index_check("layer", size="n_layers")
+    _valid_head = index_check("head", size="n_heads")
 
     def update(self, values: Mapping[str, int] | Selection) -> None:
         """Set several at once (checked first, so a bad value changes nothing)."""

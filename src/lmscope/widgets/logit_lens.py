@@ -26,9 +26,15 @@ import torch
 import traitlets as t
 
 from lmscope import lens
-from lmscope.errors import check_choice, check_index, check_optional_index
+from lmscope.errors import check_choice, check_index
 from lmscope.options import keyword_options
-from lmscope.widgets.base import LmscopeComposite, LmscopeWidget, static_bundle
+from lmscope.widgets.base import (
+    LmscopeComposite,
+    LmscopeWidget,
+    choice_check,
+    index_check,
+    static_bundle,
+)
 from lmscope.widgets.traits import WireArray, WireDict
 
 if TYPE_CHECKING:
@@ -66,17 +72,9 @@ class LogitLensTable(LmscopeWidget):
     token = t.Int(-1).tag(sync=True)
     layer = t.Int(-1).tag(sync=True)
 
-    @t.validate("stage")
-    def _valid_stage(self, proposal: dict) -> str:
-        return check_choice("stage", proposal["value"], SHOWN)
-
-    @t.validate("token")
-    def _valid_token(self, proposal: dict) -> int:
-        return check_optional_index("token", proposal["value"], len(self.tokens))
-
-    @t.validate("layer")
-    def _valid_layer(self, proposal: dict) -> int:
-        return check_optional_index("layer", proposal["value"], self.n_layers)
+    _valid_stage = choice_check("stage", SHOWN)
+    _valid_token = index_check("token", size="tokens", optional=True)
+    _valid_layer = index_check("layer", size="n_layers", optional=True)
 
     @t.validate("target")
     def _valid_target(self, proposal: dict) -> int:
@@ -92,9 +90,7 @@ class LogitLens(LmscopeComposite):
     compare_positions = t.List(t.Int())
     metric = t.Enum(("prob", "rank"), "prob")
 
-    @t.validate("stage")
-    def _valid_stage(self, proposal: dict) -> str:
-        return check_choice("stage", proposal["value"], SHOWN)
+    _valid_stage = choice_check("stage", SHOWN)
 
     @keyword_options
     def __init__(

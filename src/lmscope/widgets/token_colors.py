@@ -22,10 +22,16 @@ import torch
 import traitlets as t
 
 from lmscope import coloring
-from lmscope.errors import check_choices, check_count, check_index, check_optional_index
+from lmscope.errors import check_choices, check_count, check_index
 from lmscope.options import keyword_options
 from lmscope.trace import VIEW_STREAMS
-from lmscope.widgets.base import STREAM_TITLES, LmscopeWidget, reports_errors, static_bundle
+from lmscope.widgets.base import (
+    STREAM_TITLES,
+    LmscopeWidget,
+    index_check,
+    reports_errors,
+    static_bundle,
+)
 from lmscope.widgets.traits import WireArray
 
 if TYPE_CHECKING:
@@ -101,13 +107,8 @@ class TokenColors(LmscopeWidget):
             self.neighbors = table
             self.neighbors_layer = self.layer
 
-    @t.validate("layer")
-    def _valid_layer(self, proposal: dict) -> int:
-        return check_index("layer", proposal["value"], self.n_layers)
-
-    @t.validate("token")
-    def _valid_token(self, proposal: dict) -> int:
-        return check_optional_index("token", proposal["value"], len(self.texts))
+    _valid_layer = index_check("layer", size="n_layers")
+    _valid_token = index_check("token", size="texts", optional=True)
 
     @reports_errors
     def _on_layer(self, _change: dict) -> None:

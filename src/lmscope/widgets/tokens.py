@@ -12,9 +12,15 @@ import torch
 import traitlets as t
 
 from lmscope import _wire
-from lmscope.errors import check_count, check_optional_index
+from lmscope.errors import check_count
 from lmscope.options import keyword_options
-from lmscope.widgets.base import LmscopeWidget, reports_errors, request_handler, static_bundle
+from lmscope.widgets.base import (
+    LmscopeWidget,
+    index_check,
+    reports_errors,
+    request_handler,
+    static_bundle,
+)
 from lmscope.widgets.traits import WireArray
 
 
@@ -46,9 +52,7 @@ class TokenView(LmscopeWidget):
         self.token = token
         self._predict()
 
-    @t.validate("token")
-    def _valid_token(self, proposal: dict) -> int:
-        return check_optional_index("token", proposal["value"], len(self.tokens))
+    _valid_token = index_check("token", size="tokens", optional=True)
 
     @t.observe("token")
     @reports_errors
