@@ -14,8 +14,9 @@ const TOP_K = 3; // next tokens per tooltip
 
 function render({ model, el: root }) {
   injectCss(CSS);
-  const row = el("div", { className: "lms-tokens-row", parent: root });
-  const info = el("div", { className: "lms-tokens-info lms-note", parent: root });
+  const box = el("div", { className: "lms-tokens", parent: root });
+  const row = el("div", { className: "lms-tokens-row", parent: box });
+  const info = el("div", { className: "lms-tokens-info lms-note", parent: box });
   const chips = [];
   /** @type {Promise<void> | null} */
   let fetching = null;
