@@ -112,8 +112,10 @@ def main() -> None:
     for n in args.lengths:
         ids = prompt_ids(ins, n)
         tr = ins.run(ids)
-        lines, t_lines = timed(lambda tr=tr: AttentionLines(tr, LAYER, HEAD))
-        _, t_mean = timed(lambda tr=tr: AttentionLines(tr, LAYER, "mean", layer_end=LAYER + 3))
+        lines, t_lines = timed(lambda tr=tr: AttentionLines(tr, layer=LAYER, head=HEAD))
+        _, t_mean = timed(
+            lambda tr=tr: AttentionLines(tr, layer=LAYER, head="mean", layer_end=LAYER + 3)
+        )
         grid, t_grid = timed(lambda tr=tr: AttentionGrid(tr, by="head", head=HEAD))
         row = {
             "n": n,

@@ -46,7 +46,7 @@ def test_half_precision_patterns_match_hugging_face_eager(dtype):
         )
         rebuilt = trace.resid_mid(layer) + trace.mlp_out(layer)
         torch.testing.assert_close(rebuilt, trace.resid_post(layer), atol=5e-2, rtol=1e-2)
-    lens = trace.logit_lens(k=1, positions=-1)
+    lens = trace.logit_lens(top_k=1, positions=-1)
     assert int(lens.token_ids[-1, 0, 0]) == int(trace.logits[-1].argmax())
 
 
@@ -76,7 +76,7 @@ def test_two_gpu_device_map_matches_one_gpu(plain_fp32):
                 getattr(trace, name)(layer).cpu(), getattr(plain, name)(layer).cpu()
             )
     for stage in ("post", "mid"):
-        got, want = trace.logit_lens(k=3, stage=stage), plain.logit_lens(k=3, stage=stage)
+        got, want = trace.logit_lens(top_k=3, stage=stage), plain.logit_lens(top_k=3, stage=stage)
         assert torch.equal(got.token_ids, want.token_ids)
     assert set(ins.budgets()) == {torch.device("cuda:0"), torch.device("cuda:1")}
 
@@ -92,4 +92,4 @@ def test_trace_on_the_cpu_beside_a_gpu_model(plain_fp32):
             torch.testing.assert_close(
                 getattr(trace, name)(layer).cpu(), getattr(plain, name)(layer).cpu()
             )
-    assert torch.equal(trace.logit_lens(k=3).token_ids, plain.logit_lens(k=3).token_ids)
+    assert torch.equal(trace.logit_lens(top_k=3).token_ids, plain.logit_lens(top_k=3).token_ids)

@@ -89,7 +89,7 @@ def test_trace_dtype_rounds_the_stored_stream_and_internals_follow_it():
             low.mlp_out(layer).float(), plain.mlp_out(layer), rtol=0.05, atol=0.05
         )
         torch.testing.assert_close(low.attention(layer), plain.attention(layer), rtol=0, atol=0.02)
-    lens = low.logit_lens(k=1)
+    lens = low.logit_lens(top_k=1)
     assert lens.token_ids.shape == (low.n_layers, low.seq_len, 1)
 
 
