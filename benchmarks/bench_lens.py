@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: the model's)")
     args = parser.parse_args()
@@ -72,11 +72,11 @@ def main() -> None:
     ins = lmscope.Inspector.from_pretrained(device=args.device, dtype=dtype)
     ids = ins.encode(TEXT * (args.tokens // 30 + 2))[: args.tokens]
     trace = ins.run(ids)
-    k, n = args.k, trace.seq_len
+    k, n = args.top_k, trace.seq_len
     rows = max(1, lens.CHUNK_BYTES // (trace.logits.shape[-1] * 4))
     print(
         f"{ins.name}, {trace.device}, {torch.get_num_threads()} threads, {trace.dtype}, "
-        f"{n} tokens, {trace.n_layers} layers, k={k}, chunk {rows} rows\n"
+        f"{n} tokens, {trace.n_layers} layers, top_k={k}, chunk {rows} rows\n"
     )
     print("| case | rows | floor (s) | lens post (s) | ratio | lens mid (s) | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
