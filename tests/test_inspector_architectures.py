@@ -151,10 +151,7 @@ def test_unsupported_architecture_names_the_problem():
         lmscope.Inspector(bert)
 
 
-def test_wrong_layout_lists_what_is_missing():
-    import copy
-
-    model = copy.deepcopy(tiny_model("llama"))
-    del model.model.norm
-    with pytest.raises(UnsupportedArchitectureError, match=r"final norm at 'model\.norm'"):
-        lmscope.Inspector(model)
+def test_wrong_layout_names_what_is_missing():
+    layout = lmscope.Layout(final_norm="model.final_norm")
+    with pytest.raises(UnsupportedArchitectureError, match=r"no final norm at 'model\.final_norm'"):
+        lmscope.Inspector(tiny_model("llama"), layout=layout)

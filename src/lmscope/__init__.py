@@ -1,5 +1,6 @@
 """lmscope: Jupyter widgets for looking inside Hugging Face causal language models."""
 
+from lmscope.architectures import Layout
 from lmscope.coloring import token_colors
 from lmscope.edits import Ablate, Patch, mean_activation
 from lmscope.errors import LmscopeError
@@ -16,6 +17,7 @@ __all__ = [
     "Attribution",
     "Dashboard",
     "Inspector",
+    "Layout",
     "LmscopeError",
     "LogitLens",
     "NormPlot",

@@ -120,7 +120,8 @@ class BlockCall:
 class Recording:
     """Per-layer tensors of one run, batch dimension dropped: each is [seq, width].
 
-    An internal that was not kept is None (see `rerun_block`)."""
+    An internal that was not kept is None (see `rerun_block`), and so is one the block does not
+    have (no MLP, no attention, no single down projection: `ModelParts.missing` says which)."""
 
     n_layers: int
     resid_pre: list[torch.Tensor | None] = field(default_factory=list)
@@ -129,12 +130,13 @@ class Recording:
     mlp_hidden: list[torch.Tensor | None] = field(default_factory=list)
     attn_call: list[tuple[tuple, dict] | None] = field(default_factory=list)
     block_call: list[BlockCall | None] = field(default_factory=list)
+    router: list[Any] = field(default_factory=list)  # each MoE router's raw output
     final_resid: torch.Tensor | None = None
     #: the dtype the model computed the stream in (stored tensors may be in another)
     stream_dtype: torch.dtype | None = None
 
     def __post_init__(self) -> None:
-        for name in ("resid_pre", *INTERNALS, "block_call"):
+        for name in ("resid_pre", *INTERNALS, "block_call", "router"):
             setattr(self, name, [None] * self.n_layers)
 
 
@@ -204,9 +206,24 @@ def recording(
 
         return hook
 
+    scale = parts.residual_scale
+    # a family that adds to a sub-layer's output in place (Falcon) would change a kept reference
+    copy_first = parts.copy_contributions and place is _keep
+
     def on_output(store: list, layer: int):
         def hook(_module, _args, output):
-            store[layer] = place(layer, _first_tensor(output)[0])
+            added = _first_tensor(output)[0]
+            if scale != 1.0:  # Granite scales what each sub-layer adds
+                added = added * scale
+            elif copy_first:
+                added = added.clone()
+            store[layer] = place(layer, added)
+
+        return hook
+
+    def on_router(layer: int):
+        def hook(_module, _args, output):
+            rec.router[layer] = output
 
         return hook
 
@@ -227,18 +244,24 @@ def recording(
             handles.append(block.register_forward_pre_hook(on_block_input(layer), with_kwargs=True))
             if not internals:
                 continue
-            handles.append(
-                parts.attentions[layer].register_forward_pre_hook(
-                    on_attention_call(layer), with_kwargs=True
+            if parts.attentions[layer] is not None:
+                handles.append(
+                    parts.attentions[layer].register_forward_pre_hook(
+                        on_attention_call(layer), with_kwargs=True
+                    )
                 )
-            )
-            handles.append(
-                parts.attn_outs[layer].register_forward_hook(on_output(rec.attn_out, layer))
-            )
-            handles.append(
-                parts.mlp_outs[layer].register_forward_hook(on_output(rec.mlp_out, layer))
-            )
-            handles.append(parts.mlp_downs[layer].register_forward_pre_hook(on_mlp_hidden(layer)))
+            for module, store in (
+                (parts.attn_outs[layer], rec.attn_out),
+                (parts.mlp_outs[layer], rec.mlp_out),
+            ):
+                if module is not None:
+                    handles.append(module.register_forward_hook(on_output(store, layer)))
+            if parts.mlp_downs[layer] is not None:
+                handles.append(
+                    parts.mlp_downs[layer].register_forward_pre_hook(on_mlp_hidden(layer))
+                )
+            if parts.routers[layer] is not None:
+                handles.append(parts.routers[layer].register_forward_hook(on_router(layer)))
         if len(parts.blocks) - 1 in layers:
             handles.append(parts.blocks[-1].register_forward_hook(on_last_block_output))
         yield rec
@@ -294,8 +317,9 @@ def _eager_mask(mask: torch.Tensor | None, module: nn.Module, query_len: int, dt
     )
 
 
-def _private_copy(module: nn.Module) -> nn.Module:
-    """A copy sharing the weights but with its own config and no hooks, dispatching to the probe.
+def _private_copy(module: nn.Module, implementation: str = PROBE_IMPLEMENTATION) -> nn.Module:
+    """A copy sharing the weights but with its own config and no hooks, dispatching to the probe
+    (or, for attention outside the interface, to its own eager code).
 
     accelerate replaces a dispatched module's `forward` by an instance attribute bound to the
     original (which would dispatch through the original's config): the copy drops it and is
@@ -306,32 +330,35 @@ def _private_copy(module: nn.Module) -> nn.Module:
             setattr(clone, name, OrderedDict())
     for name in ("forward", "_old_forward", "_hf_hook"):
         clone.__dict__.pop(name, None)
-    config = copy.copy(module.config)
-    # set the raw field: the property setter would also rewrite shared sub-configs
-    config._attn_implementation_internal = PROBE_IMPLEMENTATION
-    clone.config = config
+    if hasattr(module, "config"):  # Bloom's attention has none: it always returns its weights
+        config = copy.copy(module.config)
+        # set the raw field: the property setter would also rewrite shared sub-configs
+        config._attn_implementation_internal = implementation
+        clone.config = config
     clone._lmscope_sink = {}
     clone._lmscope_heads = None
     clone._lmscope_rows = None
     return clone
 
 
-def _call_as_dispatched(module: nn.Module, clone: nn.Module, args: tuple, kwargs: dict) -> None:
+def _call_as_dispatched(module: nn.Module, clone: nn.Module, args: tuple, kwargs: dict) -> Any:
     """Call the copy the way accelerate calls `module`: its hook moves the inputs to the
     module's execution device and brings offloaded weights in (they live in dicts the copy
-    shares), and puts them back afterwards even when the probe stops early."""
+    shares), and puts them back afterwards even when the probe stops early. Returns the copy's
+    output (None when a subset stopped early)."""
     hook = getattr(module, "_hf_hook", None)
+    output = None
     if hook is None:
         with suppress(_ProbeDone):  # a subset stops before the output projection
-            clone(*args, **kwargs)
-        return
+            output = clone(*args, **kwargs)
+        return output
     args, kwargs = hook.pre_forward(clone, *args, **kwargs)
-    output = None
     try:
         with suppress(_ProbeDone):
             output = clone(*args, **kwargs)
     finally:
         hook.post_forward(clone, output)
+    return output
 
 
 def _on_module(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -363,8 +390,27 @@ def probe(
     """
     if not hasattr(module, "config"):
         raise UnsupportedArchitectureError(
-            f"{type(module).__name__} has no config; cannot recompute its attention pattern"
+            f"{type(module).__name__} has no config, so it does not dispatch through "
+            "transformers' attention interface"
         )
+    args, kwargs = _prepared_call(module, call)
+    clone = _private_copy(module)
+    clone._lmscope_heads = heads
+    clone._lmscope_rows = rows
+    module_output = _call_as_dispatched(module, clone, args, kwargs)
+    sink = clone._lmscope_sink
+    if "weights" not in sink:
+        raise UnsupportedArchitectureError(
+            f"{type(module).__name__} did not dispatch through transformers' attention interface"
+        )
+    sink["attention_mask"] = kwargs["attention_mask"]
+    sink["module_output"] = module_output
+    return sink
+
+
+def _prepared_call(module: nn.Module, call: tuple[tuple, dict]) -> tuple[tuple, dict]:
+    """The recorded call on the module's device and dtype, with lmscope's additive eager mask
+    and no cache."""
     args, kwargs = _on_module(module, *call)
     hidden = args[0] if args else kwargs["hidden_states"]
     seq = hidden.shape[-2]
@@ -375,22 +421,60 @@ def probe(
         if cache_key in kwargs:
             kwargs[cache_key] = None
     kwargs["use_cache"] = False
-    clone = _private_copy(module)
-    clone._lmscope_heads = heads
-    clone._lmscope_rows = rows
-    _call_as_dispatched(module, clone, args, kwargs)
-    sink = clone._lmscope_sink
-    if "weights" not in sink:
-        raise UnsupportedArchitectureError(
-            f"{type(module).__name__} did not dispatch through transformers' attention interface"
+    return args, kwargs
+
+
+def _via_module(module: nn.Module, call: tuple[tuple, dict], heads: list[int] | None):
+    """(probs, log-probs, module output) from the module's own eager code with
+    output_attentions, for attention outside the interface (Bloom, Falcon, GPT-Neo, MPT...).
+    Its pre-softmax scores are not returned by the module: the log-probabilities stand in for
+    them (equal up to a per-row constant, which the softmax cancels)."""
+    args, kwargs = _prepared_call(module, call)
+    kwargs["output_attentions"] = True
+    clone = _private_copy(module, "eager")
+    output = _call_as_dispatched(module, clone, args, kwargs)
+    weights = None
+    if isinstance(output, tuple | list):
+        weights = next(
+            (t for t in output[1:] if isinstance(t, torch.Tensor) and t.dim() == 4), None
         )
-    sink["attention_mask"] = kwargs["attention_mask"]
-    return sink
+    if weights is None:
+        raise UnsupportedArchitectureError(
+            f"{type(module).__name__} returns no attention weights from its eager code"
+        )
+    probs = weights[0] if heads is None else weights[0, heads]
+    return probs, probs.log(), output
+
+
+@torch.no_grad()
+def recompute(
+    module: nn.Module,
+    call: tuple[tuple, dict],
+    heads: list[int] | None = None,
+    route: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, Any, str]:
+    """(probs, scores, the copy's output, route): through the attention interface
+    ("interface") or the module's own eager code ("module"); None tries them in that order."""
+    if route == "module":
+        return (*_via_module(module, call, heads), "module")
+    try:
+        return (*_via_interface(module, call, heads), "interface")
+    except UnsupportedArchitectureError as first:
+        if route == "interface":
+            raise
+        try:
+            return (*_via_module(module, call, heads), "module")
+        except Exception:  # the first reason is the one worth reading
+            raise first from None
 
 
 @torch.no_grad()
 def pattern(
-    module: nn.Module, call: tuple[tuple, dict], heads: list[int] | None = None
+    module: nn.Module,
+    call: tuple[tuple, dict],
+    heads: list[int] | None = None,
+    *,
+    route: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities, pre-softmax scores), each [heads, seq, seq], for one recorded call:
     every head, or only `heads` (a by-head view of 30 layers then costs 30 heads, not 270).
@@ -398,6 +482,11 @@ def pattern(
     Scores at masked positions are -inf. Probabilities are exactly what the family's eager
     attention computes (rotary, grouped-query, sliding windows and soft-capping included).
     """
+    probs, scores, _, _ = recompute(module, call, heads, route)
+    return probs, scores
+
+
+def _via_interface(module: nn.Module, call: tuple[tuple, dict], heads: list[int] | None):
     sink = probe(module, call, heads)
     probs = sink["weights"][0]
     query, key = sink["query"][0], sink["key"][0]
@@ -411,4 +500,4 @@ def pattern(
     if heads is not None and mask.shape[0] > 1:
         mask = mask[heads]
     scores = scores.masked_fill(mask <= torch.finfo(mask.dtype).min / 2, float("-inf"))
-    return probs, scores
+    return probs, scores, sink["module_output"]

@@ -108,8 +108,13 @@ class Inspector:
         trace_internals: str = "auto",
         trace_device: str | torch.device | None = None,
         trace_dtype: torch.dtype | None = None,
+        layout: architectures.Layout | None = None,
+        prove: bool = True,
     ) -> None:
-        self.parts = architectures.resolve(model)
+        """`layout` names the parts of a model lmscope cannot map by itself; `prove=False`
+        skips the load-time proof (one short forward, see `lmscope.proof`), leaving the
+        modules lmscope found unchecked."""
+        self.parts = architectures.resolve(model, layout, prove=prove)
         self.model = model
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lmscope import capture, memory, placement
-from lmscope.errors import MemoryBudgetError, check_index
+from lmscope.errors import MemoryBudgetError, UnsupportedArchitectureError, check_index
 from lmscope.tokens import id_strings
 
 if TYPE_CHECKING:
@@ -138,15 +138,25 @@ class Trace:
         return self._rec.resid_pre[self._layer(layer)]
 
     def attn_out(self, layer: int) -> torch.Tensor:
-        """What block `layer`'s attention adds to the residual stream."""
+        """What block `layer`'s attention adds to the residual stream (in a block without
+        attention, what its token mixer adds: a Mamba mixer, a short convolution...)."""
+        self._parts.check_view("decomposition")
         return self._internal("attn_out", layer)
 
     def resid_mid(self, layer: int) -> torch.Tensor:
+        """resid_pre + attn_out. In a block with a parallel residual (GPT-NeoX, GPT-J, Falcon,
+        Phi-1/2, Cohere: `parts.parallel_residual`) the MLP reads resid_pre, not this: there it
+        is the stream with only the attention's contribution added, which no module reads."""
         layer = self._layer(layer)
         return self._rec.resid_pre[layer] + self.attn_out(layer)
 
     def mlp_out(self, layer: int) -> torch.Tensor:
-        """What block `layer`'s MLP adds to the residual stream."""
+        """What block `layer`'s MLP adds to the residual stream (zeros in a block without an
+        MLP, such as Mamba's: it adds nothing)."""
+        self._parts.check_view("decomposition")
+        layer = self._layer(layer)
+        if ("mlp", layer) in self._parts.missing:
+            return torch.zeros_like(self._rec.resid_pre[layer])
         return self._internal("mlp_out", layer)
 
     def resid_post(self, layer: int) -> torch.Tensor:
@@ -158,7 +168,33 @@ class Trace:
 
     def mlp_activations(self, layer: int) -> torch.Tensor:
         """[seq, d_mlp] the MLP hidden activations after the nonlinearity (input of its down projection)."""
+        layer = self._layer(layer)
+        for kind in ("mlp", "mlp_down"):
+            if (kind, layer) in self._parts.missing:
+                raise UnsupportedArchitectureError(self._parts.missing[kind, layer])
         return self._internal("mlp_hidden", layer)
+
+    def routed_experts(self, layer: int) -> torch.Tensor:
+        """[seq, k] the experts each token was routed to in block `layer`'s mixture of experts:
+        the router's own choice (its index output, or the top-k of its logits)."""
+        out = self._internal("router", self._check_router(layer))
+        outputs = out if isinstance(out, tuple | list) else (out,)
+        chosen = next(
+            (t for t in outputs if isinstance(t, torch.Tensor) and not t.is_floating_point()),
+            None,
+        )
+        if chosen is None:
+            logits = outputs[0].reshape(-1, outputs[0].shape[-1])
+            chosen = logits.topk(self._parts.experts_per_token, dim=-1).indices
+        return chosen.reshape(self.seq_len, -1)
+
+    def _check_router(self, layer: int) -> int:
+        layer = self._layer(layer)
+        if self._parts.routers[layer] is None:
+            raise UnsupportedArchitectureError(
+                f"layer {layer} has no mixture-of-experts router lmscope found"
+            )
+        return layer
 
     def attention_call(self, layer: int) -> tuple[tuple, dict]:
         """(args, kwargs) block `layer`'s attention module was called with (its input hidden
@@ -235,6 +271,7 @@ class Trace:
         """(probabilities, scores) of every head of `layer`, or of one head: a layer already
         computed answers for its heads, otherwise only that head is recomputed."""
         layer = self._layer(layer)
+        self._parts.check_attention(layer)
         if head is not None:
             head = check_index("head", head, self.n_heads)
             if (layer, None) in self._patterns:
@@ -262,12 +299,13 @@ class Trace:
                 "Look at a shorter text.",
             )
         call = self.attention_call(layer)
+        route = self._parts.pattern_route.get(layer)
         if head is None:
-            result = capture.pattern(module, call)
+            result = capture.pattern(module, call, route=route)
             for stale in [k for k in self._patterns if k[0] == layer]:  # the layer answers them now
                 del self._patterns[stale]
         else:
-            probs, scores = capture.pattern(module, call, [head])
+            probs, scores = capture.pattern(module, call, [head], route=route)
             result = probs[0], scores[0]
         self._patterns[key] = result
         # keep at most `attention_cache_layers` layers' worth of heads

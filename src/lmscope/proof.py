@@ -1,0 +1,341 @@
+"""The load-time proof: one short forward shows that the parts mean what lmscope says.
+
+Checked numerically, against the model's own computation:
+1. the residual stream lmscope records (each block's input) equals the model's hidden states;
+2. each block's output equals its input plus what its token mixer and its MLP add (scaled as
+   the model scales them), which also *chooses* the module whose output is really added;
+   whether the MLP reads the block input (parallel residual) or input + attention is read
+   off the same forward;
+3. final norm, unembedding, logit scale and soft-cap of the last block's output give the
+   model's logits;
+4. each layer's attention, recomputed with lmscope's eager mask, reproduces the attention
+   output the model computed (so the pattern shown is the one the model used).
+A failing identity refuses what depends on it, in words; the residual stream itself failing
+refuses the model.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import torch
+from torch import nn
+
+from lmscope import capture, placement
+from lmscope.architectures import Candidates, ModelParts
+from lmscope.errors import UnsupportedArchitectureError
+
+PROOF_TOKENS = 8
+_PARALLEL_FLAGS = ("use_parallel_residual", "parallel_attn", "parallel_residual")
+
+
+def _first(value):
+    if isinstance(value, tuple | list):
+        return value[0] if value else None
+    return value
+
+
+def _gap(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Largest difference relative to the expected tensor's largest magnitude."""
+    if actual is None or expected is None or actual.shape != expected.shape:
+        return float("inf")
+    # small tensors (a few tokens): compared on the CPU, wherever each was computed
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    return float((a - e).abs().max() / (e.abs().max() + 1e-12))
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    return 1e-4 if dtype in (torch.float32, torch.float64) else 2e-2
+
+
+class _Tape:
+    """Inputs and outputs (first tensors, batch row 0) of the modules watched in one forward."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[int, torch.Tensor] = {}
+        self.outputs: dict[int, torch.Tensor] = {}
+        self.copies: dict[int, torch.Tensor] = {}  # taken at once: later in-place adds miss them
+        self.calls: dict[int, tuple[tuple, dict]] = {}
+
+    def watch(self, stack: ExitStack, module: nn.Module, *, call: bool = False) -> None:
+        key = id(module)
+
+        def pre(_m, args, kwargs):
+            hidden = args[0] if args else kwargs.get("hidden_states")
+            if isinstance(hidden, torch.Tensor):
+                self.inputs[key] = hidden
+            if call:
+                self.calls[key] = (args, dict(kwargs))
+
+        def post(_m, _args, _kwargs, output):
+            out = _first(output)
+            if isinstance(out, torch.Tensor):
+                self.outputs[key] = out
+                self.copies[key] = out.clone()
+
+        stack.callback(module.register_forward_pre_hook(pre, with_kwargs=True).remove)
+        stack.callback(module.register_forward_hook(post, with_kwargs=True).remove)
+
+
+def _probe_ids(vocab: int, n: int, device) -> torch.Tensor:
+    # spread over the vocabulary, away from the usual special ids at 0..2
+    return ((torch.arange(n) * 7919 + 101) % max(vocab - 3, 1) + 3).to(device)[None]
+
+
+def _same(a: torch.Tensor | None, b: torch.Tensor | None, tol: float) -> bool:
+    return a is not None and b is not None and _gap(a, b) <= tol
+
+
+def establish(model: nn.Module, found: Candidates, *, prove: bool = True) -> ModelParts:
+    parts = ModelParts(
+        model_type=found.model_type,
+        blocks=found.blocks,
+        attentions=found.attentions,
+        attn_outs=[c[0] if c else None for c in found.attn_out_choices],
+        mlp_outs=[c[0] if c else None for c in found.mlp_out_choices],
+        mlp_downs=found.mlp_downs,
+        attn_projs=found.attn_projs,
+        final_norm=found.final_norms[0],
+        unembed=found.unembed,
+        final_logit_softcap=found.softcap,
+        n_heads=found.n_heads,
+        n_ctx=found.n_ctx,
+        parallel_residual=_declared_parallel(model),
+        mixers=[type(m).__name__ if m is not None else "nothing" for m in found.mixers],
+        residual_scale=found.residual_scale,
+        logit_scale=found.logit_scale,
+        routers=found.routers,
+        experts_per_token=found.experts_per_token,
+        missing=dict(found.missing),
+    )
+    for layer, attention in enumerate(found.attentions):
+        if attention is not None and isinstance(getattr(attention, "sinks", None), torch.Tensor):
+            parts.attention_notes[layer] = (
+                "rows sum to less than one: each head also attends to a learned sink logit "
+                "(not a token), which takes the rest of the probability"
+            )
+    if not prove:
+        return parts
+    _prove(model, found, parts)
+    parts.proven = True
+    return parts
+
+
+def _declared_parallel(model: nn.Module) -> bool:
+    config = model.config.get_text_config(decoder=True)
+    return any(bool(getattr(config, flag, False)) for flag in _PARALLEL_FLAGS)
+
+
+@torch.no_grad()
+def _prove(model: nn.Module, found: Candidates, parts: ModelParts) -> None:
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    device = placement.execution_device(embeddings if embeddings is not None else found.unembed)
+    dtype = found.unembed.weight.dtype
+    tol = _tolerance(dtype)
+    ids = _probe_ids(found.unembed.weight.shape[0], PROOF_TOKENS, device)
+    tape = _Tape()
+    was_training = model.training
+    model.eval()
+    try:
+        with ExitStack() as stack, capture.model_lock(found.blocks[0]):
+            watched: set[int] = set()
+            for layer, block in enumerate(found.blocks):
+                tape.watch(stack, block)
+                for module in (
+                    *found.attn_out_choices[layer],
+                    *found.mlp_out_choices[layer],
+                    found.mlps[layer],
+                    found.mixers[layer],
+                    *(c for _, c in block.named_children()),
+                ):
+                    if module is not None and id(module) not in watched:
+                        watched.add(id(module))
+                        tape.watch(stack, module, call=module is found.attentions[layer])
+            try:
+                output = model(input_ids=ids, use_cache=False, output_hidden_states=True)
+            except Exception as err:  # reported, with the way around it
+                raise UnsupportedArchitectureError(
+                    f"{found.model_type}: the load-time proof's forward pass failed "
+                    f"({type(err).__name__}: {err}); lmscope cannot check its parts on this "
+                    "model (Inspector(..., prove=False) skips the check, unproven)"
+                ) from err
+    finally:
+        if was_training:
+            model.train()
+    _check_residual(found, parts, tape, output, tol)
+    if not _choose_contributions(found, parts, tape, tol, tape.outputs):
+        refusal = parts.refused.pop("decomposition")
+        if _choose_contributions(found, parts, tape, tol, tape.copies):
+            parts.copy_contributions = True
+        else:
+            parts.refused["decomposition"] = refusal
+    _choose_final_norm(found, parts, tape, output, tol)
+    _check_patterns(found, parts, tape, tol, model.config.get_text_config(decoder=True))
+
+
+def _check_residual(found: Candidates, parts: ModelParts, tape: _Tape, output, tol: float) -> None:
+    """Block inputs equal hidden_states[0..n-1] (the usual convention), or, for families whose
+    hidden_states list block outputs without the embeddings (Mamba), outputs equal them."""
+    hidden = getattr(output, "hidden_states", None)
+    name = type(found.blocks[0]).__name__
+    if hidden is None or len(hidden) < len(found.blocks):
+        raise UnsupportedArchitectureError(
+            f"{found.model_type}: the model returned no hidden states to check the residual "
+            "stream against, so lmscope cannot prove where its residual stream is"
+        )
+    ins = [tape.inputs.get(id(b)) for b in found.blocks]
+    outs = [tape.outputs.get(id(b)) for b in found.blocks]
+    bad = next((i for i, x in enumerate(ins) if not _same(x, hidden[i], tol)), None)
+    if bad is None:
+        parts.hidden_states_are = "inputs"
+        return
+    # outputs: the last entry may already be normed, so the last block is compared only if equal
+    if all(_same(outs[i], hidden[i], tol) for i in range(len(outs) - 1)) and all(
+        _same(outs[i], ins[i + 1], 0.0) for i in range(len(outs) - 1)
+    ):
+        parts.hidden_states_are = "outputs"
+        return
+    raise UnsupportedArchitectureError(
+        f"{found.model_type}: the input of block {bad} ({name}) is not the model's "
+        f"hidden_states[{bad}] (relative gap {_gap(ins[bad], hidden[bad]):.2g}), so "
+        "these blocks are not the residual stream lmscope would show"
+    )
+
+
+def _choose_contributions(
+    found: Candidates, parts: ModelParts, tape: _Tape, tol: float, outputs: dict
+) -> bool:
+    """Per block, the mixer-side and MLP-side modules whose outputs, added to the block's
+    input (times the residual scale), give its output; and whether the MLP read the input
+    plus the mixer's contribution (serial) or not (parallel)."""
+    s = found.residual_scale
+    parallel_layers = []
+    for layer, block in enumerate(found.blocks):
+        block_in, block_out = tape.inputs.get(id(block)), tape.outputs.get(id(block))
+        mixer = found.mixers[layer]
+        choice = None
+        for a in _valid(found.attn_out_choices[layer], mixer, tape):
+            mlp_side = _valid(found.mlp_out_choices[layer], found.mlps[layer], tape) or [None]
+            for m in mlp_side:
+                total = outputs[id(a)] + (0 if m is None else outputs[id(m)])
+                if block_in is not None and _same(block_in + s * total, block_out, tol):
+                    choice = (a, m)
+                    break
+            if choice:
+                break
+        if choice is None:
+            tried = [type(c).__name__ for c in found.attn_out_choices[layer]]
+            parts.refused["decomposition"] = (
+                f"{found.model_type}: block {layer}'s output is not its input plus one "
+                f"token-mixer output ({', '.join(tried) or 'none found'}) and one MLP output: "
+                "the block adds something else, so attn_out / mlp_out / resid_mid and the "
+                "lens's mid stage are not shown"
+            )
+            parts.attn_outs = [None] * len(found.blocks)
+            parts.mlp_outs = [None] * len(found.blocks)
+            parts.parallel_residual = False
+            return False
+        parts.attn_outs[layer], parts.mlp_outs[layer] = choice
+        if choice[1] is not None:
+            mid = block_in + s * outputs[id(choice[0])]
+            readers = [found.mlps[layer], *(c for _, c in block.named_children())]
+            serial = any(r is not None and _same(tape.inputs.get(id(r)), mid, tol) for r in readers)
+            if not serial:
+                parallel_layers.append(layer)
+    parts.parallel_residual = bool(parallel_layers)
+    return True
+
+
+def _valid(choices: list[nn.Module], sublayer: nn.Module | None, tape: _Tape) -> list[nn.Module]:
+    """Candidates that ran, the sub-layer itself first; a norm only if it reads the
+    sub-layer's output (a post-norm), never the input side."""
+    out = []
+    sub_out = tape.outputs.get(id(sublayer)) if sublayer is not None else None
+    for module in choices:
+        if id(module) not in tape.outputs:
+            continue
+        if (
+            module is sublayer
+            or (module is not choices[0] and not _is_norm_choice(module))
+            or (sub_out is not None and _same(tape.inputs.get(id(module)), sub_out, 0.0))
+        ):
+            out.append(module)
+    # a post-norm, when there is one, is what is added: try it before the sub-layer
+    norms = [m for m in out if m is not sublayer and _is_norm_choice(m)]
+    rest = [m for m in out if m not in norms]
+    return norms + rest
+
+
+def _is_norm_choice(module: nn.Module) -> bool:
+    return isinstance(module, nn.LayerNorm) or "norm" in type(module).__name__.lower()
+
+
+def _choose_final_norm(found: Candidates, parts: ModelParts, tape: _Tape, output, tol) -> None:
+    last = tape.outputs.get(id(found.blocks[-1]))
+    logits = output.logits[0]
+    gaps = []
+    for norm in found.final_norms:
+        parts.final_norm = norm
+        mine = parts._unembed(last[0])  # accelerate's hooks move it where the modules run
+        gaps.append(_gap(mine, logits))
+        if gaps[-1] <= tol:
+            return
+    parts.final_norm = found.final_norms[0]
+    parts.refused["unembed"] = (
+        f"{found.model_type}: the final norm and unembedding of the last block's output do not "
+        f"give the model's logits (relative gap {min(gaps):.2g}): the model does more after "
+        "its last block, so the logit lens is not shown"
+    )
+
+
+def _attention_kind(model_config, layer: int, attention: nn.Module) -> tuple:
+    """Layers of one kind share their masking and scaling code: proving one proves all."""
+    types = getattr(model_config, "layer_types", None)
+    return (
+        type(attention),
+        types[layer] if isinstance(types, list | tuple) and layer < len(types) else None,
+        getattr(attention, "sliding_window", None),
+        getattr(attention, "is_sliding", None),
+    )
+
+
+def _check_patterns(
+    found: Candidates, parts: ModelParts, tape: _Tape, tol: float, text_config
+) -> None:
+    """Recompute the first layer of each attention kind and check it reproduces the model's
+    attention output; its verdict (and route) holds for every layer of that kind."""
+    verdicts: dict[tuple, tuple[str | None, str | None]] = {}  # kind -> (route, refusal)
+    for layer, attention in enumerate(found.attentions):
+        if attention is None:
+            continue
+        kind = _attention_kind(text_config, layer, attention)
+        if kind not in verdicts:
+            verdicts[kind] = _prove_pattern(layer, attention, tape, tol)
+        route, refusal = verdicts[kind]
+        if refusal is not None:
+            parts.attention_refused[layer] = refusal
+        else:
+            parts.pattern_route[layer] = route
+
+
+def _prove_pattern(layer: int, attention: nn.Module, tape: _Tape, tol: float):
+    call = tape.calls.get(id(attention))
+    if call is None:
+        return None, f"layer {layer}'s attention did not run"
+    try:
+        _, _, out, route = capture.recompute(attention, call)
+        if route == "interface" and out is None:
+            return None, f"layer {layer}'s attention copy returned nothing to check"
+    except Exception as err:  # any failure is a refusal of this view
+        return (
+            None,
+            f"the attention pattern of layer {layer} and its kind cannot be recomputed: {err}",
+        )
+    gap = _gap(_first(out), tape.outputs.get(id(attention)))
+    if gap > tol:
+        return None, (
+            f"the recomputed attention of layer {layer} (and layers of its kind) does not "
+            f"reproduce the model's own attention output (relative gap {gap:.2g}), so its "
+            "pattern is not shown"
+        )
+    return route, None
