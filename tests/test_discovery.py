@@ -85,6 +85,9 @@ class _Renamed(nn.Module):
     def get_output_embeddings(self):
         return self.llama.lm_head
 
+    def get_input_embeddings(self):
+        return self.llama.model.embed_tokens
+
     def forward(self, input_ids, **kwargs):
         return self.llama(input_ids=input_ids, **kwargs)
 
@@ -152,7 +155,10 @@ def test_a_pattern_that_does_not_reproduce_the_model_is_refused(monkeypatch):
 
 
 def test_proof_can_be_skipped_and_leaves_no_hooks():
-    model = tiny_model("gpt2")
+    from _models import TINY_CONFIGS
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config(TINY_CONFIGS["gpt2"]()).eval()  # never run yet
     calls = []
     handle = model.register_forward_pre_hook(lambda *_: calls.append(1))
     try:
@@ -161,7 +167,11 @@ def test_proof_can_be_skipped_and_leaves_no_hooks():
         assert not calls and not unproven.parts.proven
         lmscope.Inspector(model)
         assert len(calls) == 1  # the proof is one forward
+        # not even transformers' own recording hooks, which asking for hidden_states installs
         assert hook_snapshot(model) == before
+        with torch.no_grad():  # and transformers still records them when asked
+            out = model(input_ids=tiny_ids(6)[None], output_hidden_states=True)
+        assert len(out.hidden_states) == 4
     finally:
         handle.remove()
 

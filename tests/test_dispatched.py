@@ -34,8 +34,8 @@ def fresh_tiny(family: str) -> torch.nn.Module:
 
 def disk_map(model: torch.nn.Module) -> dict[str, str]:
     """Block 0 and everything outside the blocks on the CPU, the other blocks on disk."""
-    blocks = architectures.ADAPTERS[model.config.model_type].blocks
-    n_blocks = len(architectures.resolve(model).blocks)
+    parts = architectures.resolve(model, prove=False)
+    blocks, n_blocks = parts.blocks_path, len(parts.blocks)
     device_map = {f"{blocks}.{i}": "cpu" if i == 0 else "disk" for i in range(n_blocks)}
     for name, _ in model.named_modules():
         inside = any(

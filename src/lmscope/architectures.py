@@ -111,6 +111,7 @@ class ModelParts:
     n_heads: int
     n_ctx: int | None
     parallel_residual: bool
+    blocks_path: str = ""  # attribute path of the block list from the causal-LM module
     mixers: list[str] = field(default_factory=list)  # class name of each block's token mixer
     residual_scale: float = 1.0  # Granite: what a sub-layer adds is scaled before the add
     logit_scale: float = 1.0  # Cohere's logit_scale, Granite's 1/logits_scaling
@@ -188,6 +189,7 @@ class Candidates:
     """What static discovery found; `lmscope.proof` picks among them and fills ModelParts."""
 
     model_type: str
+    blocks_path: str
     blocks: list[nn.Module]
     final_norms: list[nn.Module]  # in order of preference; Identity last
     unembed: nn.Module
@@ -469,6 +471,7 @@ def discover(model: nn.Module, layout: Layout | None = None) -> Candidates:
         logit_scale /= float(text_config.logits_scaling)
     return Candidates(
         model_type=model_type,
+        blocks_path=blocks_path,
         blocks=list(blocks),
         final_norms=final_norms,
         unembed=unembed,

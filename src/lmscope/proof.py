@@ -16,7 +16,7 @@ refuses the model.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 
 import torch
 from torch import nn
@@ -77,6 +77,38 @@ class _Tape:
         stack.callback(module.register_forward_hook(post, with_kwargs=True).remove)
 
 
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+)
+_CAPTURE_FLAG = "_output_capturing_hooks_installed"
+
+
+@contextmanager
+def _left_as_found(model: nn.Module):
+    """Asking for hidden_states makes transformers install recording hooks for good (and flag
+    the model): the ones this forward added are removed again and the flag restored, so the
+    model is exactly as found and transformers installs them itself when someone asks."""
+    modules = list(model.modules())
+    before = [{name: set(getattr(m, name, {})) for name in _HOOK_DICTS} for m in modules]
+    flags = [m.__dict__.get(_CAPTURE_FLAG, _CAPTURE_FLAG) for m in modules]
+    try:
+        yield
+    finally:
+        for module, had, flag in zip(modules, before, flags, strict=True):
+            for name in _HOOK_DICTS:
+                hooks = getattr(module, name, None)
+                for key in [k for k in hooks or () if k not in had[name]]:
+                    del hooks[key]
+            if flag == _CAPTURE_FLAG:
+                module.__dict__.pop(_CAPTURE_FLAG, None)
+            else:
+                module.__dict__[_CAPTURE_FLAG] = flag
+
+
 def _probe_ids(vocab: int, n: int, device) -> torch.Tensor:
     # spread over the vocabulary, away from the usual special ids at 0..2
     return ((torch.arange(n) * 7919 + 101) % max(vocab - 3, 1) + 3).to(device)[None]
@@ -101,6 +133,7 @@ def establish(model: nn.Module, found: Candidates, *, prove: bool = True) -> Mod
         n_heads=found.n_heads,
         n_ctx=found.n_ctx,
         parallel_residual=_declared_parallel(model),
+        blocks_path=found.blocks_path,
         mixers=[type(m).__name__ if m is not None else "nothing" for m in found.mixers],
         residual_scale=found.residual_scale,
         logit_scale=found.logit_scale,
@@ -151,6 +184,7 @@ def _prove(model: nn.Module, found: Candidates, parts: ModelParts) -> None:
                     if module is not None and id(module) not in watched:
                         watched.add(id(module))
                         tape.watch(stack, module, call=module is found.attentions[layer])
+            stack.enter_context(_left_as_found(model))
             try:
                 output = model(input_ids=ids, use_cache=False, output_hidden_states=True)
             except Exception as err:  # reported, with the way around it
