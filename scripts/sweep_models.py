@@ -96,11 +96,26 @@ def _short_layer_types(types: list) -> list:
     return kinds if len(kinds) >= 2 else types[:2]
 
 
-def tiny_config(model_type: str):
+# shrinking tried in turn: every size attribute; then leaving head counts and head widths to
+# the family (state-space and recurrent mixers tie them to the hidden size); then only layers
+# and vocabulary
+_LEVELS = (
+    _SIZES,
+    {
+        k: v
+        for k, v in _SIZES.items()
+        if k not in ("num_attention_heads", "n_head", "num_heads", "n_heads", "head_dim")
+    },
+    {"initializer_range": 0.2},
+)
+
+
+def tiny_config(model_type: str, level: int = 0):
     config = AutoConfig.for_model(model_type)
     text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    sizes = _LEVELS[level]
     for sub in {id(text): text, id(config): config}.values():
-        for name, value in _SIZES.items():
+        for name, value in sizes.items():
             current = getattr(sub, name, None)
             if isinstance(current, int | float) and not isinstance(current, bool):
                 _set(sub, name, value)
@@ -132,10 +147,26 @@ def tiny_config(model_type: str):
 
 
 def build(model_type: str):
-    """(model under transformers' default attention, the same weights under eager)."""
+    """(model under transformers' default attention, the same weights under eager, shrink
+    level): the first shrinking under which transformers builds the family and runs it."""
+    errors = []
+    for level in range(len(_LEVELS)):
+        try:
+            return (*_build(model_type, level), level)
+        except Exception as err:  # the next level shrinks less
+            errors.append(err)
+    raise errors[0]
+
+
+def _build(model_type: str, level: int):
     torch.manual_seed(0)
-    config = tiny_config(model_type)
+    config = tiny_config(model_type, level)
     model = AutoModelForCausalLM.from_config(config).eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    if n_params > 200_000_000:
+        raise RuntimeError(f"still {n_params / 1e6:.0f}M parameters after shrinking its config")
+    with torch.no_grad():  # transformers itself must run it
+        model(input_ids=torch.tensor([[3, 4, 5]]))
     # built eager from the start (families outside the attention interface pick their attention
     # code at construction), then given the same weights
     eager = AutoModelForCausalLM.from_config(copy.deepcopy(config), attn_implementation="eager")
@@ -158,7 +189,7 @@ def check(model_type: str) -> dict:
     from lmscope.errors import LmscopeError
 
     try:
-        model, eager = build(model_type)
+        model, eager, level = build(model_type)
         vocab = model.get_output_embeddings().weight.shape[0]
         ids = torch.randint(3, vocab, (SEQ,), generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
@@ -215,6 +246,7 @@ def check(model_type: str) -> dict:
         "parallel": parts.parallel_residual,
         "routes": sorted(set(parts.pattern_route.values())),
         "mixers": sorted(set(parts.mixers)),
+        "shrink": level,
         "window": bool(getattr(model.config.get_text_config(decoder=True), "sliding_window", None)),
     }
     if wrong:

@@ -155,8 +155,9 @@ def test_a_pattern_that_does_not_reproduce_the_model_is_refused(monkeypatch):
 
 
 def test_proof_can_be_skipped_and_leaves_no_hooks():
-    from _models import TINY_CONFIGS
     from transformers import AutoModelForCausalLM
+
+    from _models import TINY_CONFIGS
 
     model = AutoModelForCausalLM.from_config(TINY_CONFIGS["gpt2"]()).eval()  # never run yet
     calls = []
