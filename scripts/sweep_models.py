@@ -221,7 +221,7 @@ def check(model_type: str) -> dict:
                     wrong.append(f"block {i}: resid_pre + attn_out + mlp_out != block output")
                     break
         if "unembed" not in parts.refused:
-            lens = trace.logit_lens(k=5, positions=[SEQ - 1])
+            lens = trace.logit_lens(top_k=5, positions=[SEQ - 1])
             top = ref.logits[0, -1].topk(5).indices.tolist()
             if _lens_ids(lens, n) != top:
                 wrong.append("lens's last row differs from the model's top-k")
