@@ -19,6 +19,7 @@ WIDGETS = [
     lmscope.AttentionLines,
     lmscope.AttentionGrid,
     lmscope.AttentionExplorer,
+    lmscope.Attribution,
     lmscope.LogitLens,
     lmscope.TokenColors,
     lmscope.NormPlot,
@@ -41,6 +42,7 @@ TYPOS = {
     "AttentionLines": ("layr", "layer"),
     "AttentionGrid": ("mode_", "mode"),
     "AttentionExplorer": ("heads", "head"),
+    "Attribution": ("targt", "target"),
     "LogitLens": ("targts", "targets"),
     "TokenColors": ("stream", "streams"),
     "NormPlot": ("lag", "lags"),
@@ -118,6 +120,8 @@ BROWSER_VALUES = [
     (lambda tr: lmscope.LogitLens(tr).table, "layer", 3, r"0\.\.2"),
     (lambda tr: lmscope.LogitLens(tr, targets=[3]).table, "target", 1, r"0\.\.0"),
     (lambda tr: lmscope.TokenColors(tr), "layer", 3, r"0\.\.2"),
+    (lambda tr: lmscope.Attribution(tr, target=3), "head", 4, r"0\.\.3"),
+    (lambda tr: lmscope.Attribution(tr, target=3), "token", 12, r"0\.\.11"),
     (lambda tr: lmscope.TokenColors(tr), "token", 12, r"0\.\.11"),
 ]
 

@@ -3,38 +3,16 @@
 // (when the model has one), MLP and total. Hover shows a value; clicking a head selects it
 // (`layer`, `head`) and Python answers with its share by source position, drawn over the
 // prompt's tokens.
+import CSS from "../styles/attribution.css";
 import { diverging, rgb } from "../lib/colors.js";
+import { el } from "../lib/dom.js";
 import { cssVar, textOn } from "../lib/theme.js";
 import { tokenElement } from "../lib/tokens.js";
 import { defineView, injectCss } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
 import { cellAt, gridLayout, maxAbs, share } from "../parts/attribution_grid.js";
 
-const CSS = `
-.lms-attr { position: relative; max-width: 980px; }
-.lms-attr-head { font-weight: 600; padding: 2px 0 2px; white-space: pre-wrap; }
-.lms-attr-parts { color: var(--jp-ui-font-color2, #57606a); font-size: 12px; padding: 0 0 6px; white-space: pre-wrap; }
-.lms-attr canvas { display: block; cursor: pointer; }
-.lms-attr-legend { color: var(--jp-ui-font-color2, #57606a); font-size: 11px; padding: 4px 0; white-space: pre-wrap; }
-.lms-attr-tip { position: absolute; pointer-events: none; display: none; z-index: 2; padding: 3px 6px;
-  background: var(--jp-layout-color2, #eee); border: 1px solid var(--jp-border-color1, #bbb);
-  border-radius: 3px; white-space: pre; font: 12px var(--jp-code-font-family, ui-monospace, monospace); }
-.lms-attr-sources-title { font-weight: 600; padding: 8px 0 4px; white-space: pre-wrap; }
-.lms-attr-sources { display: flex; flex-wrap: wrap; gap: 3px; }
-.lms-attr-src { padding: 1px 4px; border: 1px solid var(--jp-border-color2, #ddd); border-radius: 3px;
-  white-space: pre; font-family: var(--jp-code-font-family, ui-monospace, monospace); font-size: 12px; }
-.lms-attr-src.at { outline: 2px solid var(--jp-brand-color1, #1976d2); outline-offset: 1px; }
-.lms-attr button { margin-left: 8px; font: inherit; }
-`;
-
 const KIND_NAMES = { bias: "attention bias", mlp: "MLP", total: "layer total" };
-
-function el(tag, className, parent) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (parent) parent.append(node);
-  return node;
-}
 
 function quoted(text) {
   return JSON.stringify(text ?? "");
@@ -42,14 +20,14 @@ function quoted(text) {
 
 function render({ model, el: host }) {
   injectCss(CSS);
-  const root = el("div", "lms-attr", host);
-  const title = el("div", "lms-attr-head", root);
-  const parts = el("div", "lms-attr-parts", root);
-  const canvas = el("canvas", "", root);
-  const legend = el("div", "lms-attr-legend", root);
-  const sourcesTitle = el("div", "lms-attr-sources-title", root);
-  const sourcesRow = el("div", "lms-attr-sources", root);
-  const tip = el("div", "lms-attr-tip", root);
+  const root = el("div", { className: "lms-attr", parent: host });
+  const title = el("div", { className: "lms-attr-head", parent: root });
+  const parts = el("div", { className: "lms-attr-parts", parent: root });
+  const canvas = el("canvas", { parent: root });
+  const legend = el("div", { className: "lms-attr-legend", parent: root });
+  const sourcesTitle = el("div", { className: "lms-attr-sources-title", parent: root });
+  const sourcesRow = el("div", { className: "lms-attr-sources", parent: root });
+  const tip = el("div", { className: "lms-tip lms-attr-tip", parent: root });
   let state = null;
 
   const read = () => {
@@ -180,7 +158,7 @@ function render({ model, el: host }) {
     const total = values.reduce((a, b) => a + b, 0);
     sourcesTitle.textContent = `L${layer} H${head}: ${share(total)}, by the token it read from (weight \u00d7 value through the head's output columns)`;
     if (model.get("can_open")) {
-      const open = el("button", "", sourcesTitle);
+      const open = el("button", { parent: sourcesTitle });
       open.textContent = "open in attention view";
       open.addEventListener("click", () => {
         model.set("open_head", model.get("open_head") + 1);

@@ -9,14 +9,15 @@ prompt's tokens. Changing `token` (the attributed position), `target` or `foil` 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 import traitlets as t
 
 from lmscope.errors import InputError, check_index
 from lmscope.lens import resolve_targets
-from lmscope.widgets.base import LmscopeWidget, reports_errors, static_bundle
+from lmscope.options import keyword_options
+from lmscope.widgets.base import LmscopeWidget, index_check, reports_errors, static_bundle
 from lmscope.widgets.traits import WireArray
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class Attribution(LmscopeWidget):
     can_open = t.Bool(False).tag(sync=True)
     open_head = t.Int(0).tag(sync=True)  # bumped by that button
 
+    @keyword_options
     def __init__(
         self,
         trace: Trace,
@@ -59,7 +61,6 @@ class Attribution(LmscopeWidget):
         foil: int | str | None = None,
         layer: int = -1,
         head: int = -1,
-        **kwargs: Any,
     ) -> None:
         self._trace = trace
         self.result: AttributionResult | None = None
@@ -72,7 +73,6 @@ class Attribution(LmscopeWidget):
             token=check_index("position", position, trace.seq_len),
             target=target_id,
             foil=foil_id,
-            **kwargs,
         )
         self._attribute()
         if layer != -1 or head != -1:
@@ -132,11 +132,8 @@ class Attribution(LmscopeWidget):
             return value
         return resolve_targets(value, None, self._trace.logits.shape[-1])[0]
 
-    @t.validate("layer", "head")
-    def _valid_head(self, proposal: dict) -> int:
-        value, name = proposal["value"], proposal["trait"].name
-        size = self.n_layers if name == "layer" else self.n_heads
-        return value if value == -1 else check_index(name, value, size)
+    _valid_layer = index_check("layer", size="n_layers", optional=True)
+    _valid_head = index_check("head", size="n_heads", optional=True)
 
     _quiet = False
 
