@@ -10,7 +10,7 @@ import pytest
 
 import lmscope
 from _models import tiny_ids, tiny_inspector
-from lmscope import attention, coloring, lens, stats
+from lmscope import attention, attribution, coloring, lens, stats
 from lmscope.widgets.base import LmscopeComposite, LmscopeWidget
 from lmscope.widgets.dashboard import Selection
 
@@ -35,6 +35,7 @@ ANALYSES = [
     attention.pattern,
     attention.grid,
     attention.grid_difference,
+    attribution.attribution,
 ]
 # one option each takes, misspelled as a person might, and the name the error must suggest
 TYPOS = {
@@ -56,6 +57,7 @@ TYPOS = {
     "pattern": ("layer_ends", "layer_end"),
     "grid": ("mute_sinks", "mute_sink"),
     "grid_difference": ("sizes", "size"),
+    "attribution": ("positon", "position"),
 }
 
 
@@ -73,7 +75,8 @@ def test_everything_after_the_subject_is_keyword_only(thing):
     params = list(inspect.signature(thing).parameters.values())
     if params[0].name == "self":
         params = params[1:]
-    subjects = 2 if thing is attention.grid_difference else 1  # a difference takes two traces
+    # a difference takes two traces; an attribution the trace and what it attributes
+    subjects = 2 if thing in (attention.grid_difference, attribution.attribution) else 1
     for p in params[:subjects]:
         assert p.kind == p.POSITIONAL_OR_KEYWORD, (thing, p)
     for p in params[subjects:]:
@@ -83,7 +86,8 @@ def test_everything_after_the_subject_is_keyword_only(thing):
 @pytest.mark.parametrize("thing", WIDGETS + ANALYSES, ids=_name)
 def test_a_misspelled_option_names_the_closest_valid_one(thing, trace):
     typo, meant = TYPOS[_name(thing)]
-    subjects = (trace, trace) if thing is attention.grid_difference else (trace,)
+    subjects = {attention.grid_difference: (trace, trace), attribution.attribution: (trace, 5)}
+    subjects = subjects.get(thing, (trace,))
     with pytest.raises(TypeError, match=f"unknown option '{typo}'; did you mean '{meant}'"):
         thing(*subjects, **{typo: 1})
     with pytest.raises(TypeError, match="keyword option"):
@@ -123,6 +127,8 @@ BROWSER_VALUES = [
     (lambda tr: lmscope.Attribution(tr, target=3), "head", 4, r"0\.\.3"),
     (lambda tr: lmscope.Attribution(tr, target=3), "token", 12, r"0\.\.11"),
     (lambda tr: lmscope.TokenColors(tr), "token", 12, r"0\.\.11"),
+    (lambda tr: lmscope.Attribution(tr, target=5), "layer", 3, r"0\.\.2"),
+    (lambda tr: lmscope.Attribution(tr, target=5), "foil", 999, r"0\.\.319"),
 ]
 
 

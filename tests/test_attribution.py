@@ -352,7 +352,7 @@ def test_widget_syncs_the_shares_and_answers_a_head_selection():
     view.layer, view.head = 1, 2  # as the browser sets them
     sources = WireArray.to_numpy(view.sources)
     assert sources.sum() == pytest.approx(float(result.heads[1, 2]), abs=1e-5)
-    view.attribute(FOIL, position=5, foil=None)  # one recomputation, another question
+    view.attribute(FOIL, token=5, foil=None)  # one recomputation, another question
     assert (view.target, view.foil, view.token) == (FOIL, -1, 5)
     assert view.summary["total"] == pytest.approx(float(trace.logits[5, FOIL]), abs=1e-4)
     assert WireArray.to_numpy(view.sources).shape == (trace.seq_len,)

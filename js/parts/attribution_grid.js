@@ -65,3 +65,25 @@ export function maxAbs(...arrays) {
 export function share(v) {
   return `${v < 0 ? "\u2212" : "+"}${Math.abs(v).toFixed(3)}`;
 }
+
+/** Each layer's total: its heads, its attention bias and its MLP. */
+export function layerTotals(heads, mlps, bias, nLayers, nHeads) {
+  return Array.from({ length: nLayers }, (_, l) => {
+    let sum = mlps[l] + bias[l];
+    for (let h = 0; h < nHeads; h++) sum += heads[l * nHeads + h];
+    return sum;
+  });
+}
+
+/** The header: what is attributed, at which token, and its value. */
+export function headline(summary, tokens, at) {
+  const q = (text) => JSON.stringify(text ?? "");
+  const foil = summary.foil_token ? ` \u2212 logit(${q(summary.foil_token)})` : "";
+  return `logit(${q(summary.target_token)})${foil} after token ${at} ${q(tokens[at])} = ${share(summary.total ?? 0)}`;
+}
+
+/** The name of a cell in tooltips: "L23 H4", "MLP 23", "attention bias 23", "layer total 23". */
+export function cellName(cell) {
+  if (cell.kind === "head") return `L${cell.layer} H${cell.head}`;
+  return `${{ bias: "attention bias", mlp: "MLP", total: "layer total" }[cell.kind]} ${cell.layer}`;
+}

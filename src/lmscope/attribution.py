@@ -25,6 +25,7 @@ import torch
 from lmscope import capture, frozen_norm, placement
 from lmscope.errors import InputError, UnsupportedArchitectureError, check_index
 from lmscope.lens import resolve_targets
+from lmscope.options import keyword_options
 from lmscope.tokens import id_strings
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ def _logit_map(trace: Trace, pre: torch.Tensor, model: torch.Tensor, tol: float)
     )
 
 
+@keyword_options
 @torch.no_grad()
 def attribution(trace: Trace, target, *, position: int = -1, foil=None) -> AttributionResult:
     """Direct logit attribution of `target` (id or string) at `position`, against `foil`.

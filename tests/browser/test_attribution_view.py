@@ -48,7 +48,7 @@ def test_grid_hover_and_click_shows_sources(page):
     assert "unexplained" in page.locator(".lms-attr-parts").text_content()
     _click_head(page, w, 1, 2, hover_only=True)
     value = float(w.result.heads[1, 2])
-    tip = page.locator(".lms-attr-tip").text_content()
+    tip = page.locator(".lms-attr .lms-tip").text_content()
     assert tip.startswith("L1 H2: ") and f"{abs(value):.3f}" in tip
     _click_head(page, w, 1, 2)
     settle(page)
@@ -154,7 +154,7 @@ def test_dashboard_links_attribution_in_jupyter(browser, jupyter_server, app):
         # "open in attention view": the attention tab shows that head in the line diagram
         page.locator(".lms-attr-sources-title button").click()
         page.wait_for_function(
-            "() => { const s = document.querySelectorAll('.lms-al-bar select');"
+            "() => { const s = document.querySelectorAll('.lms-al .lms-bar select');"
             " return s.length > 2 && s[0].value === '24' && s[2].value === '4'; }",
             timeout=120_000,
         )
@@ -165,6 +165,8 @@ def test_dashboard_links_attribution_in_jupyter(browser, jupyter_server, app):
         canvas.wait_for(timeout=120_000)
         scroll = page.locator(".lms-ll-scroll").evaluate("n => n.scrollLeft")
         canvas.click(position={"x": LENS_GUTTER + 3 * LENS_CELL_W - scroll + 20, "y": 4 * 19 + 8})
+        # the kernel has heard the click once the dashboard's status line names the token
+        page.locator(".lms-dashboard .widget-label", has_text="token 3 ").wait_for(timeout=60_000)
         run_cell(page, 1)
         cell_output(page, 1).filter(has_text="asked 3 True").wait_for(timeout=60_000)
         tab("Attribution")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 import traitlets as t
 
-from lmscope.errors import InputError, check_index
+from lmscope.errors import InputError, check_index, check_optional_index
 from lmscope.lens import resolve_targets
 from lmscope.options import keyword_options
 from lmscope.widgets.base import LmscopeWidget, index_check, reports_errors, static_bundle
@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 
 
 class Attribution(LmscopeWidget):
-    """Direct logit attribution of `target` at `position` (against `foil`), as a grid.
+    """Direct logit attribution of `target` after `token` (against `foil`), as a grid.
 
-    `lmscope.Attribution(tr, target=" Poland", foil=" Warsaw")`. The shares add up to the
-    logit (or logit difference) shown in the header; see `Trace.attribution`.
+    `lmscope.Attribution(tr, target=" Poland", foil=" Warsaw")`. `token` is the attributed
+    position (the selection's name; the analysis calls it `position`), `layer`/`head` the
+    selected head (-1: none). The shares add up to the logit (or logit difference) shown in
+    the header; see `Trace.attribution`.
     """
 
     _esm = static_bundle("attribution")
@@ -57,7 +59,7 @@ class Attribution(LmscopeWidget):
         trace: Trace,
         *,
         target: int | str,
-        position: int = -1,
+        token: int = -1,
         foil: int | str | None = None,
         layer: int = -1,
         head: int = -1,
@@ -70,7 +72,7 @@ class Attribution(LmscopeWidget):
             n_layers=trace.n_layers,
             n_heads=trace.n_heads,
             tokens=list(trace.tokens),
-            token=check_index("position", position, trace.seq_len),
+            token=check_index("token", token, trace.seq_len),
             target=target_id,
             foil=foil_id,
         )
@@ -93,12 +95,10 @@ class Attribution(LmscopeWidget):
         return resolve_targets(token, tr.tokenizer, tr.logits.shape[-1])[0]
 
     def attribute(
-        self, target: int | str, *, position: int | None = None, foil: int | str | None = None
+        self, target: int | str, *, token: int | None = None, foil: int | str | None = None
     ) -> None:
-        """Attribute another target (at another position, against another foil) in one update."""
-        position = check_index(
-            "position", self.token if position is None else position, self._trace.seq_len
-        )
+        """Attribute another target (after another token, against another foil) in one update."""
+        position = check_index("token", self.token if token is None else token, self._trace.seq_len)
         target_id, foil_id = self._token_id(target), -1 if foil is None else self._token_id(foil)
         self._quiet = True  # one recomputation for the three changes
         try:
@@ -111,8 +111,8 @@ class Attribution(LmscopeWidget):
     def select(self, layer: int, head: int) -> None:
         """Select one head (its sources are shown); -1, -1 selects nothing."""
         if (layer, head) != (-1, -1):
-            layer = check_index("layer", layer, self.n_layers)
-            head = check_index("head", head, self.n_heads)
+            layer = check_optional_index("layer", layer, self.n_layers)
+            head = check_optional_index("head", head, self.n_heads)
         self._quiet = True
         try:
             self.layer, self.head = layer, head
@@ -121,9 +121,9 @@ class Attribution(LmscopeWidget):
         with self.reporting_errors():
             self._push_sources()
 
-    @t.validate("token")
-    def _valid_token(self, proposal: dict) -> int:
-        return check_index("position", proposal["value"], self._trace.seq_len)
+    _valid_token = index_check("token", size="tokens")
+    _valid_layer = index_check("layer", size="n_layers", optional=True)
+    _valid_head = index_check("head", size="n_heads", optional=True)
 
     @t.validate("target", "foil")
     def _valid_id(self, proposal: dict) -> int:
@@ -131,9 +131,6 @@ class Attribution(LmscopeWidget):
         if proposal["trait"].name == "foil" and value == -1:
             return value
         return resolve_targets(value, None, self._trace.logits.shape[-1])[0]
-
-    _valid_layer = index_check("layer", size="n_layers", optional=True)
-    _valid_head = index_check("head", size="n_heads", optional=True)
 
     _quiet = False
 

@@ -231,7 +231,7 @@ class Dashboard(LmscopeComposite):
         attribution = self._views.get("Attribution")
         if attribution is not None:
             with self.reporting_errors():
-                attribution.attribute(top, position=position)
+                attribution.attribute(top, token=position)
 
     def _on_open_head(self, _change: dict) -> None:
         """The attribution view's "open in attention view": show its head there."""
@@ -297,7 +297,7 @@ class Dashboard(LmscopeComposite):
             # the model's own answer at the selected token, or the lens cell last clicked
             position = sel.token if sel.token >= 0 else tr.seq_len - 1
             target, position = self._question or (int(tr.logits[position].argmax()), position)
-            view = lmscope.Attribution(tr, target=target, position=position)
+            view = lmscope.Attribution(tr, target=target, token=position)
             view.can_open = True
             view.select(sel.layer, sel.head)
             view.observe(self._on_attribution_head, names=["layer", "head"])
