@@ -121,13 +121,15 @@ def test_parts_add_up_to_the_models_logit(family):
 
 
 def _hand_norm(family: str, module: nn.Module, x: torch.Tensor):
-    """(linear part, bias) of one norm frozen at x, from the family's formula written out."""
-    if family in ("gpt2", "gpt_neox"):
+    """(linear part, bias) of one norm frozen at x, from the family's formula written out
+    (families the tests do not know by name: a LayerNorm by type, else Llama's RMSNorm)."""
+    if family in ("gpt2", "gpt_neox") or isinstance(module, nn.LayerNorm):
         center, gain, eps, bias = True, module.weight, module.eps, module.bias
-    elif family == "gemma2":
+    elif family == "gemma2" or "gemma" in type(module).__name__.lower():
         center, gain, eps, bias = False, 1 + module.weight, module.eps, None
     else:
-        center, gain, eps, bias = False, module.weight, module.variance_epsilon, None
+        eps = getattr(module, "variance_epsilon", None) or module.eps
+        center, gain, bias = False, module.weight, None
     xc = x - x.mean() if center else x
     inv = 1 / torch.sqrt((xc * xc).mean() + eps)
     return (lambda v: ((v - v.mean()) if center else v) * inv * gain), (
@@ -179,7 +181,7 @@ def test_agrees_with_a_hand_computation_from_the_models_modules(family):
                 z = seen["z", layer][position].unflatten(-1, (trace.n_heads, -1))
                 weight = parts.attn_proj_weight(layer).unflatten(1, (trace.n_heads, -1))
                 per_head = torch.einsum("hd,mhd->hm", z, weight)  # each head through its columns
-                if family == "gemma2":  # the post-attention norm, frozen at the projection's output
+                if parts.attn_outs[layer] is not parts.attentions[layer]:  # Gemma 2's post-norm
                     post, _ = _hand_norm(family, parts.attn_outs[layer], seen["o", layer][position])
                     per_head = torch.stack([post(v) for v in per_head])
                 hand = torch.tensor([share(v) for v in per_head])
