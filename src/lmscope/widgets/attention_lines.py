@@ -119,15 +119,8 @@ class AttentionLines(LmscopeWidget):
         """Switch to one head of one block in a single update."""
         layer = check_index("layer", layer, self.n_layers)
         head = check_index("head", head, self.n_heads)
-        self._quiet = True
-        try:
+        with self.changing_together(self._refresh):
             self.layer, self.layer_end, self.head = layer, layer, head
-        finally:
-            self._quiet = False
-        with self.reporting_errors():
-            self._refresh()
-
-    _quiet = False
 
     def _on_control(self, change: dict) -> None:
         if self._quiet:

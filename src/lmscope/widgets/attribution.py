@@ -100,26 +100,16 @@ class Attribution(LmscopeWidget):
         """Attribute another target (after another token, against another foil) in one update."""
         position = check_index("token", self.token if token is None else token, self._trace.seq_len)
         target_id, foil_id = self._token_id(target), -1 if foil is None else self._token_id(foil)
-        self._quiet = True  # one recomputation for the three changes
-        try:
+        with self.changing_together(self._attribute):  # one recomputation for the three
             self.target, self.foil, self.token = target_id, foil_id, position
-        finally:
-            self._quiet = False
-        with self.reporting_errors():
-            self._attribute()
 
     def select(self, layer: int, head: int) -> None:
         """Select one head (its sources are shown); -1, -1 selects nothing."""
         if (layer, head) != (-1, -1):
             layer = check_optional_index("layer", layer, self.n_layers)
             head = check_optional_index("head", head, self.n_heads)
-        self._quiet = True
-        try:
+        with self.changing_together(self._push_sources):
             self.layer, self.head = layer, head
-        finally:
-            self._quiet = False
-        with self.reporting_errors():
-            self._push_sources()
 
     _valid_token = index_check("token", size="tokens")
     _valid_layer = index_check("layer", size="n_layers", optional=True)
@@ -131,8 +121,6 @@ class Attribution(LmscopeWidget):
         if proposal["trait"].name == "foil" and value == -1:
             return value
         return resolve_targets(value, None, self._trace.logits.shape[-1])[0]
-
-    _quiet = False
 
     @reports_errors
     def _on_question(self, _change: dict | None = None) -> None:

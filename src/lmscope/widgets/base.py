@@ -155,6 +155,25 @@ class ReportsErrors(t.HasTraits):
         self._errors_reported += 1
         self.error = describe(err)
 
+    #: True while `changing_together` sets several traits: observers that recompute skip
+    _quiet = False
+
+    @contextmanager
+    def changing_together(self, then: Callable[[], Any]) -> Iterator[None]:
+        """Set several traits as one change: observers that check `self._quiet` stay still
+        while the block runs, then `then()` recomputes once (its error shown under the view).
+
+            with self.changing_together(self._refresh):
+                self.layer, self.head = 3, 1
+        """
+        self._quiet = True
+        try:
+            yield
+        finally:
+            self._quiet = False
+        with self.reporting_errors():
+            then()
+
 
 class Exportable:
     """`save_html(path, title=None) -> Path`, the same for every view and composite."""

@@ -1,7 +1,7 @@
 """Saved pages: one self-contained HTML file per view, layout or dashboard; no CDN, no kernel.
 
-A layout is walked as it is shown: boxes become flex rows or columns, labels become text, an
-lmscope view is drawn by `static/static_runtime.js` (a minimal anywidget model over the saved
+A layout is walked as it is shown: boxes holding lmscope views become flex rows or columns,
+labels become text, an lmscope view is drawn by `static/static_runtime.js` (a minimal anywidget model over the saved
 state, binary buffers base64 in the page), and every other widget (a bqplot figure, a control)
 by Jupyter's own HTML widget manager (vendored in `static/vendor`, with bqplot's and bqscales'
 built JS read from their installed packages), placed where it stood. The widget manager is
@@ -90,7 +90,7 @@ class _Page:
             self.views.append(widget)
             bundle = html.escape(type(widget).__name__)
             return f'<div data-lmscope-view="{len(self.views) - 1}" data-bundle="{bundle}"></div>'
-        if isinstance(widget, ipywidgets.Box):
+        if isinstance(widget, ipywidgets.Box) and _holds_a_view(widget):
             inner = "".join(self.block(child) for child in widget.children)
             direction = "row" if isinstance(widget, ipywidgets.HBox) else "column"
             return f'<div class="lms-export-{direction}">{inner}</div>'
@@ -102,6 +102,16 @@ class _Page:
         spec = {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
         # Jupyter's HTML widget manager draws the widget where this tag stands
         return f'<script type="application/vnd.jupyter.widget-view+json">{_json_text(json.dumps(spec))}</script>'
+
+
+def _holds_a_view(box: ipywidgets.Box) -> bool:
+    """Whether an lmscope view stands somewhere in `box` (else the widget manager draws the
+    whole box, with its own layout: a row of controls, two plots side by side)."""
+    return any(
+        isinstance(child, LmscopeWidget)
+        or (isinstance(child, ipywidgets.Box) and _holds_a_view(child))
+        for child in box.children
+    )
 
 
 def _view_scripts(views: list[LmscopeWidget]) -> list[str]:

@@ -28,6 +28,7 @@ import traitlets as t
 from lmscope import lens
 from lmscope.errors import check_choice, check_index
 from lmscope.options import keyword_options
+from lmscope.widgets import plots
 from lmscope.widgets.base import (
     LmscopeComposite,
     LmscopeWidget,
@@ -190,16 +191,16 @@ class LogitLens(LmscopeComposite):
             labels=[""],
             display_legend=True,
         )
-        axes = [
-            bq.Axis(scale=x, label="layer", tick_format="d"),
-            bq.Axis(scale=y, orientation="vertical", label="probability", tick_format=".2f"),
-        ]
-        fig = bq.Figure(
-            marks=[lines],
-            axes=axes,
+        frame = plots.axes(
+            x, y, x_label="layer", y_label="probability", x_format="d", y_format=".2f"
+        )
+        fig = plots.figure(
+            [lines],
+            frame,
+            width="50%",
+            height="300px",
+            margin=(40, 40, 55, 10),
             title="target",
-            layout=ipw.Layout(width="50%", height="300px"),
-            fig_margin={"top": 40, "bottom": 40, "left": 55, "right": 10},
             legend_location="top-left",
         )
         return fig, lines
@@ -224,22 +225,21 @@ class LogitLens(LmscopeComposite):
             )
             for color in _COLORS[:4]
         ]
-        axes = [
-            bq.Axis(scale=x, label="rank"),
-            bq.Axis(
-                scale=y,
-                orientation="vertical",
-                label="probability",
-                tick_format=".0e",
-                tick_values=np.logspace(-5, 0, 6),  # decades: bqplot's own log ticks crowd
-            ),
-        ]
-        fig = bq.Figure(
-            marks=marks,
-            axes=axes,
+        frame = plots.axes(
+            x,
+            y,
+            x_label="rank",
+            y_label="probability",
+            y_format=".0e",
+            y_ticks=np.logspace(-5, 0, 6),  # decades: bqplot's own log ticks crowd
+        )
+        fig = plots.figure(
+            marks,
+            frame,
+            width="50%",
+            height="300px",
+            margin=(40, 40, 60, 10),
             title="softmax",
-            layout=ipw.Layout(width="50%", height="300px"),
-            fig_margin={"top": 40, "bottom": 40, "left": 60, "right": 10},
             legend_location="top-right",
         )
         return fig, marks

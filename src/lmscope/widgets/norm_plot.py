@@ -31,6 +31,7 @@ from lmscope import stats
 from lmscope.errors import check_choice, check_count, check_optional_index
 from lmscope.options import keyword_options
 from lmscope.trace import VIEW_STREAMS
+from lmscope.widgets import plots
 from lmscope.widgets.base import STREAM_TITLES, LmscopeComposite
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ _PLASMA = ["#0d0887", "#4c02a1", "#7e03a8", "#a92395", "#cc4778", "#e56b5d", "#f
 _LAG_COLORS = ["#c0392b", "#2c6fbb", "#27ae60", "#8e44ad", "#d68910", "#16a085"]
 _LAG_MARKERS = ["square", "circle", "diamond", "triangle-up", "cross", "triangle-down"]
 MAX_LAGS = 6
+_TITLE = {"font-size": "14px"}
 
 
 def layer_colors(n_layers: int) -> list[str]:
@@ -229,29 +231,20 @@ class NormPlot(LmscopeComposite):
             display_names=False,
             visible=False,
         )
-        axes = [
-            # every other layer past 16: the strips get ~60% of the width
-            bq.Axis(
-                scale=x,
-                label="layer",
-                tick_values=np.arange(0, L, 1 if L <= 16 else 2),
-                tick_format="d",
-                grid_lines="none",
-            ),
-            bq.Axis(
-                scale=y,
-                orientation="vertical",
-                label="log norm",
-                tick_format=".1f",
-                grid_lines="dashed",
-            ),
-        ]
-        return bq.Figure(
-            marks=[self._strip, self._trail, self._ring],
-            axes=axes,
-            layout=ipw.Layout(width="62%", height="360px", min_width="420px"),
-            fig_margin={"top": 40, "bottom": 45, "left": 55, "right": 10},
-            title_style={"font-size": "14px"},
+        frame = plots.axes(
+            x,
+            y,
+            x_label="layer",
+            y_label="log norm",
+            x_format="d",
+            y_format=".1f",
+            x_ticks=np.arange(0, L, 1 if L <= 16 else 2),  # every other layer past 16
+            grid_x="none",
+            grid_y="dashed",
+        )
+        marks = [self._strip, self._trail, self._ring]
+        return plots.figure(
+            marks, frame, width="62%", height="360px", min_width="420px", title_style=_TITLE
         )
 
     def _hist_figure(self) -> bq.Figure:
@@ -266,17 +259,16 @@ class NormPlot(LmscopeComposite):
             marker_size=10,
             opacities=[0.85],
         )
-        axes = [
-            bq.Axis(scale=x, label="log norm", tick_format=".1f"),
-            bq.Axis(scale=y, orientation="vertical", label="tokens", tick_format="d"),
-        ]
-        return bq.Figure(
-            marks=[self._hist],
-            axes=axes,
-            layout=ipw.Layout(width="38%", height="360px", min_width="300px"),
-            fig_margin={"top": 40, "bottom": 45, "left": 50, "right": 10},
+        frame = plots.axes(x, y, x_label="log norm", y_label="tokens", x_format=".1f", y_format="d")
+        return plots.figure(
+            [self._hist],
+            frame,
+            width="38%",
+            height="360px",
+            min_width="300px",
+            margin=(40, 45, 50, 10),
             title="distribution per layer",
-            title_style={"font-size": "14px"},
+            title_style=_TITLE,
         )
 
     def _beta_figure(self) -> bq.Figure:
@@ -321,25 +313,25 @@ class NormPlot(LmscopeComposite):
             self._beta_ns.append(
                 bq.Scatter(**common, default_size=40, fill=False, stroke=c, stroke_width=1.2)
             )
-        axes = [
-            bq.Axis(
-                scale=x, label="layer", tick_values=np.arange(L), tick_format="d", grid_lines="none"
-            ),
-            bq.Axis(
-                scale=y,
-                orientation="vertical",
-                label="beta",
-                tick_format=".2f",
-                grid_lines="dashed",
-            ),
-        ]
-        return bq.Figure(
-            marks=[self._zero, *self._beta_lines, *self._beta_sig, *self._beta_ns],
-            axes=axes,
-            layout=ipw.Layout(width="100%", height="280px"),
-            fig_margin={"top": 40, "bottom": 45, "left": 55, "right": 10},
+        frame = plots.axes(
+            x,
+            y,
+            x_label="layer",
+            y_label="beta",
+            x_format="d",
+            y_format=".2f",
+            x_ticks=np.arange(L),
+            grid_x="none",
+            grid_y="dashed",
+        )
+        marks = [self._zero, *self._beta_lines, *self._beta_sig, *self._beta_ns]
+        return plots.figure(
+            marks,
+            frame,
+            width="100%",
+            height="280px",
             legend_location="top-right",
-            title_style={"font-size": "14px"},
+            title_style=_TITLE,
         )
 
     # -- drawing ----------------------------------------------------------------------------
