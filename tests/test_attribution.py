@@ -196,17 +196,25 @@ def test_agrees_with_a_hand_computation_from_the_models_modules(family):
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_heads_plus_bias_are_the_attention_share_and_sources_sum_to_a_head(family):
+    """Heads (read at the projection's input) plus the bias equal the share of the attention
+    output the run recorded (read through the final norm written out by hand); the layer
+    totals and the running residual agree with them."""
     trace = family_trace(family)
     result = trace.attribution(TARGET, position=-1, foil=FOIL)
+    unembed = trace.parts.unembed
+    readout = (unembed.weight[TARGET] - unembed.weight[FOIL]).detach()
+    final, _ = _hand_norm(family, trace.parts.final_norm, trace.resid_post(trace.n_layers - 1)[-1])
+    with torch.no_grad():
+        for layer in range(trace.n_layers):
+            recorded = float(readout @ final(trace.attn_out(layer)[-1]))
+            from_heads = float(result.heads[layer].sum() + result.attn_bias[layer])
+            assert from_heads == pytest.approx(recorded, abs=1e-4)
+            assert float(result.attn[layer]) == pytest.approx(from_heads, abs=1e-5)
+            step = result.resid[layer] - (
+                result.resid[layer - 1] if layer else result.embed + result.rest
+            )
+            assert float(step) == pytest.approx(float(result.layers[layer]), abs=1e-4)
     for layer in range(trace.n_layers):
-        attn_share = (
-            result.resid[layer]
-            - (result.resid[layer - 1] if layer else result.embed + result.rest)
-            - result.mlps[layer]
-        )
-        assert float(attn_share) == pytest.approx(
-            float(result.heads[layer].sum() + result.attn_bias[layer]), abs=1e-4
-        )
         for head in range(trace.n_heads):
             sources = result.sources(layer, head)
             assert sources.shape == (trace.seq_len,)
