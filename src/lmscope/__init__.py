@@ -22,6 +22,7 @@ __all__ = [
     "LogitLens",
     "NormPlot",
     "Patch",
+    "Patching",
     "PatchingResult",
     "TokenColors",
     "TokenView",
@@ -43,6 +44,7 @@ _WIDGETS = {
     "TokenView": "lmscope.widgets.tokens",
     "NormPlot": "lmscope.widgets.norm_plot",
     "Dashboard": "lmscope.widgets.dashboard",
+    "Patching": "lmscope.widgets.patching",
 }
 
 

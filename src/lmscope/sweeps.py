@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -48,6 +48,7 @@ class PatchingResult:
     answer: int
     foil: int | None
     align: tuple[int | None, ...]
+    inspector: Inspector | None = field(default=None, repr=False)
 
     @property
     def axis(self) -> str:
@@ -83,6 +84,13 @@ class PatchingResult:
             position=position,
             source_position=self.align[position],
         )
+
+    def rerun(self, layer: int, column: int) -> Trace:
+        """The corrupted prompt run again with one cell's patch (and the corrupted run's edits)."""
+        if self.inspector is None:
+            raise InputError("this result has no inspector to rerun with")
+        patch = self.patch(layer, column)
+        return self.inspector.run(self.corrupted.input_ids, edits=[*self.corrupted.edits, patch])
 
     def top(self, k: int = 5) -> list[tuple[int, int, float]]:
         """The k cells with the largest |effect|, as (layer, column, effect)."""
@@ -225,6 +233,7 @@ def patching(
         answer=answer_id,
         foil=foil_id,
         align=pairs,
+        inspector=ins,
     )
 
 
@@ -246,7 +255,8 @@ def _batch_size(ins: Inspector, n_tokens: int) -> int:
         vocab=ins.vocab_size,
         element_size=next(ins.model.parameters()).element_size(),
     )
-    budget = ins.budget()
+    # every copy passes through every device that holds a block: the tightest one decides
+    budget = min(ins.budget(d) for d in dict.fromkeys([ins.device, *ins.layer_devices]))
     memory.check(
         per_copy,
         budget,
