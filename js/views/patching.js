@@ -180,8 +180,12 @@ function render({ model, el }) {
     const cols = shape()[1];
     const layer = model.get("layers")[row];
     const label = model.get("column_labels")[col];
+    const source = (model.get("source_labels") || [])[col];
+    const from = source && source !== label ? `, clean '${source}'` : "";
     const where =
-      model.get("axis") === "head" ? label : `'${label}' (position ${model.get("columns")[col]})`;
+      model.get("axis") === "head"
+        ? label
+        : `'${label}' (position ${model.get("columns")[col]}${from})`;
     const value = effect[row * cols + col];
     if (!Number.isFinite(value)) return `layer ${layer} · ${where}: not patched`;
     return `layer ${layer} · ${where}: effect ${value.toFixed(3)} · ${model.get("metric_name")} ${metric[row * cols + col].toFixed(3)}`;
@@ -207,7 +211,9 @@ function render({ model, el }) {
     side.replaceChildren();
     const label = model.get("patch_label");
     const tops = model.get("top_tokens") || [];
-    if (!label || tops.length !== 2) {
+    const probs = decode(model.get("top_probs"));
+    const values = decode(model.get("answer_lens"));
+    if (!label || tops.length !== 2 || !probs || !values) {
       side.textContent = "Click a cell to apply that one patch to the corrupted run.";
       el.dataset.compared = "";
       return;
@@ -217,7 +223,6 @@ function render({ model, el }) {
     title.textContent = label;
     const grid = document.createElement("div");
     grid.className = "lms-pt-tops";
-    const probs = decode(model.get("top_probs"));
     const k = tops[0].length;
     for (const name of ["corrupted", "patched"]) {
       const h = document.createElement("div");
@@ -241,7 +246,6 @@ function render({ model, el }) {
     lensTitle.style.marginTop = "8px";
     lensTitle.textContent = `p(${model.get("answer_token")}) after each block (logit lens, 0..1): corrupted grey, patched red`;
     const lens = document.createElement("canvas");
-    const values = decode(model.get("answer_lens"));
     drawLens(lens, values, values.length / 2);
     side.append(title, grid, lensTitle, lens);
     el.dataset.compared = label;
@@ -254,6 +258,7 @@ function render({ model, el }) {
   for (const trait of ["layer", "token", "head"]) model.on(`change:${trait}`, redraw);
   model.on("change:patch_label", showComparison);
   model.on("change:top_tokens", showComparison);
+  model.on("change:answer_lens", showComparison);
   return () => {
     canvas.removeEventListener("mousemove", onMove);
     canvas.removeEventListener("click", onClick);

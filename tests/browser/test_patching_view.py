@@ -50,6 +50,7 @@ def test_heatmap_hover_and_click_apply_one_patch(page):
     canvas.hover(position={"x": 34 + 5.5 * w, "y": 0.5 * h})
     status = page.locator(".lms-pt-status").text_content()
     assert status.startswith("layer 0 · ") and "effect 1.000" in status
+    assert f"clean '{result.clean.tokens[5]}'" in status
     assert "Click a cell" in page.locator(".lms-pt-side").text_content()
     canvas.click(position={"x": 34 + 7.5 * w, "y": 1.5 * h})
     settle(page)
@@ -99,7 +100,8 @@ def test_patching_in_jupyter(browser, jupyter_server, app):
         box = canvas.bounding_box()
         w, h = (box["width"] - 34) / 11, box["height"] / 10
         canvas.hover(position={"x": 34 + 3.5 * w, "y": 0.5 * h})
-        assert "France" in page.locator(".lms-pt-status").text_content()
+        status = page.locator(".lms-pt-status").text_content()
+        assert "Germany' (position 3, clean '·France')" in status and "effect 1.000" in status
         canvas.click(position={"x": 34 + 3.5 * w, "y": 0.5 * h})
         page.locator(".lms-pt-tops").wait_for(timeout=60_000)
         patched = page.locator(".lms-pt-row").nth(1).text_content()

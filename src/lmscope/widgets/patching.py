@@ -32,6 +32,8 @@ class Patching(LmscopeWidget):
     #: positions of the corrupted prompt, or heads
     columns = t.List(t.Int()).tag(sync=True)
     column_labels = t.List(t.Unicode()).tag(sync=True)
+    #: the clean token each position is patched from ('' for heads or no counterpart)
+    source_labels = t.List(t.Unicode()).tag(sync=True)
     #: [layers, columns] normalised effect (clean = 1, corrupted = 0; NaN: not patched)
     effect = WireArray(kind="table").tag(sync=True)
     #: [layers, columns] the raw metric of each patched run
@@ -64,8 +66,13 @@ class Patching(LmscopeWidget):
         corrupted = result.corrupted
         if result.axis == "head":
             labels = [f"H{h}" for h in result.columns]
+            sources = [""] * len(labels)
         else:
             labels = [corrupted.tokens[p] for p in result.columns]
+            clean = result.clean.tokens
+            sources = [
+                "" if result.align[p] is None else clean[result.align[p]] for p in result.columns
+            ]
         names = corrupted.token_strings([result.answer] + ([result.foil] if result.foil else []))
         metric_name = f"logit({names[0]})" + (f" - logit({names[1]})" if len(names) > 1 else "")
         super().__init__(
@@ -75,6 +82,7 @@ class Patching(LmscopeWidget):
             layers=list(result.layers),
             columns=list(result.columns),
             column_labels=labels,
+            source_labels=sources,
             effect=result.effect.float(),
             metric=result.metric.float(),
             metric_name=metric_name,
@@ -131,15 +139,17 @@ class Patching(LmscopeWidget):
             return
         self._shown = key
         if self.layer < 0 or column < 0:
-            self.patch_label = ""
-            self.top_tokens, self.top_probs, self.answer_lens = [], None, None
+            with self.hold_sync():
+                self.patch_label = ""
+                self.top_tokens, self.top_probs, self.answer_lens = [], None, None
             return
         patched = self._result.rerun(self.layer, column)
         after, before = self._lens(patched), self._lens_before
-        self.patch_label = patched.edits[-1].label
-        self.top_tokens = [before["tokens"], after["tokens"]]
-        self.top_probs = torch.stack([before["probs"], after["probs"]])
-        self.answer_lens = torch.stack([before["answer"], after["answer"]])
+        with self.hold_sync():  # one message: the view never sees half a comparison
+            self.top_tokens = [before["tokens"], after["tokens"]]
+            self.top_probs = torch.stack([before["probs"], after["probs"]])
+            self.answer_lens = torch.stack([before["answer"], after["answer"]])
+            self.patch_label = patched.edits[-1].label
 
     def _lens(self, trace) -> dict:
         lens = trace.logit_lens(
