@@ -373,3 +373,31 @@ def test_real_model_head_ablation_equals_a_hand_written_hook(real):
         real.model, ids, [(real.parts.attn_projs[layer].register_forward_pre_hook, zero_head)]
     )
     torch.testing.assert_close(edited.logits, ref.logits[0], atol=2e-4, rtol=1e-4)
+
+
+def test_options_are_keywords_and_typos_name_the_closest_one():
+    ins = tiny_inspector("llama")
+    with pytest.raises(TypeError, match="did you mean 'head'"):
+        lmscope.Ablate(1, haed=2)
+    with pytest.raises(TypeError, match="keyword option"):
+        lmscope.Ablate(1, 2)
+    with pytest.raises(TypeError, match="did you mean 'foil'"):
+        lmscope.patching(ins, tiny_ids(8), tiny_ids(8), answer=1, foils=2)
+
+
+def test_patching_view_checks_values_from_the_browser_like_python():
+    clean, corrupted = _pair()
+    ins = tiny_inspector("llama")
+    result = lmscope.patching(
+        ins, clean, corrupted, answer=1, foil=2, layers=[0, 2], progress=False
+    )
+    view = lmscope.Patching(result, top_k=3)
+    view.set_state({"layer": 1})  # not a layer of this sweep
+    assert view.layer == -1 and "layer 1 is not in this sweep" in view.error
+    with pytest.raises(OutOfRangeError, match="token 12 is not in this sweep"):
+        view.token = 12
+    view.set_state({"layer": 2, "token": DIFF})
+    assert view.patch_label.startswith("Patch(site='resid_pre', layer=2, position=5")
+    assert len(view.top_tokens[1]) == 3 and view.error == ""
+    with pytest.raises(TypeError, match="did you mean 'top_k'"):
+        lmscope.Patching(result, k=3)

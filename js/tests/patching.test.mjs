@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { cellAt, cellSize, effectColor } from "../views/patching.js";
+import { cellAt, cellSize, effectColor } from "../parts/patching.js";
 
 test("cell size stays readable and bounded", () => {
   assert.deepEqual(cellSize(30, 20), { w: 38, h: 14 });

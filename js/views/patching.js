@@ -1,52 +1,12 @@
 // Patching: the sweep's normalised effect as a heatmap (layers down, positions or heads
 // across) on a diverging scale; hover says the cell's values, a click selects it and Python
 // answers with the patched run's top next tokens and the answer's lens probability per layer.
-import { diverging, rgb } from "../lib/colors.js";
+import { cellAt, cellSize, effectColor, LEFT } from "../parts/patching.js";
+import CSS from "../styles/patching.css";
+import { el } from "../lib/dom.js";
 import { setTokenText } from "../lib/tokens.js";
 import { defineView, injectCss } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
-
-const CSS = `
-.lms-pt-header { margin-bottom: 6px; color: var(--jp-ui-font-color1, #1f2328); }
-.lms-pt-body { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
-.lms-pt-map { position: relative; }
-.lms-pt-map canvas { display: block; cursor: pointer; }
-.lms-pt-cols { display: flex; margin-left: var(--lms-pt-left); }
-.lms-pt-col { writing-mode: vertical-rl; transform: rotate(180deg); white-space: pre; overflow: hidden;
-  height: 64px; font: 11px var(--jp-code-font-family, ui-monospace, monospace); text-align: right; }
-.lms-pt-status { min-height: 1.4em; margin-top: 4px; font-size: 12px; color: var(--jp-ui-font-color2, #57606a); }
-.lms-pt-legend { display: flex; align-items: center; gap: 6px; font-size: 11px; margin-top: 4px; }
-.lms-pt-legend canvas { border: 1px solid var(--jp-border-color2, #ccc); }
-.lms-pt-side { min-width: 260px; font-size: 12px; }
-.lms-pt-label { font-family: var(--jp-code-font-family, ui-monospace, monospace); margin-bottom: 6px; }
-.lms-pt-tops { display: grid; grid-template-columns: 1fr 1fr; gap: 2px 12px; }
-.lms-pt-tops .h { font-weight: 600; }
-.lms-pt-row { display: flex; justify-content: space-between; gap: 6px; white-space: pre;
-  font-family: var(--jp-code-font-family, ui-monospace, monospace); }
-.lms-pt-row.answer { font-weight: 700; }
-`;
-
-const LEFT = 34; // px for the layer numbers
-
-/** Cell size that keeps the map within about 760 x 420 px, readable but not huge. */
-export function cellSize(rows, cols) {
-  const w = Math.max(12, Math.min(40, Math.floor(760 / Math.max(1, cols))));
-  const h = Math.max(8, Math.min(22, Math.floor(420 / Math.max(1, rows))));
-  return { w, h };
-}
-
-/** The [row, col] under canvas point (x, y), or null outside the cells. */
-export function cellAt(x, y, rows, cols, size, left = LEFT) {
-  const col = Math.floor((x - left) / size.w);
-  const row = Math.floor(y / size.h);
-  if (x < left || col < 0 || row < 0 || col >= cols || row >= rows) return null;
-  return [row, col];
-}
-
-/** Fill colour of an effect: the diverging map clamped to [-1, 1]; grey where not patched. */
-export function effectColor(value) {
-  return Number.isFinite(value) ? rgb(diverging(value)) : "rgb(200,200,200)";
-}
 
 function drawMap(canvas, effect, rows, cols, size, layers, selected) {
   const dpr = window.devicePixelRatio || 1;
@@ -120,30 +80,20 @@ function drawLens(canvas, lens, n) {
   line(n, "rgb(178,24,43)");
 }
 
-function render({ model, el }) {
+function render({ model, el: root }) {
   injectCss(CSS);
-  const header = document.createElement("div");
-  header.className = "lms-pt-header";
-  const body = document.createElement("div");
-  body.className = "lms-pt-body";
-  const mapBox = document.createElement("div");
-  mapBox.className = "lms-pt-map";
-  const canvas = document.createElement("canvas");
-  const colsRow = document.createElement("div");
-  colsRow.className = "lms-pt-cols";
+  const header = el("div", { className: "lms-pt-header", parent: root });
+  const body = el("div", { className: "lms-pt-body", parent: root });
+  const mapBox = el("div", { className: "lms-pt-map", parent: body });
+  const side = el("div", { className: "lms-pt-side", parent: body });
+  const canvas = el("canvas", { parent: mapBox });
+  const colsRow = el("div", { className: "lms-pt-cols", parent: mapBox });
   colsRow.style.setProperty("--lms-pt-left", `${LEFT}px`);
-  const status = document.createElement("div");
-  status.className = "lms-pt-status";
-  const legend = document.createElement("div");
-  legend.className = "lms-pt-legend";
-  const legendBar = document.createElement("canvas");
+  const legend = el("div", { className: "lms-pt-legend", parent: mapBox });
+  const status = el("div", { className: "lms-pt-status", parent: mapBox });
+  const legendBar = el("canvas");
   legend.append("−1", legendBar, "+1 · effect: 0 = corrupted run, 1 = clean run restored");
   drawLegend(legendBar);
-  mapBox.append(canvas, colsRow, legend, status);
-  const side = document.createElement("div");
-  side.className = "lms-pt-side";
-  body.append(mapBox, side);
-  el.append(header, body);
 
   let effect = new Float32Array(0);
   let metric = new Float32Array(0);
@@ -166,13 +116,12 @@ function render({ model, el }) {
     size = cellSize(rows, cols);
     colsRow.replaceChildren();
     for (const label of model.get("column_labels")) {
-      const span = setTokenText(document.createElement("span"), label);
-      span.className = "lms-pt-col";
+      const span = setTokenText(el("span", { className: "lms-pt-col" }), label);
       span.style.width = `${size.w}px`;
       colsRow.append(span);
     }
-    el.dataset.rows = String(rows);
-    el.dataset.cols = String(cols);
+    root.dataset.rows = String(rows);
+    root.dataset.cols = String(cols);
     redraw();
   };
 
@@ -215,40 +164,27 @@ function render({ model, el }) {
     const values = decode(model.get("answer_lens"));
     if (!label || tops.length !== 2 || !probs || !values) {
       side.textContent = "Click a cell to apply that one patch to the corrupted run.";
-      el.dataset.compared = "";
+      root.dataset.compared = "";
       return;
     }
-    const title = document.createElement("div");
-    title.className = "lms-pt-label";
-    title.textContent = label;
-    const grid = document.createElement("div");
-    grid.className = "lms-pt-tops";
+    el("div", { className: "lms-pt-label", text: label, parent: side });
+    const grid = el("div", { className: "lms-pt-tops", parent: side });
     const k = tops[0].length;
-    for (const name of ["corrupted", "patched"]) {
-      const h = document.createElement("div");
-      h.className = "h";
-      h.textContent = name;
-      grid.append(h);
-    }
+    for (const name of ["corrupted", "patched"])
+      el("div", { className: "h", text: name, parent: grid });
     for (let i = 0; i < k; i++) {
       for (let run = 0; run < 2; run++) {
-        const row = document.createElement("div");
-        row.className = "lms-pt-row";
+        const row = el("div", { className: "lms-pt-row", parent: grid });
         if (tops[run][i] === model.get("answer_token")) row.classList.add("answer");
-        const tok = setTokenText(document.createElement("span"), tops[run][i]);
-        const p = document.createElement("span");
-        p.textContent = `${(probs[run * k + i] * 100).toFixed(1)}%`;
-        row.append(tok, p);
-        grid.append(row);
+        row.append(setTokenText(el("span"), tops[run][i]));
+        el("span", { text: `${(probs[run * k + i] * 100).toFixed(1)}%`, parent: row });
       }
     }
-    const lensTitle = document.createElement("div");
-    lensTitle.style.marginTop = "8px";
-    lensTitle.textContent = `p(${model.get("answer_token")}) after each block (logit lens, 0..1): corrupted grey, patched red`;
-    const lens = document.createElement("canvas");
-    drawLens(lens, values, values.length / 2);
-    side.append(title, grid, lensTitle, lens);
-    el.dataset.compared = label;
+    const answer = model.get("answer_token");
+    const lensTitle = `p(${answer}) after each block (logit lens, 0..1): corrupted grey, patched red`;
+    el("div", { className: "lms-pt-lens-title", text: lensTitle, parent: side });
+    drawLens(el("canvas", { parent: side }), values, values.length / 2);
+    root.dataset.compared = label;
   };
 
   build();

@@ -29,6 +29,7 @@ import torch
 
 from lmscope import capture
 from lmscope.errors import InputError, check_index
+from lmscope.options import keyword_options
 
 if TYPE_CHECKING:
     from lmscope.architectures import ModelParts
@@ -80,6 +81,7 @@ class Ablate:
     only the chosen units' rows) or a list of texts to average over.
     """
 
+    @keyword_options
     def __init__(
         self,
         layer: int,
@@ -139,6 +141,7 @@ class Patch:
     in the source each patched position is read (default: the same position).
     """
 
+    @keyword_options
     def __init__(
         self,
         *,
@@ -405,6 +408,7 @@ def head_outputs(trace: Trace, layer: int) -> torch.Tensor:
     return seen["x"][0].reshape(-1, n_units, width)
 
 
+@keyword_options
 @torch.no_grad()
 def mean_activation(ins: Inspector, texts: Sequence[str], *, site: str, layer: int) -> torch.Tensor:
     """A site's mean over every token of `texts`, for mean ablation: [n_heads, head_dim] for

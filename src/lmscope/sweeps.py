@@ -21,6 +21,7 @@ import torch
 
 from lmscope import capture, edits, memory, placement
 from lmscope.errors import InputError, OutOfRangeError, check_index
+from lmscope.options import keyword_options
 
 if TYPE_CHECKING:
     from lmscope.inspector import Inspector
@@ -157,6 +158,7 @@ def _as_trace(ins: Inspector, prompt) -> Trace:
     return prompt if isinstance(prompt, Trace) else ins.run(prompt)
 
 
+@keyword_options
 def patching(
     ins: Inspector,
     clean,

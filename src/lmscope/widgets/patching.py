@@ -14,7 +14,8 @@ from typing import Any
 import torch
 import traitlets as t
 
-from lmscope.errors import InputError, OutOfRangeError
+from lmscope.errors import InputError, OutOfRangeError, check_count
+from lmscope.options import keyword_options
 from lmscope.sweeps import PatchingResult
 from lmscope.widgets.base import LmscopeWidget, reports_errors, static_bundle
 from lmscope.widgets.traits import WireArray
@@ -55,13 +56,13 @@ class Patching(LmscopeWidget):
     answer_lens = WireArray(kind="prob").tag(sync=True)
     answer_token = t.Unicode("").tag(sync=True)
 
+    @keyword_options
     def __init__(self, result: PatchingResult, *, top_k: int = 5) -> None:
         if not isinstance(result, PatchingResult):
             raise InputError(
                 f"Patching shows the result of lmscope.patching(...), got {type(result).__name__}"
             )
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 20:
-            raise InputError(f"top_k must be an integer from 1 to 20, got {top_k!r}")
+        top_k = check_count("top_k", top_k, low=1, high=20)
         self._result = result
         corrupted = result.corrupted
         if result.axis == "head":
@@ -153,7 +154,7 @@ class Patching(LmscopeWidget):
 
     def _lens(self, trace) -> dict:
         lens = trace.logit_lens(
-            k=self.top_k, positions=[trace.seq_len - 1], targets=[self._result.answer]
+            top_k=self.top_k, positions=[trace.seq_len - 1], targets=[self._result.answer]
         )
         return {
             "tokens": [lens.token_strings[i] for i in lens.token_ids[-1, 0].tolist()],
