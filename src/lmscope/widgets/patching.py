@@ -124,7 +124,7 @@ class Patching(LmscopeWidget):
 
     def select(self, layer: int, column: int) -> None:
         """Select one cell from Python: a layer of the sweep and a position (or a head)."""
-        with self.hold_trait_notifications():
+        with self.changing_together(self._apply):
             self.layer = layer
             if self.axis == "head":
                 self.head = column
@@ -134,6 +134,8 @@ class Patching(LmscopeWidget):
     @t.observe("layer", "token", "head")
     @reports_errors
     def _apply(self, _change: Any = None) -> None:
+        if self._quiet:  # `select` is setting both traits of the cell; it applies once after
+            return
         column = self.head if self.axis == "head" else self.token
         key = (self.layer, column)
         if key == self._shown:  # one selection can change two traits: rerun once
