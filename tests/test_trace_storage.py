@@ -123,6 +123,15 @@ def test_out_of_memory_recomputing_a_block_is_a_clear_error_and_the_trace_stays_
         bomb.remove()
     assert hook_snapshot(model) == hooks
     assert trace.mlp_out(1).shape == (24, 64)
+    trace.attention_call(2)  # the block is rerun first; now the pattern's own recomputation
+    bomb = model.model.layers[2].self_attn.q_proj.register_forward_pre_hook(out_of_memory)
+    try:
+        with pytest.raises(MemoryBudgetError, match=r"cpu ran out of memory .* layer 2 .* usable"):
+            trace.attention(2)
+    finally:
+        bomb.remove()
+    assert hook_snapshot(model) == hooks
+    assert trace.attention(2).shape == (4, 24, 24)
 
 
 def test_a_recomputed_block_applies_the_runs_edits():

@@ -300,13 +300,22 @@ class Trace:
             )
         call = self.attention_call(layer)
         route = self._parts.pattern_route.get(layer)
+        try:
+            if head is None:
+                result = capture.pattern(module, call, route=route)
+            else:
+                probs, scores = capture.pattern(module, call, [head], route=route)
+                result = probs[0], scores[0]
+        except torch.OutOfMemoryError:
+            memory.empty_caches()
+            raise MemoryBudgetError(
+                f"{placement.execution_device(module)} ran out of memory recomputing the attention "
+                f"pattern of layer {layer} at {self.seq_len} tokens; look at a shorter text or "
+                "free other tensors (the trace is still usable)."
+            ) from None
         if head is None:
-            result = capture.pattern(module, call, route=route)
             for stale in [k for k in self._patterns if k[0] == layer]:  # the layer answers them now
                 del self._patterns[stale]
-        else:
-            probs, scores = capture.pattern(module, call, [head], route=route)
-            result = probs[0], scores[0]
         self._patterns[key] = result
         # keep at most `attention_cache_layers` layers' worth of heads
         limit = self.attention_cache_layers * self.n_heads
