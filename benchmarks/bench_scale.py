@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_scale.py [--tokens 512] [--memory-tokens 1024 8192]
         [--repeats 3] [--device cpu] [--dtype float32] [--far disk|cpu|cuda:1]
+        [--clock cpu|wall] [--threads N]
 
 1. Capture: `Inspector.run()` on the default model dispatched by a device map (blocks 15-29 on
    disk when on the CPU, CPU-offloaded on a GPU, or on `--far cuda:1`), and through
@@ -48,15 +49,20 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: str) -> float:
+#: the clock: wall time on a GPU; on the CPU the process's CPU time, which a busy shared
+#: machine disturbs far less than wall time (other processes' turns are not counted)
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def timed(fn, device: str, clock: str = "wall") -> float:
     sync(device)
-    start = time.perf_counter()
+    start = CLOCK[clock]()
     fn()
     sync(device)
-    return time.perf_counter() - start
+    return CLOCK[clock]() - start
 
 
-def bench_capture(ins, label: str, n_tokens: int, repeats: int, device: str) -> None:
+def bench_capture(ins, label: str, n_tokens: int, repeats: int, device: str, clock: str) -> None:
     """Best and median of interleaved repeats (plain, keep, recompute, plain, ...): on a busy
     machine the best of each is the steadiest ratio."""
     ids = torch.randint(100, 40000, (n_tokens,))
@@ -71,10 +77,10 @@ def bench_capture(ins, label: str, n_tokens: int, repeats: int, device: str) -> 
         ins.model(input_ids=batch, use_cache=False)  # warm-up
         for _ in range(repeats):
             times["plain"].append(
-                timed(lambda: ins.model(input_ids=batch, use_cache=False), device)
+                timed(lambda: ins.model(input_ids=batch, use_cache=False), device, clock)
             )
             for mode in ("keep", "recompute"):
-                times[mode].append(timed(lambda m=mode: run(m), device))
+                times[mode].append(timed(lambda m=mode: run(m), device, clock))
     ins.trace_internals = "auto"
     best = {m: min(t) for m, t in times.items()}
     mid = {m: statistics.median(t) for m, t in times.items()}
@@ -87,8 +93,8 @@ def bench_capture(ins, label: str, n_tokens: int, repeats: int, device: str) -> 
 
 
 CAPTURE_HEADER = (
-    "\n### Capture of a dispatched model vs its own plain forward (best of the repeats; "
-    "median ratio in brackets)\n\n"
+    "\n### Capture of a dispatched model vs its own plain forward ({clock} time, best of the "
+    "repeats; median ratio in brackets)\n\n"
     "| placement | tokens | plain forward (s) | run, internals kept (s) | ratio "
     "| run, internals recomputed (s) | ratio |\n|---|---:|---:|---:|---:|---:|---:|"
 )
@@ -131,7 +137,7 @@ def bench_memory(ins, lengths: list[int]) -> None:
     ins.trace_internals = "auto"
 
 
-def bench_recompute(ins, n_tokens: int, repeats: int, device: str) -> None:
+def bench_recompute(ins, n_tokens: int, repeats: int, device: str, clock: str) -> None:
     ins.trace_internals = "recompute"
     trace = ins.run(torch.randint(100, 40000, (n_tokens,)))
     ratios, blocks, reruns = [], [], []
@@ -141,12 +147,15 @@ def bench_recompute(ins, n_tokens: int, repeats: int, device: str) -> None:
             args, kwargs = trace._rec.block_call[layer].with_hidden(trace.resid_pre(layer)[None])
             block(*args, **kwargs)  # warm-up
             for _ in range(repeats):
-                blocks.append(timed(lambda b=block, a=args, k=kwargs: b(*a, **k), device))
+                blocks.append(timed(lambda b=block, a=args, k=kwargs: b(*a, **k), device, clock))
                 trace._recomputed.clear()
-                reruns.append(timed(lambda layer=layer: trace.mlp_out(layer), device))
+                reruns.append(timed(lambda layer=layer: trace.mlp_out(layer), device, clock))
                 ratios.append(reruns[-1] / blocks[-1])
     b, r = min(blocks), min(reruns)
-    print(f"\n### Recomputing one layer's internals, {n_tokens} tokens (best; median ratio)\n")
+    print(
+        f"\n### Recomputing one layer's internals, {n_tokens} tokens ({clock} time, best; "
+        "median ratio)\n"
+    )
     print("| one block's forward (ms) | recompute its internals (ms) | ratio |\n|---:|---:|---:|")
     print(f"| {b * 1e3:.1f} | {r * 1e3:.1f} | {r / b:.2f}x ({statistics.median(ratios):.2f}x) |")
     ins.trace_internals = "auto"
@@ -191,18 +200,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--clock", choices=sorted(CLOCK), default=None)
+    parser.add_argument("--threads", type=int, default=None, help="1 steadies CPU-time ratios")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dtype = getattr(torch, args.dtype)
     far = args.far or ("disk" if args.device == "cpu" else "cpu")
     print(f"threads: {torch.get_num_threads()}, device: {args.device}, dtype: {args.dtype}")
-    print(CAPTURE_HEADER)
+    clock = args.clock or ("cpu" if args.device == "cpu" else "wall")
+    print(CAPTURE_HEADER.format(clock=clock))
     with tempfile.TemporaryDirectory() as offload:
         ins = lmscope.Inspector.from_pretrained(
             device_map=device_map(args.device, far), offload_folder=offload, dtype=dtype
         )
         label = f"blocks 15-29 on {far}" + (" (offloaded)" if far in ("cpu", "disk") else "")
-        bench_capture(ins, label, args.tokens, args.repeats, args.device)
+        bench_capture(ins, label, args.tokens, args.repeats, args.device, clock)
         del ins
     offloaded = lmscope.Inspector.from_pretrained(device="cpu", dtype=dtype)
     cpu_offload(offloaded.model, execution_device=torch.device(args.device))
@@ -212,10 +226,11 @@ def main() -> None:
         args.tokens,
         args.repeats,
         args.device,
+        clock,
     )
     del offloaded
     plain = lmscope.Inspector.from_pretrained(device=args.device, dtype=dtype)
-    bench_recompute(plain, 1024, args.repeats, args.device)
+    bench_recompute(plain, 1024, args.repeats, args.device, clock)
     if args.memory_tokens:
         bench_memory(plain, args.memory_tokens)
     llama_estimates()
