@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from lmscope.trace import Trace
 
 SCATTER_TOP = 100
+_HALF = {"width": "50%", "height": "300px"}  # the two plots side by side under the table
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 #: what the table can show: one lens stage, or both interleaved
 SHOWN = (*lens.STAGES, "both")
@@ -194,15 +195,9 @@ class LogitLens(LmscopeComposite):
         frame = plots.axes(
             x, y, x_label="layer", y_label="probability", x_format="d", y_format=".2f"
         )
-        fig = plots.figure(
-            [lines],
-            frame,
-            width="50%",
-            height="300px",
-            margin=(40, 40, 55, 10),
-            title="target",
-            legend_location="top-left",
-        )
+        margin = (40, 40, 55, 10)
+        fig = plots.figure([lines], frame, **_HALF, margin=margin, legend_location="top-left")
+        fig.title = "target"
         return fig, lines
 
     def _scatter_figure(self):
@@ -233,15 +228,9 @@ class LogitLens(LmscopeComposite):
             y_format=".0e",
             y_ticks=np.logspace(-5, 0, 6),  # decades: bqplot's own log ticks crowd
         )
-        fig = plots.figure(
-            marks,
-            frame,
-            width="50%",
-            height="300px",
-            margin=(40, 40, 60, 10),
-            title="softmax",
-            legend_location="top-right",
-        )
+        margin = (40, 40, 60, 10)
+        fig = plots.figure(marks, frame, **_HALF, margin=margin, legend_location="top-right")
+        fig.title = "softmax"
         return fig, marks
 
     def _stage(self) -> str:
