@@ -172,3 +172,24 @@ def test_default_model_half_on_disk_matches_the_plain_one_in_every_view(tmp_path
     dash, plain_dash = Dashboard(trace).build_all(), Dashboard(plain).build_all()
     assert _states(dash) == _states(plain_dash)
     assert hook_snapshot(ins.model) == hooks
+
+
+@pytest.mark.parametrize("how", ["disk", "cpu_offload"])
+def test_edits_and_patching_on_a_dispatched_model_equal_the_plain_ones(how, tmp_path):
+    model = dispatched_tiny("llama", how, tmp_path)
+    hooks, devices = hook_snapshot(model), param_devices(model)
+    ins, plain = lmscope.Inspector(model), tiny_inspector("llama")
+    clean, corrupted = tiny_ids(12, seed=3), tiny_ids(12, seed=4)
+    edits = [lmscope.Ablate(1, head=[0, 2]), lmscope.Ablate(2, neuron=5, position=4)]
+    ins.trace_internals = "recompute"  # the edited blocks are rerun with the run's edits
+    edited, reference = ins.run(corrupted, edits=edits), plain.run(corrupted, edits=edits)
+    assert_traces_equal(edited, reference, range(edited.n_layers))
+    sweeps = [
+        lmscope.patching(i, clean, corrupted, answer=5, foil=7, site=site, progress=False)
+        for i in (ins, plain)
+        for site in ("resid_pre", "head")
+    ]
+    for got, want in zip(sweeps[:2], sweeps[2:], strict=True):
+        torch.testing.assert_close(got.effect, want.effect, rtol=0, atol=1e-6)
+        assert got.clean_metric == want.clean_metric
+    assert hook_snapshot(model) == hooks and param_devices(model) == devices
