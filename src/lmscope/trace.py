@@ -102,7 +102,8 @@ class Trace:
     @property
     def internals_kept(self) -> bool:
         """True when the run stored every block's internals, False when they are recomputed."""
-        return self._rec.attn_out[0] is not None
+        rec = self._rec
+        return any(store[0] is not None for store in (rec.attn_out, rec.mlp_out, rec.attn_call))
 
     @property
     def d_model(self) -> int:
