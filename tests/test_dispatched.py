@@ -162,12 +162,15 @@ def test_default_model_half_on_disk_matches_the_plain_one_in_every_view(tmp_path
     device_map["lm_head"] = "cpu"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ins = lmscope.Inspector.from_pretrained(device_map=device_map, offload_folder=tmp_path)
+        ins = lmscope.Inspector.from_pretrained(
+            device_map=device_map, offload_folder=tmp_path, trace_internals="recompute"
+        )
     assert ins.device_map == device_map and "disk" in repr(ins)
     assert ins.model.model.layers[20].self_attn.q_proj.weight.device.type == "meta"
     hooks = hook_snapshot(ins.model)
     text = "The capital of France is Paris, and the capital of Poland is"
     trace, plain = ins.run(text), default_inspector().run(text)
+    assert not trace.internals_kept and plain.internals_kept  # recomputed vs stored, exactly
     assert_traces_equal(trace, plain, [0, 14, 15, 29], heads=[0, 8])
     dash, plain_dash = Dashboard(trace).build_all(), Dashboard(plain).build_all()
     assert _states(dash) == _states(plain_dash)

@@ -148,14 +148,16 @@ class Inspector:
         dtype: torch.dtype | str | None = None,
         trust_remote_code: bool = False,
         memory_budget: int | str | Mapping | None = None,
-        **trace_options,
+        trace_internals: str = "auto",
+        trace_device: str | torch.device | None = None,
+        trace_dtype: torch.dtype | None = None,
     ) -> Inspector:
         """Load a Hugging Face causal LM by id or folder; no name means the bundled SmolLM2-135M.
 
         `device` puts the whole model on one device. `device_map` ("auto", or a map of module
         names to devices, "cpu" or "disk"), `max_memory` and `offload_folder` are passed to
         transformers and accelerate instead, which spread or offload the model; lmscope then
-        uses it as placed. `trace_options` are the Inspector's `trace_*` settings.
+        uses it as placed. The `trace_*` settings are the Inspector's (what a trace stores).
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -199,7 +201,15 @@ class Inspector:
         if device_map is None:
             model.to(pick_device(device))
         model.eval()
-        return cls(model, tokenizer, name=display, memory_budget=memory_budget, **trace_options)
+        return cls(
+            model,
+            tokenizer,
+            name=display,
+            memory_budget=memory_budget,
+            trace_internals=trace_internals,
+            trace_device=trace_device,
+            trace_dtype=trace_dtype,
+        )
 
     # -- facts --------------------------------------------------------------------------
     @property
