@@ -149,3 +149,20 @@ def test_a_recomputed_block_applies_the_runs_edits():
         for name in INTERNALS:
             assert torch.equal(getattr(redone, name)(layer), getattr(kept, name)(layer)), name
         assert torch.equal(redone.attention(layer), kept.attention(layer))
+
+
+def test_an_offloaded_blocks_weights_count_where_it_runs(tmp_path):
+    from lmscope import placement
+    from test_dispatched import dispatched_tiny
+
+    plain = lmscope.Inspector(tiny_model("llama"))
+    ins = lmscope.Inspector(dispatched_tiny("llama", "disk", tmp_path))
+    cpu = torch.device("cpu")
+    block = placement.weight_bytes(plain.parts.blocks[1])  # brought in for its forward
+    plain_needs, needs = (
+        plain.estimate_run(24, internals=True),
+        ins.estimate_run(24, internals=True),
+    )
+    assert set(needs) == set(plain_needs) == {cpu}
+    assert needs[cpu] == plain_needs[cpu] + block
+    assert ins.layer_devices == [cpu] * 3 and ins.devices() == [cpu]
