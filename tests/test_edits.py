@@ -401,3 +401,15 @@ def test_patching_view_checks_values_from_the_browser_like_python():
     assert len(view.top_tokens[1]) == 3 and view.error == ""
     with pytest.raises(TypeError, match="did you mean 'top_k'"):
         lmscope.Patching(result, k=3)
+
+
+def test_every_view_of_an_edited_trace_names_its_edits():
+    ins = tiny_inspector("llama")
+    edited = ins.run(tiny_ids(12), edits=[lmscope.Ablate(1, head=2)])
+    plain = ins.run(tiny_ids(12))
+    text = "edited: Ablate(1, head=2)"
+    assert edited.edits_text == text
+    for make in (lmscope.TokenView, lmscope.AttentionLines, lmscope.AttentionGrid):
+        assert make(edited).edits == text and make(plain).edits == ""
+    assert lmscope.LogitLens(edited).table.edits == text  # a composite: its first view
+    assert lmscope.AttentionExplorer(edited).grid.edits == text

@@ -33,13 +33,30 @@ export function defineView(render) {
     render({ model, el }) {
       el.classList.add("lms-view");
       const cleanup = render({ model, el });
+      const stopEdits = editsNote(model, el);
       const stopErrors = errorArea(model, el);
       return () => {
         if (typeof cleanup === "function") cleanup();
+        stopEdits();
         stopErrors();
       };
     },
   };
+}
+
+/** The `edits` trait (an edited run's edits, in words) as a line above the view. */
+function editsNote(model, el) {
+  const note = document.createElement("div");
+  note.className = "lms-edits";
+  const show = () => {
+    const text = model.get("edits") || "";
+    note.textContent = text;
+    note.hidden = !text;
+  };
+  show();
+  el.prepend(note);
+  model.on("change:edits", show);
+  return () => model.off("change:edits", show);
 }
 
 /** Redraw when `scroller` scrolls, at most once a frame (scroll events come faster). */

@@ -111,3 +111,15 @@ def test_patching_in_jupyter(browser, jupyter_server, app):
     except Exception:
         shot(page, f"patching_jupyter_{app}_failed.png")
         raise
+
+
+def test_a_view_of_an_edited_run_shows_its_edits_above_it(page):
+    from lmscope.widgets.attention_grid import AttentionGrid
+
+    ins = tiny_inspector("llama")
+    mount(page, AttentionGrid(ins.run(tiny_ids(12), edits=[lmscope.Ablate(1, head=2)])))
+    note = page.locator(".lms-edits")
+    assert note.text_content() == "edited: Ablate(1, head=2)" and note.is_visible()
+    shot(page, "edited_grid.png")
+    mount(page, AttentionGrid(ins.run(tiny_ids(12))))
+    assert not page.locator(".lms-edits").is_visible()

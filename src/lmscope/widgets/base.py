@@ -198,6 +198,12 @@ def _release_traces(widget: Any) -> None:
             setattr(widget, name, None)
 
 
+def edits_of(view: Any) -> str:
+    """'edited: ...' for the edited trace(s) a view holds (`trace.edits_text`), '' for plain runs."""
+    texts = [v.edits_text for v in vars(view).values() if isinstance(v, Trace) and v.edits]
+    return " | ".join(dict.fromkeys(texts))
+
+
 class LmscopeWidget(ReportsErrors, Exportable, anywidget.AnyWidget):
     """Base of every lmscope view: shared stylesheet, error area, request/response, save_html.
 
@@ -208,10 +214,14 @@ class LmscopeWidget(ReportsErrors, Exportable, anywidget.AnyWidget):
 
     _css = STATIC / "lmscope.css"
     error = t.Unicode("").tag(sync=True)
+    #: the edits of the run this view shows ('edited: Ablate(5, head=1)'), drawn above the view
+    edits = t.Unicode("").tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.on_msg(self._on_custom_message)
+        if not self.edits:
+            self.edits = edits_of(self)
 
     _closed = False
 
@@ -291,6 +301,11 @@ class LmscopeComposite(ReportsErrors, Exportable, ipw.VBox):
         self.error_area = ErrorArea()
         super().__init__([*children, self.error_area], **kwargs)
         t.dlink((self, "error"), (self.error_area, "error"))
+        text = edits_of(self)
+        if text:  # the first view of the composite (its header), else the error area
+            views = [c for c in children if isinstance(c, LmscopeWidget)] + [self.error_area]
+            if not views[0].edits:
+                views[0].edits = text
 
     def close(self) -> None:
         """Close the composite, its parts and their traces."""
