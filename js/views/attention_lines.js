@@ -147,7 +147,8 @@ function render({ model, el: root }) {
     draw();
   }
 
-  const y = (i) => i * ROW + ROW / 2 + 4 - scroll.scrollTop;
+  let top = 0; // the scroll offset of the frame being drawn, read once (a read forces layout)
+  const y = (i) => i * ROW + ROW / 2 + 4 - top;
   const stroke = (list) => {
     ctx.beginPath();
     for (const line of list) {
@@ -219,7 +220,8 @@ function render({ model, el: root }) {
     if (!box.isConnected) return requestAnimationFrame(draw);
     const t0 = performance.now();
     const accent = cssVar(box, "--jp-brand-color1", "#1976d2");
-    const span = visibleRows(scroll.scrollTop, viewH, tokens.length, ROW);
+    top = scroll.scrollTop;
+    const span = visibleRows(top, viewH, tokens.length, ROW);
     const drawn = drawLines(span, accent, cssVar(box, "--jp-ui-font-color3", "#999"));
     drawLabels(span, accent);
     root.dataset.linesDrawn = String(drawn);
@@ -243,8 +245,8 @@ function render({ model, el: root }) {
 
   const hit = (ev) => {
     const r = stage.getBoundingClientRect();
-    const [x, top] = [ev.clientX - r.left, ev.clientY - r.top];
-    const where = { x, y: top, scrollTop: scroll.scrollTop, width, rows: tokens.length };
+    const [x, at] = [ev.clientX - r.left, ev.clientY - r.top];
+    const where = { x, y: at, scrollTop: scroll.scrollTop, width, rows: tokens.length };
     return hitToken({ ...where, rowHeight: ROW, labelWidth: LABEL_W });
   };
   const same = (a, b) => (!a && !b) || (a && b && a.side === b.side && a.i === b.i);
