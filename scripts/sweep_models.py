@@ -9,6 +9,7 @@ family has one), and the logit lens's last row against the model's own top-k.
 
     PYTHONPATH=src python scripts/sweep_models.py            # all families, writes docs/models.md
     PYTHONPATH=src python scripts/sweep_models.py llama bloom  # just these, prints only
+    PYTHONPATH=src python scripts/sweep_models.py --jobs 2     # two families at a time
 
 Each family runs in its own forked process with a timeout, so one that hangs or crashes is
 reported rather than stopping the sweep. `tests/test_model_sweep.py` runs a subset of it.
@@ -25,6 +26,7 @@ import sys
 import time
 import traceback
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -36,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEQ = 24  # prompt length; sliding windows are made shorter than it
 WINDOW = 8
 VOCAB = 512
-TIMEOUT_S = 120
+TIMEOUT_S = 60
 ATOL, RTOL = 5e-5, 1e-4
 
 # size attributes, wherever a family's config has them (text sub-config for multimodal ones)
@@ -59,8 +61,20 @@ _SIZES = {
     "num_experts": 4,
     "n_routed_experts": 4,
     "num_experts_per_tok": 2,
+    "word_embed_proj_dim": 64,  # OPT projects embeddings when this differs from hidden_size
     "max_position_embeddings": 256,
     "n_positions": 256,
+    # rotary and latent-attention widths must fit the shrunk head width
+    "rotary_dim": 8,
+    "qk_rope_head_dim": 8,
+    "qk_nope_head_dim": 8,
+    "v_head_dim": 16,
+    "kv_lora_rank": 16,
+    "q_lora_rank": 32,
+    # Granite's multipliers, away from 1 so that the sweep checks them
+    "residual_multiplier": 0.5,
+    "embedding_multiplier": 2.0,
+    "logits_scaling": 3.0,
     "initializer_range": 0.2,  # sharper patterns than the default 0.02
 }
 _LAYER_ATTRS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
@@ -97,8 +111,7 @@ def _short_layer_types(types: list) -> list:
 
 
 # shrinking tried in turn: every size attribute; then leaving head counts and head widths to
-# the family (state-space and recurrent mixers tie them to the hidden size); then only layers
-# and vocabulary
+# the family (state-space and recurrent mixers tie them to the hidden size)
 _LEVELS = (
     _SIZES,
     {
@@ -106,8 +119,11 @@ _LEVELS = (
         for k, v in _SIZES.items()
         if k not in ("num_attention_heads", "n_head", "num_heads", "n_heads", "head_dim")
     },
-    {"initializer_range": 0.2},
 )
+
+
+def name_ok(sizes: dict, name: str) -> bool:
+    return name in sizes
 
 
 def tiny_config(model_type: str, level: int = 0):
@@ -123,8 +139,9 @@ def tiny_config(model_type: str, level: int = 0):
             _set(sub, "num_key_value_heads", 2 if sub.num_key_value_heads > 1 else 1)
         if isinstance(getattr(sub, "vocab_size", None), int):
             _set(sub, "vocab_size", VOCAB)
-        if getattr(sub, "sliding_window", None):
-            _set(sub, "sliding_window", WINDOW)
+        for name in ("sliding_window", "window_size"):  # GPT-Neo's local attention
+            if isinstance(getattr(sub, name, None), int) and getattr(sub, name):
+                _set(sub, name, WINDOW)
         # hybrids place attention every `period` layers from `offset`: one of each in 2 layers
         for prefix in ("attn_layer", "expert_layer"):
             if isinstance(getattr(sub, f"{prefix}_period", None), int):
@@ -139,6 +156,16 @@ def tiny_config(model_type: str, level: int = 0):
         for name in _LAYER_ATTRS:
             if isinstance(getattr(sub, name, None), int):
                 _set(sub, name, n_layers)
+        if isinstance(getattr(sub, "qk_rope_head_dim", None), int) and name_ok(sizes, "head_dim"):
+            # latent attention derives these at construction: rotary width and q/k width
+            _set(sub, "head_dim", sub.qk_rope_head_dim)
+            _set(sub, "qk_head_dim", sub.qk_rope_head_dim + getattr(sub, "qk_nope_head_dim", 0))
+        if getattr(sub, "kv_lora_rank", None) and isinstance(
+            getattr(sub, "num_key_value_heads", None), int
+        ):
+            _set(
+                sub, "num_key_value_heads", sub.num_attention_heads
+            )  # latent attention: one per head
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
             value = getattr(sub, name, None)
             if isinstance(value, int) and value >= VOCAB:
@@ -247,7 +274,10 @@ def check(model_type: str) -> dict:
         "routes": sorted(set(parts.pattern_route.values())),
         "mixers": sorted(set(parts.mixers)),
         "shrink": level,
-        "window": bool(getattr(model.config.get_text_config(decoder=True), "sliding_window", None)),
+        "window": any(
+            getattr(model.config.get_text_config(decoder=True), name, None)
+            for name in ("sliding_window", "window_size")
+        ),
     }
     if wrong:
         return {"status": "wrong", "why": "; ".join(wrong), **facts}
@@ -370,12 +400,17 @@ def write_markdown(results: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    jobs = 1
+    if argv[:1] == ["--jobs"]:
+        jobs, argv = int(argv[1]), argv[2:]
     types = argv or decoder_model_types()
-    results = []
-    for model_type in types:
-        result = run_one(model_type)
-        results.append(result)
-        print(json.dumps(result), flush=True)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:  # each family runs in a forked process of its own
+        results = []
+        for result in pool.map(run_one, types):
+            results.append(result)
+            print(json.dumps(result), flush=True)
+    print(f"{time.perf_counter() - start:.0f} s with {jobs} parallel job(s)")
     print(summary(results))
     if not argv:
         write_markdown(results, ROOT / "docs" / "models.md")

@@ -428,6 +428,14 @@ def discover(model: nn.Module, layout: Layout | None = None) -> Candidates:
             attention, rowwise, attn_prefix, _ATTN_PROJ_NAMES, width, layout.attn_proj
         )
         down = _projection(mlp, rowwise, mlp_prefix, _MLP_DOWN_NAMES, width, layout.mlp_down)
+        if mlp is None and layout.mlp is None:
+            # BioGPT, XGLM: fc1/fc2 sit in the block itself; the last projection back to the
+            # residual width outside the token mixer is the MLP's down projection
+            outside = [
+                m for _, m in block.named_children() if m is not mixer and _out_features(m) == width
+            ]
+            down = outside[-1] if outside else None
+            mlp = down
         if down is not None and mlp is not None and _out_features(down) is None:
             down = None
         router = None

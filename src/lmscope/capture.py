@@ -212,7 +212,9 @@ def recording(
 
     def on_output(store: list, layer: int):
         def hook(_module, _args, output):
-            added = _first_tensor(output)[0]
+            added = _first_tensor(output)
+            # [1, seq, d]; some MoE blocks return their tokens flattened, [seq, d]
+            added = added[0] if added.dim() == 3 else added
             if scale != 1.0:  # Granite scales what each sub-layer adds
                 added = added * scale
             elif copy_first:
@@ -297,6 +299,21 @@ def rerun_block(
     return rec
 
 
+def _window(module: nn.Module) -> int | None:
+    """The sliding window of this layer's attention, or None for full attention: some families
+    keep the config's window on every layer and say per layer whether it applies."""
+    window = getattr(module, "sliding_window", None)
+    if getattr(module, "is_sliding", None) is False:
+        return None
+    config, index = getattr(module, "config", None), getattr(module, "layer_idx", None)
+    types = getattr(config, "layer_types", None)
+    if isinstance(types, list | tuple) and isinstance(index, int) and index < len(types):
+        if "sliding" not in str(types[index]) and "local" not in str(types[index]):
+            return None
+        window = window or getattr(config, "sliding_window", None)
+    return window
+
+
 def _eager_mask(mask: torch.Tensor | None, module: nn.Module, query_len: int, dtype, device):
     """The additive [1, 1, q, k] mask eager attention expects, from what the model passed."""
     if mask is not None and mask.dtype == torch.bool:
@@ -309,7 +326,7 @@ def _eager_mask(mask: torch.Tensor | None, module: nn.Module, query_len: int, dt
     rows = torch.arange(query_len, device=device)[:, None]
     cols = torch.arange(query_len, device=device)[None, :]
     blocked = cols > rows
-    window = getattr(module, "sliding_window", None)
+    window = _window(module)
     if window:
         blocked |= rows - cols >= window
     return torch.zeros(1, 1, query_len, query_len, dtype=dtype, device=device).masked_fill(

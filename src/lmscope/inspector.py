@@ -242,6 +242,12 @@ class Inspector:
         return list(dict.fromkeys(found))
 
     @property
+    def _text_config(self):
+        """The decoder's own config (a multimodal wrapper's config holds it as a sub-config)."""
+        get = getattr(self.config, "get_text_config", None)
+        return get(decoder=True) if get is not None else self.config
+
+    @property
     def n_layers(self) -> int:
         return len(self.parts.blocks)
 
@@ -259,7 +265,7 @@ class Inspector:
 
     @property
     def d_mlp(self) -> int:
-        config = self.config
+        config = self._text_config
         width = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
         return int(width or 4 * config.hidden_size)
 
@@ -284,7 +290,7 @@ class Inspector:
         budgets = budgets or self.budgets()
         per_layer = memory.internals_layer_bytes(
             n_tokens=n_tokens,
-            d_model=self.config.hidden_size,
+            d_model=self._text_config.hidden_size,
             d_mlp=self.d_mlp,
             element_size=self._stored_element_size(),
         )
@@ -301,7 +307,7 @@ class Inspector:
         brought in for its forward)."""
         if internals is None:
             internals = self.keeps_internals(n_tokens)
-        d_model, stored = self.config.hidden_size, self._stored_element_size()
+        d_model, stored = self._text_config.hidden_size, self._stored_element_size()
         per_layer = memory.stream_layer_bytes(
             n_tokens=n_tokens, d_model=d_model, element_size=stored
         )

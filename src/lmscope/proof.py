@@ -149,7 +149,16 @@ def establish(model: nn.Module, found: Candidates, *, prove: bool = True) -> Mod
             )
     if not prove:
         return parts
-    _prove(model, found, parts)
+    try:
+        _prove(model, found, parts)
+    except UnsupportedArchitectureError:
+        raise
+    except Exception as err:  # shapes lmscope's identities do not fit (hyper-connections...)
+        raise UnsupportedArchitectureError(
+            f"{found.model_type}: the load-time proof could not check this model's blocks "
+            f"({type(err).__name__}: {err}); its blocks do not have the residual-stream shape "
+            "lmscope decomposes"
+        ) from err
     parts.proven = True
     return parts
 
@@ -251,7 +260,11 @@ def _choose_contributions(
         for a in _valid(found.attn_out_choices[layer], mixer, tape):
             mlp_side = _valid(found.mlp_out_choices[layer], found.mlps[layer], tape) or [None]
             for m in mlp_side:
-                total = outputs[id(a)] + (0 if m is None else outputs[id(m)])
+                total = _as_stream(outputs[id(a)], block_out)
+                if m is not None:
+                    total = _as_stream(outputs[id(m)], block_out) + total
+                if block_out is None or total.shape != block_out.shape:
+                    continue  # never let broadcasting pass for an identity
                 if block_in is not None and _same(block_in + s * total, block_out, tol):
                     choice = (a, m)
                     break
@@ -271,13 +284,27 @@ def _choose_contributions(
             return False
         parts.attn_outs[layer], parts.mlp_outs[layer] = choice
         if choice[1] is not None:
-            mid = block_in + s * outputs[id(choice[0])]
+            mid = block_in + s * _as_stream(outputs[id(choice[0])], block_out)
             readers = [found.mlps[layer], *(c for _, c in block.named_children())]
-            serial = any(r is not None and _same(tape.inputs.get(id(r)), mid, tol) for r in readers)
+            serial = any(
+                r is not None
+                and id(r) in tape.inputs
+                and _same(_as_stream(tape.inputs[id(r)], mid), mid, tol)
+                for r in readers
+            )
             if not serial:
                 parallel_layers.append(layer)
     parts.parallel_residual = bool(parallel_layers)
     return True
+
+
+def _as_stream(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`t` as a [1, seq, d] stream tensor: as it is, or a batch of one's tokens flattened
+    (some MoE blocks return [seq, d]), exactly as `capture.recording` reads it; a shape that
+    is neither is returned unchanged, so that the comparison fails."""
+    if t.dim() == 2 and like.dim() == 3 and t.shape == like.shape[1:]:
+        return t[None]
+    return t
 
 
 def _valid(choices: list[nn.Module], sublayer: nn.Module | None, tape: _Tape) -> list[nn.Module]:

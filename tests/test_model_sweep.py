@@ -1,0 +1,173 @@
+"""A representative subset of `scripts/sweep_models.py` (the whole sweep writes docs/models.md),
+one family per quirk, each checked against Hugging Face itself; plus what each quirk means."""
+
+from __future__ import annotations
+
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+import torch
+
+import lmscope
+from lmscope.errors import UnsupportedArchitectureError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import sweep_models
+
+# one family per quirk (the sweep checks every family the same way)
+SUBSET = {
+    "bloom": "attention outside the interface, ALiBi inside, residual added inside the modules",
+    "falcon": "parallel residual, multi-query, adds attention to the MLP output in place",
+    "gptj": "parallel residual with one shared norm",
+    "cohere": "parallel residual and logit_scale",
+    "gpt_neo": "attention outside the interface, local windows",
+    "olmo2": "norms after the sub-layers",
+    "gemma3_text": "per-layer sliding windows, post-norms, embedding scale",
+    "granite": "residual, embedding and logit multipliers",
+    "mixtral": "mixture-of-experts MLP",
+    "gpt_oss": "attention sinks, MoE, sliding layers",
+    "deepseek_v3": "latent attention (MLA), MoE",
+    "mamba": "no attention",
+    "jamba": "hybrid: Mamba and attention layers",
+}
+
+
+@cache
+def _result(model_type: str) -> dict:
+    return sweep_models.check(model_type)
+
+
+@pytest.mark.parametrize("model_type", sorted(SUBSET))
+def test_family_is_exact_against_hugging_face(model_type):
+    result = _result(model_type)
+    assert result["status"] == "exact", result.get("why")
+
+
+@cache
+def _inspector(model_type: str) -> lmscope.Inspector:
+    model, _, _ = sweep_models.build(model_type)
+    return lmscope.Inspector(model)
+
+
+def _ids(n: int = sweep_models.SEQ) -> torch.Tensor:
+    return torch.randint(3, sweep_models.VOCAB, (n,), generator=torch.Generator().manual_seed(2))
+
+
+@pytest.mark.parametrize("model_type", ["falcon", "gptj", "cohere"])
+def test_parallel_residual_is_found_and_resid_mid_defined(model_type):
+    ins = _inspector(model_type)
+    assert ins.parts.parallel_residual
+    trace = ins.run(_ids())
+    # the MLP reads resid_pre there; resid_mid is resid_pre + attn_out, and the block adds both
+    torch.testing.assert_close(
+        trace.resid_mid(0) + trace.mlp_out(0), trace.resid_post(0), atol=5e-5, rtol=1e-4
+    )
+
+
+def test_post_norms_are_what_is_added():
+    parts = _inspector("olmo2").parts
+    block = parts.blocks[0]
+    assert parts.attn_outs[0] is block.post_attention_layernorm
+    assert parts.mlp_outs[0] is block.post_feedforward_layernorm
+    assert not parts.parallel_residual
+
+
+def test_bloom_adds_the_projection_not_the_module_output():
+    parts = _inspector("bloom").parts
+    assert parts.attn_outs[0] is parts.attn_projs[0]  # the module's output is already resid_mid
+    assert parts.pattern_route[0] == "module"
+
+
+def test_mixture_of_experts_routing_matches_the_router():
+    ins = _inspector("mixtral")
+    trace = ins.run(_ids())
+    with torch.no_grad():
+        ref = ins.model(input_ids=trace.input_ids[None], output_router_logits=True)
+    k = ins.model.config.num_experts_per_tok
+    for layer in range(trace.n_layers):
+        chosen = trace.routed_experts(layer)
+        assert chosen.shape == (trace.seq_len, k)
+        expected = ref.router_logits[layer].topk(k, dim=-1).indices
+        assert torch.equal(chosen.sort(-1).values, expected.sort(-1).values)
+    with pytest.raises(UnsupportedArchitectureError, match="no single down projection"):
+        trace.mlp_activations(0)
+
+
+def test_each_layer_has_its_own_window():
+    ins = _inspector("gemma3_text")
+    types = ins.model.config.layer_types
+    trace = ins.run(_ids())
+    window = sweep_models.WINDOW
+    for layer, kind in enumerate(types):
+        row = trace.attention(layer)[:, 20]
+        if kind == "sliding_attention":
+            assert (row[:, : 20 - window + 1] == 0).all()
+        else:
+            assert (row[:, : 20 - window + 1] > 0).all()
+    assert set(types) == {"sliding_attention", "full_attention"}
+
+
+def test_attention_sinks_rows_sum_to_less_than_one_and_say_why():
+    ins = _inspector("gpt_oss")
+    trace = ins.run(_ids())
+    rows = trace.attention(0).sum(-1)
+    assert (rows < 1 - 1e-4).any() and (rows <= 1 + 1e-5).all()
+    assert "sink" in ins.parts.attention_notes[0]
+
+
+def test_scaled_residual_embedding_and_logits_are_part_of_the_decomposition():
+    from transformers import GraniteConfig, GraniteForCausalLM
+
+    torch.manual_seed(0)
+    config = GraniteConfig(
+        vocab_size=320,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        residual_multiplier=0.3,
+        embedding_multiplier=4.0,
+        logits_scaling=2.5,
+        attention_multiplier=0.2,
+        initializer_range=0.2,
+    )
+    model = GraniteForCausalLM(config).eval()
+    ins = lmscope.Inspector(model)
+    assert ins.parts.residual_scale == 0.3 and ins.parts.logit_scale == pytest.approx(1 / 2.5)
+    assert not ins.parts.refused and not ins.parts.attention_refused
+    trace = ins.run(_ids(16) % 320)
+    with torch.no_grad():
+        ref = model(input_ids=trace.input_ids[None], output_hidden_states=True)
+    torch.testing.assert_close(trace.embeddings, ref.hidden_states[0][0])  # scaled embeddings
+    for layer in range(2):
+        torch.testing.assert_close(
+            trace.resid_mid(layer) + trace.mlp_out(layer), trace.resid_post(layer)
+        )
+    torch.testing.assert_close(trace.unembed(trace.resid_post(1)), ref.logits[0])
+    assert _inspector("cohere").parts.logit_scale == _inspector("cohere").model.config.logit_scale
+
+
+def test_attention_free_model_refuses_attention_views_in_words():
+    ins = _inspector("mamba")
+    trace = ins.run(_ids())
+    assert ins.parts.attention_layers == []
+    with pytest.raises(
+        UnsupportedArchitectureError, match=r"layer 0 has no attention \(MambaMixer"
+    ):
+        trace.attention(0)
+    torch.testing.assert_close(trace.mlp_out(0), torch.zeros_like(trace.resid_pre(0)))
+    # the residual stream, the lens and the norms still work
+    assert trace.logit_lens(top_k=3).token_ids.shape[0] == trace.n_layers
+    assert lmscope.log_norms(trace, stream="attn_out").shape[0] == trace.n_layers
+
+
+def test_hybrid_lists_its_attention_layers():
+    ins = _inspector("jamba")
+    trace = ins.run(_ids())
+    assert ins.parts.attention_layers == [1]
+    with pytest.raises(UnsupportedArchitectureError, match="layers with attention: 1"):
+        trace.attention(0)
+    assert trace.attention(1).shape[-1] == trace.seq_len
