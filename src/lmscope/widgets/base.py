@@ -284,7 +284,9 @@ class LmscopeWidget(ReportsErrors, Exportable, anywidget.AnyWidget):
 
     def synced_bytes(self) -> int:
         """What this widget's synced state costs on the wire right now (bundle excluded)."""
-        return sum(_wire.nbytes(getattr(self, name)) for name in self.keys if name != "_esm")
+        # code and stylesheet are the same for every trace: not what a view's data costs
+        bundle = ("_esm", "_css")
+        return sum(_wire.nbytes(getattr(self, name)) for name in self.keys if name not in bundle)
 
 
 class ErrorArea(LmscopeWidget):
