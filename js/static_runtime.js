@@ -79,3 +79,6 @@ export async function mount(host, code, state, buffers) {
   await view.render({ model, el });
   host.dataset.rendered = "1";
 }
+
+// Python's save_svg/save_png call these on the saved page in a headless browser
+export { blobBase64, figureSvg, pngBlob } from "./lib/figure.js";

@@ -1,5 +1,6 @@
 // Wraps a view's render with what every lmscope view has: the `lms-view` class the shared
 // stylesheet (LmscopeWidget._css) hangs on, and the error area under the view.
+import { downloadControl } from "./download.js";
 import { errorArea } from "./errors.js";
 
 const injected = new WeakSet();
@@ -26,14 +27,18 @@ function hash(text) {
 
 /**
  * @param {(ctx: {model: any, el: HTMLElement}) => (void | (() => void))} render
+ * @param {{composite?: boolean}} [opts] composite: the view is a composite's error area, and
+ *   its download control saves the composite
  * @returns {{render: (ctx: {model: any, el: HTMLElement}) => () => void}}
  */
-export function defineView(render) {
+export function defineView(render, { composite = false } = {}) {
   return {
     render({ model, el }) {
       el.classList.add("lms-view");
       const cleanup = render({ model, el });
       const stopEdits = editsNote(model, el);
+      // a composite's error area carries the composite's control; views inside it keep theirs
+      downloadControl(model, el, { composite });
       const stopErrors = errorArea(model, el);
       return () => {
         if (typeof cleanup === "function") cleanup();

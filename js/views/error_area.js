@@ -2,4 +2,4 @@
 // in, the same box every view has under it.
 import { defineView } from "../lib/view.js";
 
-export default defineView(() => {});
+export default defineView(() => {}, { composite: true });

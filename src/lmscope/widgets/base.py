@@ -47,6 +47,7 @@ import traitlets as t
 
 from lmscope import _wire
 from lmscope.errors import LmscopeError, check_choice, check_index, check_optional_index
+from lmscope.options import keyword_options
 from lmscope.trace import Trace
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
@@ -189,6 +190,58 @@ class Exportable:
     def _export_title(self) -> str:
         return f"lmscope: {type(self).__name__}"
 
+    @keyword_options
+    def save_svg(
+        self,
+        path: str | os.PathLike,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        title: str | None = None,
+    ) -> pathlib.Path:
+        """This view as drawn now, as an SVG file (text stays text): no view on screen needed,
+        no network (a headless Chromium draws the saved page; see lmscope.widgets.figures).
+        `width`/`height` set the output size (one alone keeps the aspect); `title` defaults
+        to the view, the model, the prompt's length and the run's edits."""
+        from lmscope.widgets.figures import save_svg
+
+        title = self._figure_title() if title is None else title
+        return save_svg(self._figure_target(), path, width=width, height=height, title=title)
+
+    @keyword_options
+    def save_png(
+        self,
+        path: str | os.PathLike,
+        *,
+        scale: float = 2,
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+        title: str | None = None,
+    ) -> pathlib.Path:
+        """This view as a PNG file at `scale` x its size on screen (or `width`/`height`
+        pixels), drawn from the same SVG as `save_svg`; `dpi` is written into the file."""
+        from lmscope.widgets.figures import save_png
+
+        return save_png(
+            self._figure_target(),
+            path,
+            scale=scale,
+            width=width,
+            height=height,
+            dpi=dpi,
+            title=title,
+        )
+
+    def _figure_target(self) -> Any:
+        """What a figure shows (the dashboard: its current tab)."""
+        return self
+
+    def _figure_title(self) -> str:
+        from lmscope.widgets.figures import figure_title
+
+        return figure_title(self)
+
 
 def _release_traces(widget: Any) -> None:
     # ipywidgets keeps every widget in a registry until it is closed, and a trace pinned there
@@ -216,6 +269,13 @@ class LmscopeWidget(ReportsErrors, Exportable, anywidget.AnyWidget):
     error = t.Unicode("").tag(sync=True)
     #: the edits of the run this view shows ('edited: Ablate(5, head=1)'), drawn above the view
     edits = t.Unicode("").tag(sync=True)
+
+    #: the title the download control writes above the picture (set when the view is shown)
+    figure_title = t.Unicode("").tag(sync=True)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        self.figure_title = self._figure_title()
+        return super()._repr_mimebundle_(**kwargs)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -308,6 +368,11 @@ class LmscopeComposite(ReportsErrors, Exportable, ipw.VBox):
             views = [c for c in children if isinstance(c, LmscopeWidget)] + [self.error_area]
             if not views[0].edits:
                 views[0].edits = text
+        self.add_class("lms-composite")  # the error area's download control saves this box
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        self.error_area.figure_title = self._figure_title()
+        return super()._repr_mimebundle_(**kwargs)
 
     def close(self) -> None:
         """Close the composite, its parts and their traces."""

@@ -161,10 +161,25 @@ class Dashboard(LmscopeComposite):
         self._selection.observe(self._on_token, names=["token"])
         self._selection.observe(self._describe_selection, names=list(SELECTION))
         self.tabs.observe(self._on_tab, names="selected_index")
+        self.tabs.observe(self._retitle_figure, names="selected_index")
         self._reset_selection()
         with self.reporting_errors():
             self.tabs.selected_index = TABS.index(tab)
             self._build(tab)  # selected_index may not have changed (0 is the default)
+
+    def _figure_target(self) -> ipw.Widget:
+        """A figure of the dashboard is its current tab (what save_png/save_svg draw)."""
+        return self.tabs.children[self.tabs.selected_index or 0]
+
+    def _figure_title(self) -> str:
+        from lmscope.widgets.figures import figure_title
+
+        tab = TABS[self.tabs.selected_index or 0]
+        return figure_title(self).replace("Dashboard", f"Dashboard: {tab}", 1)
+
+    def _retitle_figure(self, _change=None) -> None:
+        # the download control in the error area names the tab it saves
+        self.error_area.figure_title = self._figure_title()
 
     # -- selection -----------------------------------------------------------------------------
     @property

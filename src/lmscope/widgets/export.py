@@ -35,6 +35,7 @@ _PAGE = """<!DOCTYPE html>
 body {{ margin: 16px; font: 13px system-ui, sans-serif; color: #222; background: #fff; }}
 .lms-export-note {{ margin: 8px 0; padding: 6px 8px; border: 1px dashed #bbb; color: #555; font-size: 12px; }}
 .lms-export-title {{ font-weight: 600; margin: 0 0 8px; }}
+#lms-export-root {{ display: inline-block; }}
 {shared_css}
 .lms-export-label {{ font-weight: 600; margin: 12px 0 2px; }}
 .lms-export-row, .lms-export-column {{ display: flex; gap: 8px; flex-wrap: wrap; }}
@@ -45,7 +46,7 @@ body {{ margin: 16px; font: 13px system-ui, sans-serif; color: #222; background:
 </head>
 <body>
 <div class="lms-export-title">{title}</div>
-{blocks}
+<div id="lms-export-root">{blocks}</div>
 {scripts}
 <script>
 {runtime}

@@ -1,0 +1,217 @@
+"""Figures from Python (`save_svg` / `save_png`): every public view and the dashboard's current
+tab, offline, with no view on screen; markup in token strings stays text. The pictures are
+written to test-output/figures/ for a person to look at."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+import lmscope
+from _models import tiny_ids, tiny_inspector
+from _png import chunk_kinds, png_size, read_png
+
+pytestmark = pytest.mark.browser
+
+OUT = pathlib.Path(os.environ.get("LMSCOPE_FIGURES", "test-output/figures"))
+SVG = "{http://www.w3.org/2000/svg}"
+# what a figure is made of; anything else (an <img>, a <script>, a <b>) would be token markup
+ALLOWED = {
+    "svg",
+    "g",
+    "rect",
+    "line",
+    "text",
+    "tspan",
+    "image",
+    "clipPath",
+    "path",
+    "defs",
+    "circle",
+    "polyline",
+    "polygon",
+    "ellipse",
+    "style",
+    "title",
+    "marker",
+    "use",
+    "linearGradient",
+    "stop",
+    "mask",
+    "pattern",
+    "symbol",
+}
+HOSTILE = [
+    "<img src=x onerror=window.pwned=1>",
+    "<script>window.pwned=2</script>",
+    "<b>bold</b>",
+    '"><svg onload=window.pwned=3>',
+    "&lt;escaped&gt;",
+    " plain",
+]
+
+
+def _trace(n=14):
+    trace = tiny_inspector("llama").run(tiny_ids(n))
+    trace.tokens = [HOSTILE[i % len(HOSTILE)] for i in range(n)]
+    trace.token_texts = list(trace.tokens)
+    return trace
+
+
+def _sweep():
+    ins = tiny_inspector("llama")
+    clean = tiny_ids(10)
+    corrupted = clean.clone()
+    corrupted[5] = 200
+    top = ins.run(clean).logits[-1].topk(2).indices.tolist()
+    return lmscope.patching(ins, clean, corrupted, answer=top[0], foil=top[1], progress=False)
+
+
+VIEWS = {
+    "attention_lines": lambda tr: lmscope.AttentionLines(tr, layer=1, head=0, threshold=0.0),
+    "attention_grid": lambda tr: lmscope.AttentionGrid(tr, layer=1),
+    "attention_explorer": lambda tr: lmscope.AttentionExplorer(tr),
+    "logit_lens": lambda tr: lmscope.LogitLens(tr, top_k=3),
+    "token_colors": lambda tr: lmscope.TokenColors(tr),
+    "token_view": lambda tr: lmscope.TokenView(tr),
+    "norm_plot": lambda tr: lmscope.NormPlot(tr),
+    "attribution": lambda tr: lmscope.Attribution(tr, target=11),
+    "patching": lambda tr: lmscope.Patching(_sweep()),
+    "dashboard": lambda tr: lmscope.Dashboard(tr),
+}
+# views that write the prompt's token strings as text somewhere in the picture (TokenColors
+# draws its tokens on a canvas: in its SVG they are an embedded image)
+SHOW_TOKENS = {
+    "attention_lines",
+    "attention_grid",
+    "attention_explorer",
+    "logit_lens",
+    "token_view",
+    "dashboard",
+}
+
+
+def _texts(root: ET.Element) -> str:
+    return "\n".join("".join(e.itertext()) for e in root.iter(f"{SVG}text"))
+
+
+def _check_svg(data: bytes, name: str) -> ET.Element:
+    root = ET.fromstring(data)  # parses as XML
+    assert root.tag == f"{SVG}svg"
+    for node in root.iter():
+        tag = node.tag.removeprefix(SVG)
+        assert tag in ALLOWED, f"{name}: <{node.tag}> in the figure"
+        assert not any(a.lower().startswith("on") for a in node.attrib), f"{name}: handler"
+    texts = _texts(root)
+    assert texts.strip(), f"{name}: no text in the SVG"
+    return root
+
+
+@pytest.fixture(scope="module")
+def figures():
+    """Each view's SVG and PNG, made once (one headless browser for the module)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    made = {}
+    for name, build in VIEWS.items():
+        view = build(_trace())
+        svg = view.save_svg(OUT / f"{name}.svg").read_bytes()
+        png = view.save_png(OUT / f"{name}.png", scale=2).read_bytes()
+        made[name] = (view, svg, png)
+    return made
+
+
+@pytest.mark.parametrize("name", list(VIEWS))
+def test_every_view_saves_svg_and_png(figures, page, name):
+    _, svg, png = figures[name]
+    root = _check_svg(svg, name)
+    w, h = (float(v) for v in root.get("viewBox").split()[2:])
+    assert png_size(png) == (round(w * 2), round(h * 2))
+    texts = _texts(root)
+    # the title: the view, the model's length and (for the dashboard) the current tab's view
+    title = texts.splitlines()[0]
+    assert "LlamaForCausalLM" in title and f"{10 if name == 'patching' else 14} tokens" in title
+    if name in SHOW_TOKENS:
+        assert any(tok in texts for tok in HOSTILE[:4]), f"{name}: no token strings as text"
+    pixels = read_png(page, png)
+    colours = np.unique(pixels.reshape(-1, 4), axis=0)
+    assert len(colours) > 20, f"{name}: {len(colours)} colours"
+    assert tuple(pixels[3, 3]) == (255, 255, 255, 255)  # light background
+    title_band = pixels[10:44, 10:300, :3]
+    assert title_band.min() < 60  # dark title text
+
+
+def test_markup_in_tokens_stays_text(figures, page):
+    _, svg, _ = figures["attention_lines"]
+    texts = _texts(ET.fromstring(svg))
+    for tok in HOSTILE[:4]:
+        assert tok in texts  # the markup, literally, as text
+    # opened as a document, the figure runs nothing
+    path = OUT / "attention_lines.svg"
+    page.goto(path.resolve().as_uri())
+    page.wait_for_timeout(100)
+    assert page.evaluate("window.pwned") is None
+
+
+def test_heatmap_cell_is_where_it_is_drawn(figures, page):
+    """The grid's first heatmap: query 0 attends only to key 0, its darkest blue, at the
+    image's top-left corner."""
+    _, svg, png = figures["attention_grid"]
+    first = next(ET.fromstring(svg).iter(f"{SVG}image"))
+    x, y = float(first.get("x")), float(first.get("y"))
+    r, g, b, _ = read_png(page, png)[int(y * 2) + 3, int(x * 2) + 3].astype(int)
+    assert b > 150 and b - r > 60, (r, g, b)
+
+
+def test_size_and_dpi_options(tmp_path, page):
+    view = lmscope.AttentionLines(_trace(), layer=1, head=0)
+    svg = ET.fromstring(view.save_svg(tmp_path / "a.svg", width=500).read_bytes())
+    assert svg.get("width") == "500"
+    png = view.save_png(tmp_path / "a.png", width=640, dpi=300).read_bytes()
+    assert png_size(png)[0] == 640
+    assert b"pHYs" in chunk_kinds(png)
+    with pytest.raises(ValueError, match="scale"):
+        view.save_png(tmp_path / "b.png", scale=0)
+    with pytest.raises(TypeError, match="scale"):
+        view.save_png(tmp_path / "b.png", scael=2)
+
+
+def test_missing_browser_says_what_to_install(tmp_path, monkeypatch):
+    from lmscope.widgets import figures
+
+    monkeypatch.setattr(figures, "_browser", None)
+    monkeypatch.setenv("LMSCOPE_CHROMIUM", str(tmp_path / "no-such-chromium"))
+    monkeypatch.setattr(figures, "_chromium", lambda: str(tmp_path / "no-such-chromium"))
+    view = lmscope.TokenView(_trace())
+    with pytest.raises(figures.FigureError, match="apt-get install chromium"):
+        view.save_svg(tmp_path / "x.svg")
+
+
+@pytest.mark.parametrize("name", ["attention_lines", "attention_grid", "token_view"])
+def test_download_control_draws_what_python_saves(figures, page, name):
+    """The in-view control: the same drawing as save_svg (same title, same texts), and a PNG
+    at the chosen scale."""
+    from harness import mount
+
+    view, python_svg, _ = figures[name]
+    view._repr_mimebundle_()  # what Jupyter calls to show it: sets figure_title
+    mount(page, view)
+    page.wait_for_timeout(150)
+    with page.expect_download() as got:
+        page.click(".lms-figure-control button[data-format=svg]")
+    svg = pathlib.Path(got.value.path()).read_bytes()
+    (OUT / f"{name}_control.svg").write_bytes(svg)
+    mine, theirs = _check_svg(svg, name), ET.fromstring(python_svg)
+    assert _texts(mine).splitlines()[0] == _texts(theirs).splitlines()[0]  # the title
+    assert sorted(_texts(mine).split()) == sorted(_texts(theirs).split())
+    page.select_option(".lms-figure-control select[title='PNG scale']", "3")
+    with page.expect_download() as got:
+        page.click(".lms-figure-control button[data-format=png]")
+    png = pathlib.Path(got.value.path()).read_bytes()
+    (OUT / f"{name}_control.png").write_bytes(png)
+    w, h = (float(v) for v in mine.get("viewBox").split()[2:])
+    assert png_size(png) == (round(w * 3), round(h * 3))
+    assert got.value.suggested_filename.endswith(".png")
