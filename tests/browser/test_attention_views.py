@@ -180,3 +180,21 @@ def test_jupyter_end_to_end(browser, jupyter_server, app):
     assert "L4 H7" in page.locator(".lms-ag .lms-tip").text_content()
     shot(page, f"attention_jupyter_{app}.png")
     page.close()
+
+
+def test_explorer_saved_page_stacks_its_views(page, tmp_path):
+    """The line diagram starts below the grid's last row of heatmaps (a flex column once sized
+    the grid before its canvases took their width, and drew the lines over its second row)."""
+    import lmscope
+
+    tr = tiny_inspector("llama").run(tiny_ids(14))  # 4 heads: the grid wraps to two rows
+    path = lmscope.AttentionExplorer(tr).save_html(tmp_path / "explorer.html")
+    page.goto(path.as_uri())
+    page.locator(".lms-al svg line, .lms-al canvas").first.wait_for(timeout=10_000)
+    grid_bottom = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('.lms-ag-cell canvas')]"
+        ".map((c) => c.getBoundingClientRect().bottom))"
+    )
+    lines_top = page.evaluate("document.querySelector('.lms-al').getBoundingClientRect().top")
+    shot(page, "attention_explorer_static_export.png")
+    assert grid_bottom <= lines_top

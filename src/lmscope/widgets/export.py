@@ -39,7 +39,9 @@ body {{ margin: 16px; font: 13px system-ui, sans-serif; color: #222; background:
 {shared_css}
 .lms-export-label {{ font-weight: 600; margin: 12px 0 2px; }}
 .lms-export-row, .lms-export-column {{ display: flex; gap: 8px; flex-wrap: wrap; }}
-.lms-export-column {{ flex-direction: column; }}
+/* a grid, not a flex column: the column sized each view before its canvases took their width,
+   so the next view was drawn over the end of the one above */
+.lms-export-column {{ display: grid; }}
 /* a figure the widget manager draws sizes itself by percent of its box: give each a share */
 .lms-export-row > .widget-subarea {{ flex: 1 1 0; min-width: 320px; }}
 </style>
