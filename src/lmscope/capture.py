@@ -31,7 +31,8 @@ from lmscope.architectures import ModelParts
 from lmscope.errors import UnsupportedArchitectureError
 
 PROBE_IMPLEMENTATION = "lmscope_probe"
-_HOOK_DICTS = (
+# every dict of forward hooks a module keeps (the proof and the private copies read them all)
+HOOK_DICTS = (
     "_forward_hooks",
     "_forward_hooks_with_kwargs",
     "_forward_hooks_always_called",
@@ -342,7 +343,7 @@ def _private_copy(module: nn.Module, implementation: str = PROBE_IMPLEMENTATION)
     original (which would dispatch through the original's config): the copy drops it and is
     called through `_call_as_dispatched` instead."""
     clone = copy.copy(module)
-    for name in _HOOK_DICTS:
+    for name in HOOK_DICTS:
         if hasattr(clone, name):
             setattr(clone, name, OrderedDict())
     for name in ("forward", "_old_forward", "_hf_hook"):

@@ -77,13 +77,6 @@ class _Tape:
         stack.callback(module.register_forward_hook(post, with_kwargs=True).remove)
 
 
-_HOOK_DICTS = (
-    "_forward_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs",
-)
 _CAPTURE_FLAG = "_output_capturing_hooks_installed"
 
 
@@ -93,13 +86,13 @@ def _left_as_found(model: nn.Module):
     the model): the ones this forward added are removed again and the flag restored, so the
     model is exactly as found and transformers installs them itself when someone asks."""
     modules = list(model.modules())
-    before = [{name: set(getattr(m, name, {})) for name in _HOOK_DICTS} for m in modules]
+    before = [{name: set(getattr(m, name, {})) for name in capture.HOOK_DICTS} for m in modules]
     flags = [m.__dict__.get(_CAPTURE_FLAG, _CAPTURE_FLAG) for m in modules]
     try:
         yield
     finally:
         for module, had, flag in zip(modules, before, flags, strict=True):
-            for name in _HOOK_DICTS:
+            for name in capture.HOOK_DICTS:
                 hooks = getattr(module, name, None)
                 for key in [k for k in hooks or () if k not in had[name]]:
                     del hooks[key]
