@@ -141,3 +141,28 @@ def test_dashboard_export_renders_offline(browser, tmp_path):
     shot(page, "dashboard_static_export.png")
     page.close()
     assert not requests and not errors
+
+
+def test_an_edited_dashboard_shows_its_edits_and_the_difference(browser, tmp_path):
+    import lmscope
+
+    ins = tiny_inspector("llama")
+    dash = Dashboard(ins.run(tiny_ids(10)), inspector=ins, tab="Attention")
+    dash.selection = {"layer": 2, "head": 1}
+    dash.edits = [lmscope.Ablate(0, head=1), lmscope.Ablate(1, neuron=3)]
+    path = dash.save_html(tmp_path / "edited.html")
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri())
+    page.locator("[data-rendered='1']").nth(5).wait_for(timeout=20_000)
+    # every lmscope view names the edits above it; the grid is one difference panel
+    notes = page.locator(".lms-edits").filter(visible=True)
+    assert notes.count() >= 6  # tokens, grid, lines, lens, attribution, colors, norms
+    assert set(notes.all_text_contents()) == {"edited: Ablate(0, head=1); Ablate(1, neuron=3)"}
+    title = page.locator(".lms-ag-title").filter(visible=True)
+    assert title.count() == 1 and "(edited)  −  " in title.text_content()
+    assert page.locator(".lms-ag-cell").count() == ins.parts.n_heads
+    shot(page, "dashboard_edited_export.png")
+    page.close()
+    assert not errors

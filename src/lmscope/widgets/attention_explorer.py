@@ -36,8 +36,19 @@ class AttentionExplorer(LmscopeComposite):
         head: int = 0,
         size: int = 96,
         mute_sink: bool = False,
+        compare: Trace | None = None,
+        mode: str | None = None,
     ) -> None:
-        self.grid = AttentionGrid(trace, layer=layer, head=head, size=size, mute_sink=mute_sink)
+        # `compare` / `mode` go to the grid (AttentionGrid's side-by-side or difference heatmaps)
+        self.grid = AttentionGrid(
+            trace,
+            layer=layer,
+            head=head,
+            size=size,
+            mute_sink=mute_sink,
+            compare=compare,
+            mode=mode,
+        )
         self.lines = AttentionLines(trace, layer=layer, head=head, mute_sink=mute_sink)
         super().__init__([self.grid, self.lines])
         self.layer, self.head = layer, head

@@ -28,7 +28,9 @@ MODES = ("single", "side", "diff")
 
 def _label(trace: Trace, limit: int = 40) -> str:
     text = trace.text.replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    # an edited run and its original share their text: the panel titles tell them apart
+    return f"{text} (edited)" if trace.edits else text
 
 
 class AttentionGrid(LmscopeWidget):

@@ -14,6 +14,13 @@
   (the attention views follow) and its "open in attention view" button switches to them. A
   click on a logit-lens cell, while the lens is the open tab, attributes that cell's top
   token at that position.
+- Edits: `dash.edits` (readable and settable; the control row's "ablate head", "ablate
+  neuron" and "clear edits" set it too) re-runs the prompt with those edits and shows the
+  edited run; `dash.original` keeps the unedited one. While edits are set, the attention grid
+  shows the edited patterns minus the original's (difference mode) and the lens tracks the
+  original's answer (and the edited one) through the edited run's layers. Ablations from the
+  control are zero ablations (`lmscope.Ablate(layer, head=h)`); pass `mode="mean"` edits from
+  Python for mean ablations. A new Run or Generate starts unedited.
 - Errors (an empty prompt, a prompt too long for the model) appear in the dashboard's error
   area (the one every view has), never as a traceback.
 """
@@ -29,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as ipw
 import traitlets as t
 
+from lmscope import edits as edits_module
 from lmscope.errors import InputError, check_choice, check_index, check_optional_index
 from lmscope.options import keyword_options, unknown_option
 from lmscope.widgets.base import LmscopeComposite, index_check
@@ -105,6 +113,9 @@ class Dashboard(LmscopeComposite):
         check_choice("tab", tab, TABS)
         self.inspector = inspector
         self.trace = trace
+        #: the unedited run; `trace` is the run shown (edited while `edits` is set)
+        self.original = trace
+        self._edits: tuple[edits_module.Ablate | edits_module.Patch, ...] = ()
         self._selection = Selection()
         self._links: list[Any] = []
         self._views: dict[str, ipw.Widget] = {}
@@ -150,7 +161,7 @@ class Dashboard(LmscopeComposite):
             ],
             layout=ipw.Layout(align_items="center", gap="8px", flex_flow="row wrap"),
         )
-        self.prompt_box = ipw.VBox([self.prompt, controls])
+        self.prompt_box = ipw.VBox([self.prompt, controls, self._edit_controls()])
         self.tabs = ipw.Tab(children=[ipw.VBox() for _ in TABS], titles=list(TABS))
         super().__init__([self.prompt_box, self.tabs])
         # the error area right under the prompt box, where a failed Run is noticed
@@ -180,6 +191,127 @@ class Dashboard(LmscopeComposite):
     def _retitle_figure(self, _change=None) -> None:
         # the download control in the error area names the tab it saves
         self.error_area.figure_title = self._figure_title()
+
+    # -- edits --------------------------------------------------------------------------------
+    def _edit_controls(self) -> ipw.HBox:
+        no_inspector = self.inspector is None
+        self.ablate_head_button = ipw.Button(
+            description="ablate selected head",
+            tooltip="zero the selected layer and head's output (at the output projection's input)",
+            disabled=no_inspector,
+        )
+        n_neurons = self._n_neurons()
+        self.neuron = ipw.BoundedIntText(
+            value=0,
+            min=0,
+            max=max(0, n_neurons - 1),
+            description="neuron",
+            style={"description_width": "initial"},
+            layout=ipw.Layout(width="140px"),
+            disabled=no_inspector,
+        )
+        self.ablate_neuron_button = ipw.Button(
+            description="ablate neuron of layer's MLP",
+            tooltip="zero that hidden unit of the selected layer's MLP",
+            disabled=no_inspector,
+        )
+        self.clear_edits_button = ipw.Button(description="clear edits", disabled=True)
+        self.edits_status = ipw.Label()
+        self.ablate_head_button.on_click(lambda _b: self._from_button(self.ablate_head))
+        self.ablate_neuron_button.on_click(
+            lambda _b: self._from_button(lambda: self.ablate_neuron(self.neuron.value))
+        )
+        self.clear_edits_button.on_click(lambda _b: self._from_button(self.clear_edits))
+        return ipw.HBox(
+            [
+                self.ablate_head_button,
+                self.neuron,
+                self.ablate_neuron_button,
+                self.clear_edits_button,
+                self.edits_status,
+            ],
+            layout=ipw.Layout(align_items="center", gap="8px", flex_flow="row wrap"),
+        )
+
+    def _n_neurons(self) -> int:
+        if self.inspector is None:
+            return 1
+        return edits_module.site_shape(self.inspector.parts, "mlp_neuron", 0)[0]
+
+    @property
+    def edits(self) -> tuple[edits_module.Ablate | edits_module.Patch, ...]:
+        """The edits of the run shown (() for the original run)."""
+        return self._edits
+
+    @edits.setter
+    def edits(self, edits: Any) -> None:
+        """Re-run the original's tokens with `edits` (an `Ablate`/`Patch` or a list of them;
+        empty restores the original run). Checked first: a bad edit changes nothing."""
+        if isinstance(edits, edits_module.Ablate | edits_module.Patch):
+            edits = [edits]
+        if edits is None or isinstance(edits, str) or not isinstance(edits, list | tuple):
+            raise InputError(
+                "dash.edits takes a list of lmscope.Ablate / lmscope.Patch ([] for none), "
+                f"got {type(edits).__name__}"
+            )
+        edits = tuple(edits)
+        for edit in edits:
+            if not isinstance(edit, edits_module.Ablate | edits_module.Patch):
+                raise InputError(
+                    "dash.edits takes lmscope.Ablate and lmscope.Patch objects, got "
+                    f"{type(edit).__name__}"
+                )
+        if not edits:
+            self._edits = ()
+            self._show(self.original, keep_selection=True)
+            return
+        inspector = self._need_inspector()
+        original = self.original
+        with self._busy(f"running {inspector.name} with {len(edits)} edit(s)…"):
+            trace = inspector.run(
+                original.input_ids,
+                edits=edits,
+                prompt_length=original.prompt_length,
+                generated_text=original.generated_text,
+            )
+        self._edits = edits
+        self._show(trace, keep_selection=True)
+
+    def ablate_head(self, layer: int | None = None, head: int | None = None) -> None:
+        """Add a zero ablation of `layer`'s `head` (the selected ones by default) to the edits."""
+        sel = self._selection
+        layer = sel.layer if layer is None else layer
+        head = sel.head if head is None else head
+        self.edits = [*self._edits, edits_module.Ablate(layer, head=head)]
+
+    def ablate_neuron(self, neuron: int, layer: int | None = None) -> None:
+        """Add a zero ablation of MLP hidden unit `neuron` of `layer` (the selected one)."""
+        layer = self._selection.layer if layer is None else layer
+        self.edits = [*self._edits, edits_module.Ablate(layer, neuron=neuron)]
+
+    def clear_edits(self) -> None:
+        """Back to the original run."""
+        self.edits = []
+
+    def _describe_edits(self) -> None:
+        self.clear_edits_button.disabled = not self._edits
+        original, edited = self.original, self.trace
+        if not self._edits or original.logits is None or edited.logits is None:
+            self.edits_status.value = ""
+            return
+        p_orig = original.logits[-1].float().softmax(-1)
+        p_edit = edited.logits[-1].float().softmax(-1)
+        answer, new = int(p_orig.argmax()), int(p_edit.argmax())
+        from lmscope.lens import token_strings
+
+        names = token_strings(getattr(edited, "tokenizer", None), [answer, new])
+        text = (
+            f"{len(self._edits)} edit(s) · last token: p({names[0]!r}) "
+            f"{float(p_orig[answer]):.3f} → {float(p_edit[answer]):.3f}"
+        )
+        if new != answer:
+            text += f"; edited top-1 {names[1]!r} ({float(p_edit[new]):.3f})"
+        self.edits_status.value = text
 
     # -- selection -----------------------------------------------------------------------------
     @property
@@ -299,11 +431,19 @@ class Dashboard(LmscopeComposite):
             view = lmscope.TokenView(tr, token=sel.token)
             self._link(view, "token")
         elif tab == "Attention":
-            view = lmscope.AttentionExplorer(tr, layer=sel.layer, head=sel.head)
+            # an edited run: its patterns minus the original's
+            compare = {"compare": self.original, "mode": "diff"} if self._edits else {}
+            view = lmscope.AttentionExplorer(tr, layer=sel.layer, head=sel.head, **compare)
             self._link(view, "layer", "head")
         elif tab == "Logit lens":
-            # track the model's own final answer through the layers
-            answer = int(tr.logits[-1].argmax()) if tr.logits is not None else None
+            # track the model's own final answer through the layers; an edited run also tracks
+            # the original's answer
+            answer: int | list[int] | None = None
+            if tr.logits is not None:
+                answer = int(tr.logits[-1].argmax())
+                if self._edits and self.original.logits is not None:
+                    first = int(self.original.logits[-1].argmax())
+                    answer = [first] if first == answer else [first, answer]
             view = lmscope.LogitLens(tr, targets=answer, token=max(sel.token, 0))
             view.layer = sel.layer
             self._link(view, "token", "layer")
@@ -359,7 +499,13 @@ class Dashboard(LmscopeComposite):
         return trace
 
     def set_trace(self, trace: Trace) -> None:
-        """Show `trace` in every view (views are rebuilt; the open tab right away)."""
+        """Show `trace` in every view (views are rebuilt; the open tab right away) as the new
+        original run (edits cleared)."""
+        self.original = trace
+        self._edits = ()
+        self._show(trace)
+
+    def _show(self, trace: Trace, keep_selection: bool = False) -> None:
         for link in self._links:
             link.unlink()
         self._links.clear()
@@ -370,7 +516,12 @@ class Dashboard(LmscopeComposite):
             box.children = []
         self.trace = trace
         self._question = None
-        self._reset_selection()
+        if keep_selection:  # the same tokens, edited or not
+            self._describe_selection()
+        else:
+            self._reset_selection()
+        self._describe_edits()
+        self._retitle_figure()  # a figure's title names the edits of the run shown
         self._build(TABS[self.tabs.selected_index or 0])
 
     def _need_inspector(self) -> Inspector:
@@ -388,7 +539,12 @@ class Dashboard(LmscopeComposite):
     # -- progress and errors ------------------------------------------------------------------------
     @contextlib.contextmanager
     def _busy(self, message: str, step: int = 1) -> Iterator[None]:
-        buttons = (self.run_button, self.generate_button)
+        buttons = (
+            self.run_button,
+            self.generate_button,
+            self.ablate_head_button,
+            self.ablate_neuron_button,
+        )
         self.progress.layout.visibility = "visible"
         self.progress.bar_style = "info"
         self.progress.value = step
