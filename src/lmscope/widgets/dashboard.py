@@ -197,6 +197,7 @@ class Dashboard(LmscopeComposite):
         no_inspector = self.inspector is None
         self.ablate_head_button = ipw.Button(
             description="ablate selected head",
+            layout=ipw.Layout(width="auto"),
             tooltip="zero the selected layer and head's output (at the output projection's input)",
             disabled=no_inspector,
         )
@@ -212,10 +213,13 @@ class Dashboard(LmscopeComposite):
         )
         self.ablate_neuron_button = ipw.Button(
             description="ablate neuron of layer's MLP",
+            layout=ipw.Layout(width="auto"),
             tooltip="zero that hidden unit of the selected layer's MLP",
             disabled=no_inspector,
         )
-        self.clear_edits_button = ipw.Button(description="clear edits", disabled=True)
+        self.clear_edits_button = ipw.Button(
+            description="clear edits", disabled=True, layout=ipw.Layout(width="auto")
+        )
         self.edits_status = ipw.Label()
         self.ablate_head_button.on_click(lambda _b: self._from_button(self.ablate_head))
         self.ablate_neuron_button.on_click(
