@@ -14,29 +14,16 @@ its columns of the projection at that position, then the same matmul).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 import lmscope
+from bench_lens import timed  # the same interleaved best-of timing
 
 TEXT = (
     "The old lighthouse keeper walked along the shore every evening, watching the waves roll in "
     "from the grey sea while gulls circled above the harbour and the fishing boats came home. "
 )
-
-
-def timed(fns: dict, repeats: int) -> dict[str, float]:
-    """Best of `repeats` for each function, run in turn so a noisy neighbour hits all alike."""
-    for fn in fns.values():
-        fn()
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def stacked_outputs(trace, z_rows: list[torch.Tensor]) -> torch.Tensor:
