@@ -254,7 +254,9 @@ def check(model_type: str) -> dict:
                 wrong.append("lens's last row differs from the model's top-k")
         attention_layers = parts.attention_layers
         refs = getattr(ref, "attentions", None) or ()
-        if attention_layers and len(refs) != len(attention_layers):
+        if len(refs) == n and n != len(attention_layers):
+            refs = [refs[layer] for layer in attention_layers]  # one entry per block
+        elif attention_layers and len(refs) != len(attention_layers):
             refs = [None] * len(attention_layers)
         for j, layer in enumerate(attention_layers):
             if layer in parts.attention_refused:

@@ -31,6 +31,12 @@ SUBSET = {
     "deepseek_v3": "latent attention (MLA), MoE",
     "mamba": "no attention",
     "jamba": "hybrid: Mamba and attention layers",
+    "nemotron_h": "hybrid with MLP-only blocks (no token mixer)",
+    "kimi_linear": "linear-attention layers declared by layer_types (no softmax pattern)",
+    "minicpm3": "residual scale kept by each block",
+    "hyperclovax": "logits multiplied (not divided) by logits_scaling",
+    "modernbert-decoder": "a prediction head between the final norm and the unembedding",
+    "mpt": "attention outside the interface reading its own boolean mask",
 }
 
 
@@ -171,3 +177,42 @@ def test_hybrid_lists_its_attention_layers():
     with pytest.raises(UnsupportedArchitectureError, match="layers with attention: 1"):
         trace.attention(0)
     assert trace.attention(1).shape[-1] == trace.seq_len
+
+
+def test_declared_linear_attention_layers_are_mixers_not_attention():
+    ins = _inspector("kimi_linear")
+    types = ins.model.config.layer_types
+    assert ins.parts.attention_layers == [i for i, t in enumerate(types) if t == "full_attention"]
+    linear = types.index("linear_attention")
+    with pytest.raises(UnsupportedArchitectureError, match="declared 'linear_attention'"):
+        ins.run(_ids()).attention(linear)
+
+
+def test_mlp_only_block_adds_nothing_from_a_mixer():
+    ins = _inspector("nemotron_h")
+    kinds = ins.model.config.layers_block_type
+    trace = ins.run(_ids())
+    for layer, kind in enumerate(kinds):
+        if kind in ("mlp", "moe"):
+            torch.testing.assert_close(trace.attn_out(layer), torch.zeros_like(trace.embeddings))
+            with pytest.raises(UnsupportedArchitectureError, match=r"an MLP .* only"):
+                trace.attention(layer)
+            break
+    else:
+        pytest.fail(f"no MLP-only block among {kinds}")
+
+
+def test_multiplied_logit_scale_is_chosen_by_the_proof():
+    ins = _inspector("hyperclovax")
+    assert ins.parts.logit_scale == ins.model.config.logits_scaling  # MuP multiplies here
+    assert _inspector("granite").parts.logit_scale == 1 / ins.model.config.logits_scaling
+
+
+def test_prediction_head_is_part_of_the_unembedding_and_attribution_refuses_it():
+    ins = _inspector("modernbert-decoder")
+    trace = ins.run(_ids())
+    with torch.no_grad():
+        ref = ins.model(input_ids=trace.input_ids[None]).logits[0]
+    torch.testing.assert_close(trace.unembed(trace.resid_post(trace.n_layers - 1)), ref)
+    with pytest.raises(UnsupportedArchitectureError):  # a dense + activation is not a norm
+        trace.attribution(5)

@@ -144,10 +144,8 @@ class ModelParts:
         if self.attentions[layer] is None:
             have = self.attention_layers
             listed = ", ".join(map(str, have)) if have else "none"
-            raise UnsupportedArchitectureError(
-                f"layer {layer} has no attention ({self.mixers[layer]} mixes tokens there); "
-                f"layers with attention: {listed}"
-            )
+            why = self.missing.get(("attention", layer), f"layer {layer} has no attention")
+            raise UnsupportedArchitectureError(f"{why}; layers with attention: {listed}")
         if layer in self.attention_refused:
             raise UnsupportedArchitectureError(self.attention_refused[layer])
 
@@ -209,6 +207,7 @@ class Candidates:
     softcap: float | None
     missing: dict[tuple[str, int], str]
     experts_per_token: int = 1
+    logit_scales: list[float] = field(default_factory=lambda: [1.0])  # preferred first
 
 
 def _recorded_class(model: nn.Module, key: str) -> tuple[type | None, str | None]:
@@ -267,6 +266,17 @@ def _final_norms(model: nn.Module, blocks_path: str, text_config) -> list[nn.Mod
         norms = [m for _, m in holder.named_children() if _is_norm(m)]
         found += [m for m in reversed(norms) if all(m is not f for f in found)]
     found.append(nn.Identity())
+    # a prediction head between the final norm and the unembedding (ModernBERT decoder's
+    # dense + activation + norm): a child of the causal-LM module besides the model and the
+    # unembedding, applied after each norm candidate
+    unembed = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    top = blocks_path.split(".", 1)[0]
+    heads = [
+        m
+        for name, m in model.named_children()
+        if name != top and m is not unembed and any(True for _ in m.parameters())
+    ]
+    found += [nn.Sequential(norm, head) for head in heads for norm in list(found)]
     return found
 
 
@@ -419,10 +429,18 @@ def discover(model: nn.Module, layout: Layout | None = None) -> Candidates:
     per: dict[str, list] = {
         k: [] for k in ("att", "mix", "mlp", "proj", "down", "router", "ao", "mo")
     }
+    layer_types = getattr(text_config, "layer_types", None)
     for layer, block in enumerate(blocks):
         attention = _find_attention(block, attn_class, attn_layer_name, layout)
         mlp = _find_mlp(block, layout)
-        mixer = _find_mixer(block, attention, mlp)
+        declared = _declared_mixer(layer_types, layer)
+        if attention is not None and declared is not None and layout.attention is None:
+            # recorded as an "attention" class, but the config says this layer mixes tokens
+            # another way (a linear/delta attention keeps no softmax pattern)
+            mixer = attention
+            attention = None
+        else:
+            mixer = _find_mixer(block, attention, mlp)
         attn_prefix, mlp_prefix = _name_in(block, attention), _name_in(block, mlp)
         proj = _projection(
             attention, rowwise, attn_prefix, _ATTN_PROJ_NAMES, width, layout.attn_proj
@@ -442,14 +460,14 @@ def discover(model: nn.Module, layout: Layout | None = None) -> Candidates:
         if router_class is not None and mlp is not None:
             router = next((m for m in mlp.modules() if isinstance(m, router_class)), None)
         if attention is None:
-            missing[("attention", layer)] = f"layer {layer} has no attention" + (
-                f" ({type(mixer).__name__} mixes tokens there)" if mixer is not None else ""
-            )
+            missing[("attention", layer)] = _no_attention(layer, mixer, mlp, declared)
         elif proj is None:
             missing[("attn_proj", layer)] = (
                 f"no output projection found in layer {layer}'s {type(attention).__name__} "
                 "(pass Layout(attn_proj=...))"
             )
+        if mixer is None:
+            missing[("mixer", layer)] = f"layer {layer} has no token mixer (it adds its MLP only)"
         if mlp is None:
             missing[("mlp", layer)] = f"layer {layer} has no MLP"
         elif down is None:
@@ -475,8 +493,11 @@ def discover(model: nn.Module, layout: Layout | None = None) -> Candidates:
     n_heads = _first_attr(text_config, _HEAD_COUNT_ATTRS) or 0
     n_ctx = _first_attr(text_config, CONTEXT_ATTRS)
     logit_scale = float(getattr(text_config, "logit_scale", None) or 1.0)
+    logit_scales = [logit_scale]
     if getattr(text_config, "logits_scaling", None):
-        logit_scale /= float(text_config.logits_scaling)
+        # Granite divides by it, HyperCLOVA X multiplies (MuP): the proof checks which
+        logit_scales = [logit_scale / float(text_config.logits_scaling)]
+        logit_scales.append(logit_scale * float(text_config.logits_scaling))
     return Candidates(
         model_type=model_type,
         blocks_path=blocks_path,
@@ -493,13 +514,54 @@ def discover(model: nn.Module, layout: Layout | None = None) -> Candidates:
         mlp_out_choices=per["mo"],
         n_heads=int(n_heads),
         n_ctx=int(n_ctx) if n_ctx else None,
-        residual_scale=float(getattr(text_config, "residual_multiplier", None) or 1.0),
-        logit_scale=logit_scale,
+        residual_scale=_residual_scale(text_config, blocks),
+        logit_scale=logit_scales[0],
+        logit_scales=logit_scales,
         softcap=getattr(text_config, "final_logit_softcapping", None),
         missing=missing,
         experts_per_token=_first_attr(text_config, ("num_experts_per_tok", "top_k", "moe_topk"))
         or 1,
     )
+
+
+# layer types a config declares for layers whose token mixer keeps no softmax pattern
+_NOT_SOFTMAX = re.compile(r"linear|mamba|conv|recurrent|delta|ssm|rwkv|mlp|moe", re.IGNORECASE)
+
+
+def _declared_mixer(layer_types, layer: int) -> str | None:
+    """The config's declared type of `layer` when it says the layer has no softmax attention."""
+    if isinstance(layer_types, list | tuple) and layer < len(layer_types):
+        kind = str(layer_types[layer])
+        if _NOT_SOFTMAX.search(kind) and "full" not in kind and "sliding" not in kind:
+            return kind
+    return None
+
+
+def _no_attention(layer: int, mixer, mlp, declared: str | None) -> str:
+    if mixer is not None:
+        said = f", declared '{declared}' by its config" if declared else ""
+        return (
+            f"layer {layer} has no attention ({type(mixer).__name__} mixes tokens there{said}; "
+            "it keeps no softmax pattern)"
+        )
+    if mlp is not None:
+        return f"layer {layer} has no attention: its block is an MLP ({type(mlp).__name__}) only"
+    return f"layer {layer} has no attention"
+
+
+def _residual_scale(text_config, blocks) -> float:
+    """What each sub-layer's output is multiplied by before it is added: Granite's config
+    `residual_multiplier`, or the one `residual_scale` every block keeps (MiniCPM 3's
+    scale_depth / sqrt(layers)). The proof checks it on the forward."""
+    declared = getattr(text_config, "residual_multiplier", None)
+    if isinstance(declared, int | float) and declared:
+        return float(declared)
+    kept = {getattr(b, name, None) for b in blocks for name in ("residual_scale",)}
+    if len(kept) == 1:
+        (value,) = kept
+        if isinstance(value, int | float) and not isinstance(value, bool) and value:
+            return float(value)
+    return 1.0
 
 
 def _out_choices(

@@ -31,6 +31,7 @@ from lmscope.architectures import ModelParts
 from lmscope.errors import UnsupportedArchitectureError
 
 PROBE_IMPLEMENTATION = "lmscope_probe"
+OWN_MASK_ROUTE = "module-own-mask"
 # every dict of forward hooks a module keeps (the proof and the private copies read them all)
 HOOK_DICTS = (
     "_forward_hooks",
@@ -421,33 +422,45 @@ def probe(
         raise UnsupportedArchitectureError(
             f"{type(module).__name__} did not dispatch through transformers' attention interface"
         )
-    sink["attention_mask"] = kwargs["attention_mask"]
+    mask = kwargs["attention_mask"]
+    sink["attention_mask"] = mask["causal"] if isinstance(mask, dict) else mask
     sink["module_output"] = module_output
     return sink
 
 
-def _prepared_call(module: nn.Module, call: tuple[tuple, dict]) -> tuple[tuple, dict]:
+def _prepared_call(
+    module: nn.Module, call: tuple[tuple, dict], *, own_masks: bool = False
+) -> tuple[tuple, dict]:
     """The recorded call on the module's device and dtype, with lmscope's additive eager mask
-    and no cache."""
+    and no cache. `own_masks` keeps a boolean mask the model passed as it is: a module outside
+    the interface reads its own mask convention (MPT's True means "masked")."""
     args, kwargs = _on_module(module, *call)
     hidden = args[0] if args else kwargs["hidden_states"]
     seq = hidden.shape[-2]
-    kwargs["attention_mask"] = _eager_mask(
-        kwargs.get("attention_mask"), module, seq, hidden.dtype, hidden.device
-    )
-    for cache_key in ("past_key_values", "past_key_value", "layer_past"):
+    mask = kwargs.get("attention_mask")
+    if own_masks and isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:
+        pass
+    elif isinstance(mask, dict):  # ZAYA passes {"causal": 4-D mask, "conv": padding mask}
+        mask = dict(mask)
+        mask["causal"] = _eager_mask(mask.get("causal"), module, seq, hidden.dtype, hidden.device)
+        kwargs["attention_mask"] = mask
+    else:
+        kwargs["attention_mask"] = _eager_mask(mask, module, seq, hidden.dtype, hidden.device)
+    for cache_key in ("cache", "past_key_values", "past_key_value", "layer_past"):
         if cache_key in kwargs:
             kwargs[cache_key] = None
     kwargs["use_cache"] = False
     return args, kwargs
 
 
-def _via_module(module: nn.Module, call: tuple[tuple, dict], heads: list[int] | None):
+def _via_module(
+    module: nn.Module, call: tuple[tuple, dict], heads: list[int] | None, own_masks: bool = False
+):
     """(probs, log-probs, module output) from the module's own eager code with
     output_attentions, for attention outside the interface (Bloom, Falcon, GPT-Neo, MPT...).
     Its pre-softmax scores are not returned by the module: the log-probabilities stand in for
     them (equal up to a per-row constant, which the softmax cancels)."""
-    args, kwargs = _prepared_call(module, call)
+    args, kwargs = _prepared_call(module, call, own_masks=own_masks)
     kwargs["output_attentions"] = True
     clone = _private_copy(module, "eager")
     output = _call_as_dispatched(module, clone, args, kwargs)
@@ -472,9 +485,13 @@ def recompute(
     route: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, Any, str]:
     """(probs, scores, the copy's output, route): through the attention interface
-    ("interface") or the module's own eager code ("module"); None tries them in that order."""
+    ("interface") or the module's own eager code ("module"; "module-own-mask" with the
+    boolean mask the model passed, in the module's own convention); None tries the first
+    two in that order."""
     if route == "module":
         return (*_via_module(module, call, heads), "module")
+    if route == OWN_MASK_ROUTE:
+        return (*_via_module(module, call, heads, own_masks=True), OWN_MASK_ROUTE)
     try:
         return (*_via_interface(module, call, heads), "interface")
     except UnsupportedArchitectureError as first:

@@ -250,12 +250,17 @@ def _choose_contributions(
         block_in, block_out = tape.inputs.get(id(block)), tape.outputs.get(id(block))
         mixer = found.mixers[layer]
         choice = None
-        for a in _valid(found.attn_out_choices[layer], mixer, tape):
+        # a block without a token mixer (Nemotron-H's MLP-only blocks) adds its MLP alone
+        mixer_side = _valid(found.attn_out_choices[layer], mixer, tape) or (
+            [None] if mixer is None else []
+        )
+        for a in mixer_side:
             mlp_side = _valid(found.mlp_out_choices[layer], found.mlps[layer], tape) or [None]
             for m in mlp_side:
-                total = _as_stream(outputs[id(a)], block_out)
-                if m is not None:
-                    total = _as_stream(outputs[id(m)], block_out) + total
+                if a is None and m is None:
+                    continue
+                parts_out = [_as_stream(outputs[id(x)], block_out) for x in (a, m) if x is not None]
+                total = parts_out[0] if len(parts_out) == 1 else parts_out[0] + parts_out[1]
                 if block_out is None or total.shape != block_out.shape:
                     continue  # never let broadcasting pass for an identity
                 if block_in is not None and _same(block_in + s * total, block_out, tol):
@@ -276,7 +281,7 @@ def _choose_contributions(
             parts.parallel_residual = False
             return False
         parts.attn_outs[layer], parts.mlp_outs[layer] = choice
-        if choice[1] is not None:
+        if choice[0] is not None and choice[1] is not None:
             mid = block_in + s * _as_stream(outputs[id(choice[0])], block_out)
             readers = [found.mlps[layer], *(c for _, c in block.named_children())]
             serial = any(
@@ -329,12 +334,13 @@ def _choose_final_norm(found: Candidates, parts: ModelParts, tape: _Tape, output
     logits = output.logits[0]
     gaps = []
     for norm in found.final_norms:
-        parts.final_norm = norm
-        mine = parts._unembed(last[0])  # accelerate's hooks move it where the modules run
-        gaps.append(_gap(mine, logits))
-        if gaps[-1] <= tol:
-            return
-    parts.final_norm = found.final_norms[0]
+        for scale in found.logit_scales:
+            parts.final_norm, parts.logit_scale = norm, scale
+            mine = parts._unembed(last[0])  # accelerate's hooks move it where the modules run
+            gaps.append(_gap(mine, logits))
+            if gaps[-1] <= tol:
+                return
+    parts.final_norm, parts.logit_scale = found.final_norms[0], found.logit_scales[0]
     parts.refused["unembed"] = (
         f"{found.model_type}: the final norm and unembedding of the last block's output do not "
         f"give the model's logits (relative gap {min(gaps):.2g}): the model does more after "
@@ -373,23 +379,34 @@ def _check_patterns(
 
 
 def _prove_pattern(layer: int, attention: nn.Module, tape: _Tape, tol: float):
+    """(route, None) for the first route whose recomputed attention reproduces the model's
+    own attention output, else (None, why). The module's own eager code is tried a second
+    time with the model's boolean mask kept in its own convention (MPT: True means masked),
+    which lmscope's additive mask would invert."""
     call = tape.calls.get(id(attention))
     if call is None:
         return None, f"layer {layer}'s attention did not run"
-    try:
-        _, _, out, route = capture.recompute(attention, call)
-        if route == "interface" and out is None:
+    expected = tape.outputs.get(id(attention))
+    why = None
+    for route in (None, capture.OWN_MASK_ROUTE):
+        try:
+            _, _, out, used = capture.recompute(attention, call, route=route)
+        except Exception as err:  # any failure is a refusal of this view
+            why = why or (
+                f"the attention pattern of layer {layer} and its kind cannot be recomputed: {err}"
+            )
+            continue
+        if used == "interface" and out is None:
             return None, f"layer {layer}'s attention copy returned nothing to check"
-    except Exception as err:  # any failure is a refusal of this view
-        return (
-            None,
-            f"the attention pattern of layer {layer} and its kind cannot be recomputed: {err}",
-        )
-    gap = _gap(_first(out), tape.outputs.get(id(attention)))
-    if gap > tol:
-        return None, (
-            f"the recomputed attention of layer {layer} (and layers of its kind) does not "
-            f"reproduce the model's own attention output (relative gap {gap:.2g}), so its "
-            "pattern is not shown"
-        )
-    return route, None
+        gap = _gap(_first(out), expected)
+        if gap <= tol:
+            return used, None
+        if route is None or why is None:
+            why = (
+                f"the recomputed attention of layer {layer} (and layers of its kind) does not "
+                f"reproduce the model's own attention output (relative gap {gap:.2g}), so its "
+                "pattern is not shown"
+            )
+        if used == "interface":
+            break  # the module's own code is only a second route for modules outside it
+    return None, why

@@ -140,8 +140,11 @@ class Trace:
 
     def attn_out(self, layer: int) -> torch.Tensor:
         """What block `layer`'s attention adds to the residual stream (in a block without
-        attention, what its token mixer adds: a Mamba mixer, a short convolution...)."""
+        attention, what its token mixer adds: a Mamba mixer, a short convolution...; zeros in
+        a block without one, such as Nemotron-H's MLP-only blocks)."""
         self._parts.check_view("decomposition")
+        if ("mixer", self._layer(layer)) in self._parts.missing:
+            return torch.zeros_like(self._rec.resid_pre[layer])
         return self._internal("attn_out", layer)
 
     def resid_mid(self, layer: int) -> torch.Tensor:
