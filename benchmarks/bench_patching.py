@@ -1,5 +1,6 @@
 """Residual-stream patching sweep, layers x positions on the default model: `lmscope.patching`
-(batched patched copies, each starting at its own layer) against the same patches run one
+(batched patched copies, each joining at its own layer and run from its own position with the
+corrupted run's keys and values for the positions before) against the same patches run one
 forward at a time with hand-written hooks.
 
 The two are interleaved group by group (a few layers each) so that load from other processes
@@ -8,6 +9,11 @@ metric for every cell (checked, and the largest difference printed).
 
     .venv/bin/python benchmarks/bench_patching.py            # 30 layers x 20 positions
     .venv/bin/python benchmarks/bench_patching.py --groups 1 # one whole sweep each
+    .venv/bin/python benchmarks/bench_patching.py --from-difference  # no cell left unchanged
+
+Cells whose patch writes the values the corrupted run already has (before the differing token,
+and at layer 0 everywhere but there) are not rerun by lmscope; `--from-difference` sweeps only
+the positions from the differing token on, so that (but for layer 0) every cell is rerun.
 """
 
 from __future__ import annotations
@@ -66,6 +72,11 @@ def main() -> None:
     parser.add_argument(
         "--layer-step", type=int, default=1, help="every n-th layer only (a shorter run)"
     )
+    parser.add_argument(
+        "--from-difference",
+        action="store_true",
+        help="sweep only the positions from the first differing token on",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,7 +84,9 @@ def main() -> None:
     ins = lmscope.Inspector.from_pretrained(device="cpu")
     clean_ids, corrupted_ids = ins.encode(CLEAN), ins.encode(CORRUPTED)
     assert len(clean_ids) == len(corrupted_ids), "prompts must have the same length"
-    n_pos = len(corrupted_ids)
+    first = next(i for i, (a, b) in enumerate(zip(clean_ids, corrupted_ids, strict=True)) if a != b)
+    positions = list(range(first if args.from_difference else 0, len(corrupted_ids)))
+    n_pos = len(positions)
     with torch.no_grad():
         clean_hidden = ins.model(input_ids=clean_ids[None], output_hidden_states=True).hidden_states
     answer, foil = (
@@ -83,13 +96,22 @@ def main() -> None:
     groups = [layers[i :: args.groups] for i in range(args.groups)]  # each group spans the depth
     lm_time = hand_time = 0.0
     worst = 0.0
+    unchanged = 0
     for group in groups:
         start = time.perf_counter()
         result = lmscope.patching(
-            ins, CLEAN, CORRUPTED, answer=answer, foil=foil, layers=group, progress=False
+            ins,
+            CLEAN,
+            CORRUPTED,
+            answer=answer,
+            foil=foil,
+            layers=group,
+            positions=positions,
+            progress=False,
         )
         lm_time += time.perf_counter() - start
-        cells = [(layer, pos) for layer in group for pos in range(n_pos)]
+        unchanged += result.n_unchanged
+        cells = [(layer, pos) for layer in group for pos in positions]
         start = time.perf_counter()
         hand = hand_written(
             ins, clean_hidden, corrupted_ids, cells, answer, foil, args.logits_to_keep
@@ -102,7 +124,11 @@ def main() -> None:
         f"{len(layers)} layers x {n_pos} positions = {n_cells} patched runs, {args.groups} "
         f"groups, {torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"lmscope.patching (batched): {lm_time:.1f} s ({1000 * lm_time / n_cells:.1f} ms/cell)")
+    print(
+        f"lmscope.patching (batched, {result.route}{', ' + result.route_note if result.route_note else ''}): "
+        f"{lm_time:.1f} s ({1000 * lm_time / n_cells:.1f} ms/cell); {unchanged} cells write the "
+        f"corrupted run's own values and were not rerun; positions {positions[0]}..{positions[-1]}"
+    )
     print(
         f"one forward per cell{' (logits_to_keep=1)' if args.logits_to_keep else ''}: "
         f"{hand_time:.1f} s ({1000 * hand_time / n_cells:.1f} ms/cell)"

@@ -13,12 +13,13 @@ from _models import (
     tiny_inspector,
     tiny_model,
 )
-from lmscope import edits
+from lmscope import edits, suffix
 from lmscope.errors import InputError, OutOfRangeError
 from lmscope.sweeps import metric_of
 
 ATOL = 5e-5
 DIFF = 5  # the one position where the tiny prompts differ
+SLIDING = {"mistral", "gemma2"}  # tiny configs with a window (8) shorter than the prompts
 
 
 def _pair(n=12):
@@ -195,6 +196,52 @@ def test_batched_sweep_equals_one_patched_run_at_a_time(family, site):
             single = ins.run(corrupted, edits=[result.patch(layer, column)])
             alone = float(metric_of(single.logits[-1], answer, foil))
             assert result.metric[i, j] == pytest.approx(alone, abs=1e-4), (layer, column)
+    if family in SLIDING:  # their caches keep only the window: whole prompts, said in words
+        assert result.route == "whole prompt"
+        assert "sliding window shorter than the prompt" in result.route_note
+    else:
+        assert (result.route, result.route_note) == ("prefix cache", "")
+    # layer 0 before the difference (and after it, for the residual) writes the same values
+    assert result.n_unchanged >= (0 if site == "head" else DIFF)
+
+
+def test_sweep_of_an_edited_corrupted_run_keeps_its_edits_on_the_suffix(family):
+    """The corrupted run's own edits, before and after the first patched position, move with
+    the prompt's suffix: with the last block's attention output at the last position restored,
+    patching the last block's input there gives back the clean metric exactly."""
+    ins = tiny_inspector(family)
+    clean_ids, corrupted_ids = _pair()
+    clean = ins.run(clean_ids)
+    answer, foil = _answer_foil(clean)
+    last = ins.n_layers - 1
+    corrupted = ins.run(
+        corrupted_ids,
+        edits=[
+            lmscope.Patch(source=clean, site="attn_out", layer=last, position=-1),
+            lmscope.Ablate(1, head=0, position=[2, 9]),
+        ],
+    )
+    result = lmscope.patching(
+        ins, clean, corrupted, answer=answer, foil=foil, layers=[1, last], progress=False
+    )
+    assert result.metric[1, -1] == pytest.approx(result.clean_metric, abs=1e-4)
+    for layer, position in [(1, DIFF), (1, 10), (last, DIFF), (last, 11)]:
+        single = ins.run(corrupted_ids, edits=[*corrupted.edits, result.patch(layer, position)])
+        alone = float(metric_of(single.logits[-1], answer, foil))
+        row = result.layers.index(layer)
+        assert result.metric[row, position] == pytest.approx(alone, abs=1e-4), (layer, position)
+
+
+def test_a_prefix_cache_that_does_not_give_back_the_run_is_refused_in_words():
+    ins = tiny_inspector("llama")
+    corrupted = ins.run(_pair()[1])
+    runner = suffix.SuffixRunner.prepare(ins, corrupted)
+    assert runner.check(DIFF) is None
+    runner.keys[1] = runner.keys[1] * 0.5  # another run's keys, say
+    assert "logits" in runner.check(DIFF) and "away from the run's own" in runner.check(DIFF)
+    assert "sliding window" in suffix.SuffixRunner.prepare(
+        tiny_inspector("mistral"), tiny_inspector("mistral").run(_pair()[1])
+    )
 
 
 def test_edits_upstream_reach_recomputed_attention_patterns(family):
@@ -351,6 +398,7 @@ def test_real_model_residual_patch_restores_the_clean_answer(real):
     assert result.corrupted_metric < 0 < result.clean_metric
     torch.testing.assert_close(result.effect[0, 3], torch.tensor(1.0), atol=1e-4, rtol=0)
     assert result.effect[0, :3].abs().max() < 1e-4
+    assert result.route == "prefix cache"
     # one patched run at a time agrees with the batched sweep
     for layer, position in [(0, 3), (29, 10), (29, 3)]:
         single = real.run(CORRUPTED, edits=[result.patch(layer, position)])

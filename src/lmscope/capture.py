@@ -380,7 +380,7 @@ def _call_as_dispatched(module: nn.Module, clone: nn.Module, args: tuple, kwargs
     return output
 
 
-def _on_module(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+def on_module(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """The call with its hidden states where and in the dtype the module computes (a trace may
     store them on another device or in a lower dtype)."""
     weights = next((p for p in module.parameters() if p.is_floating_point()), None)
@@ -434,7 +434,7 @@ def _prepared_call(
     """The recorded call on the module's device and dtype, with lmscope's additive eager mask
     and no cache. `own_masks` keeps a boolean mask the model passed as it is: a module outside
     the interface reads its own mask convention (MPT's True means "masked")."""
-    args, kwargs = _on_module(module, *call)
+    args, kwargs = on_module(module, *call)
     hidden = args[0] if args else kwargs["hidden_states"]
     seq = hidden.shape[-2]
     mask = kwargs.get("attention_mask")

@@ -233,6 +233,23 @@ class Edit:
         view[:, pos[:, None], units[None, :]] = value
         return out
 
+    def from_position(self, start: int) -> Edit | None:
+        """This edit on positions start.. only, renumbered from 0 (None if it edits none of
+        them): the same edit for a run of the prompt's last positions."""
+        if start == 0:
+            return self
+        per_position = self.value is not None and self.value.dim() == 3  # else broadcast
+        if self.positions is None:
+            return replace(self, value=self.value[start:]) if per_position else self
+        keep = [i for i, p in enumerate(self.positions) if p >= start]
+        if not keep:
+            return None
+        return replace(
+            self,
+            positions=tuple(self.positions[i] - start for i in keep),
+            value=self.value[keep] if per_position else self.value,
+        )
+
 
 def site_shape(parts: ModelParts, site: str, layer: int) -> tuple[int, int]:
     """(n_units, width) of a site: how its last dimension splits into heads, neurons or one vector."""
@@ -391,7 +408,7 @@ def head_outputs(trace: Trace, layer: int) -> torch.Tensor:
     module = parts.attentions[layer]
     # the recorded call, where and in the dtype the module computes (a trace may store it
     # elsewhere); the module's own attention code, so the values are the run's own
-    args, kwargs = capture._on_module(module, *trace.attention_call(layer))
+    args, kwargs = capture.on_module(module, *trace.attention_call(layer))
     seen: dict[str, torch.Tensor] = {}
 
     def grab(_module, hook_args):

@@ -5,9 +5,13 @@ The metric is logit(answer) - logit(foil) at the last position (logit(answer) wi
 the effect is normalised so the clean run scores 1 and the corrupted run 0.
 
 The patched runs are batched: many patched copies of the corrupted prompt go through the model
-in one forward, each row with its own patch. A copy whose patches all sit at layer >= L starts
-at block L from the corrupted run's own block input (blocks before L would recompute exactly
-that), so a batch costs only the blocks at and after its lowest layer.
+in one forward, each row with its own patch. A copy patched at layer L joins the batch at block
+L from the corrupted run's own block input (blocks before L would recompute exactly that). With
+causal attention a patch at position p changes nothing before p, so a copy runs only positions
+p.., attending to the corrupted run's cached keys and values for the earlier ones
+(`lmscope.suffix`; where that would not be exact the sweep runs whole prompts and
+`PatchingResult.route_note` says why). A cell whose patch writes exactly the values the
+corrupted run already has there is the corrupted run itself, and is not rerun.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lmscope import capture, edits, memory, placement
+from lmscope import capture, edits, memory, suffix
 from lmscope.errors import InputError, OutOfRangeError, check_index
 from lmscope.options import keyword_options
 
@@ -50,6 +54,14 @@ class PatchingResult:
     foil: int | None
     align: tuple[int | None, ...]
     inspector: Inspector | None = field(default=None, repr=False)
+    #: how the patched runs were computed: "prefix cache" (only the positions from each
+    #: patch on, the corrupted run's keys and values for those before) or "whole prompt"
+    route: str = "whole prompt"
+    #: why the whole prompt, where it was (e.g. a sliding window shorter than the prompt)
+    route_note: str = ""
+    #: cells whose patch writes exactly the corrupted run's own values: their metric is the
+    #: corrupted run's, with no forward
+    n_unchanged: int = 0
 
     @property
     def axis(self) -> str:
@@ -215,12 +227,12 @@ def patching(
     size = batch_size or _batch_size(ins, corrupted_trace.seq_len)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-    values = _run_cells(
+    run = _run_cells(
         ins, corrupted_trace, site, cells, sources, pairs, size, progress, answer_id, foil_id
     )
     metric = torch.full((len(layers), len(columns)), float("nan"))
     row, col = {layer: i for i, layer in enumerate(layers)}, {c: j for j, c in enumerate(columns)}
-    for (layer, column), value in zip(cells, values, strict=True):
+    for (layer, column), value in zip(cells, run.values, strict=True):
         metric[row[layer], col[column]] = value
     return PatchingResult(
         site=site,
@@ -236,6 +248,9 @@ def patching(
         foil=foil_id,
         align=pairs,
         inspector=ins,
+        route=run.route,
+        route_note=run.route_note,
+        n_unchanged=run.n_unchanged,
     )
 
 
@@ -268,49 +283,146 @@ def _batch_size(ins: Inspector, n_tokens: int) -> int:
     return max(1, min(MAX_BATCH, budget // per_copy))
 
 
+@dataclass
+class _Cells:
+    """What running a sweep's cells found: each cell's metric and how they were run."""
+
+    values: list[float]
+    route: str
+    route_note: str
+    n_unchanged: int
+
+
+def _first_changes(corrupted, site, cells, sources, pairs, aligned) -> list[int | None]:
+    """For each cell, the first corrupted position its patch changes; None where it writes
+    exactly the values already there (the patched run is then the corrupted run itself).
+    Only decided on values stored as computed: a trace stored in a lower dtype says nothing."""
+    if corrupted.dtype != corrupted.stream_dtype:
+        first = aligned[0][0]
+        return [first if site == "head" else column for _, column in cells]
+    layers = sorted({layer for layer, _ in cells})
+    here = {layer: edits.site_values(corrupted, site, layer) for layer in layers}
+    ps, qs = [p for p, _ in aligned], [q for _, q in aligned]
+    out: list[int | None] = []
+    if site == "head":
+        changed = {}
+        for layer in layers:
+            n_heads, head_dim = edits.site_shape(corrupted.parts, "head", layer)
+            clean = sources[layer].view(-1, n_heads, head_dim)[qs]
+            own = here[layer].view(-1, n_heads, head_dim)[ps].to(clean.device, clean.dtype)
+            changed[layer] = ~(clean == own).all(-1)  # [n_aligned, n_heads]
+        for layer, head in cells:
+            where = changed[layer][:, head].nonzero()
+            out.append(ps[int(where[0])] if len(where) else None)
+        return out
+    for layer, column in cells:
+        clean = sources[layer][pairs[column]]
+        same = torch.equal(clean, here[layer][column].to(clean.device, clean.dtype))
+        out.append(None if same else column)
+    return out
+
+
 @torch.no_grad()
-def _run_cells(
-    ins, corrupted, site, cells, sources, pairs, size, progress, answer, foil
-) -> list[float]:
-    """The metric of every cell's patched run, `size` copies per forward."""
+def _run_cells(ins, corrupted, site, cells, sources, pairs, size, progress, answer, foil) -> _Cells:
+    """The metric of every cell's patched run, `size` copies per forward, each copy joining the
+    batch at its own layer and run on the positions from the first one its patch changes (the
+    corrupted run's keys and values standing in for the positions before), or on the whole
+    prompt where a key/value cache would not be exact (`suffix.SuffixRunner.prepare` says why).
+    A cell whose patch writes exactly the corrupted run's own values is that run: not rerun."""
     from tqdm.auto import tqdm
 
     parts = ins.parts
     aligned = [(p, q) for p, q in enumerate(pairs) if q is not None]
-    out: list[float] = []
+    starts = _first_changes(corrupted, site, cells, sources, pairs, aligned)
+    unchanged = float(metric_of(corrupted.logits[-1], answer, foil))
+    values = [unchanged] * len(cells)
+    todo = [(s, layer, i) for i, ((layer, _), s) in enumerate(zip(cells, starts, strict=True))]
+    todo = sorted(cell for cell in todo if cell[0] is not None)
     with (
         ins._eval_mode(),
         capture.model_lock(parts.blocks[0]),
-        edits.applied(parts, corrupted.edits),
         tqdm(total=len(cells), desc=f"patching {site}", disable=not progress) as bar,
     ):
-        for start in range(0, len(cells), size):
-            chunk = cells[start : start + size]
+        bar.update(len(cells) - len(todo))
+        runner, note = _suffix_runner(ins, corrupted, todo[0][0]) if todo else (None, "")
+        if runner is None:  # whole prompts: any cells batch together
+            todo = sorted((0, layer, i) for _, layer, i in todo)
+        if progress:
+            bar.set_description(f"patching {site} ({'prefix cache' if runner else 'whole prompt'})")
+        for start, chunk in _chunks(todo, size):
+            rows = [(row, cells[i][1]) for row, (_, _, i) in enumerate(chunk)]
             by_layer: dict[int, list[tuple[int, int]]] = defaultdict(list)
-            for row, (layer, column) in enumerate(chunk):
-                by_layer[layer].append((row, column))
-            handles = []
-            try:
-                for layer, rows in by_layer.items():
-                    write = _cell_writer(parts, site, layer, rows, sources[layer], pairs, aligned)
-                    handles.append(edits.hook_site(parts, site, layer, write))
-                logits = _suffix_forward(parts, corrupted, min(by_layer), len(chunk))
-            finally:
-                for handle in handles:
-                    handle.remove()
-            out.extend(metric_of(logits, answer, foil).tolist())
+            for row, (_, layer, _) in enumerate(chunk):
+                by_layer[layer].append(rows[row])
+            own_edits = (
+                corrupted.edits if runner is None else _from_position(corrupted.edits, start)
+            )
+            with edits.applied(parts, own_edits):
+                handles = []
+                try:
+                    for layer, layer_rows in by_layer.items():
+                        write = _cell_writer(
+                            parts, site, layer, layer_rows, sources[layer], pairs, aligned, start
+                        )
+                        handles.append(edits.hook_site(parts, site, layer, write))
+                    joins = [layer for _, layer, _ in chunk]
+                    if runner is not None:
+                        logits = runner.run(start, joins)
+                    else:
+                        logits = suffix.run_copies(ins, corrupted, joins)
+                finally:
+                    for handle in handles:
+                        handle.remove()
+            for (_, _, i), value in zip(
+                chunk, metric_of(logits, answer, foil).tolist(), strict=True
+            ):
+                values[i] = value
             bar.update(len(chunk))
+    return _Cells(
+        values,
+        "prefix cache" if runner is not None else "whole prompt",
+        note,
+        len(cells) - len(todo),
+    )
+
+
+def _chunks(todo, size):
+    """Batches of at most `size` cells that share their first changed position, each in layer
+    order (a copy joins the batch at its own layer)."""
+    out = []
+    for start in sorted({s for s, _, _ in todo}):
+        same = [cell for cell in todo if cell[0] == start]
+        out.extend((start, same[i : i + size]) for i in range(0, len(same), size))
     return out
 
 
-def _cell_writer(parts, site, layer, rows, source, pairs, aligned):
-    """A rewrite for one layer's hook: each row of the batch gets its own cell's clean values."""
+def _from_position(planned, start: int) -> tuple[edits.Edit, ...]:
+    moved = (edit.from_position(start) for edit in planned)
+    return tuple(edit for edit in moved if edit is not None)
+
+
+def _suffix_runner(ins, corrupted, start: int) -> tuple[suffix.SuffixRunner | None, str]:
+    """The prefix-cache runner for the corrupted run, checked on an unedited copy from
+    `start`; or None and why the sweep runs whole prompts."""
+    with edits.applied(ins.parts, corrupted.edits):
+        runner = suffix.SuffixRunner.prepare(ins, corrupted)
+    if isinstance(runner, str):
+        return None, runner
+    with edits.applied(ins.parts, _from_position(corrupted.edits, start)):
+        problem = runner.check(start)
+    return (None, problem) if problem else (runner, "")
+
+
+def _cell_writer(parts, site, layer, rows, source, pairs, aligned, start):
+    """A rewrite for one layer's hook: each row of the batch gets its own cell's clean values,
+    at positions counted from `start` (the first position the batch runs)."""
     row_idx = torch.tensor([r for r, _ in rows])
     if site == "head":
         n_heads, head_dim = edits.site_shape(parts, "head", layer)
         heads = torch.tensor([c for _, c in rows])
-        pos = torch.tensor([p for p, _ in aligned])
-        src = source.view(-1, n_heads, head_dim)[[q for _, q in aligned]]  # [n_pos, heads, d]
+        kept = [(p, q) for p, q in aligned if p >= start]
+        pos = torch.tensor([p - start for p, _ in kept])
+        src = source.view(-1, n_heads, head_dim)[[q for _, q in kept]]  # [n_pos, heads, d]
         values = src[:, heads].transpose(0, 1)  # [n_rows, n_pos, d]
 
         def write_heads(x: torch.Tensor) -> torch.Tensor:
@@ -321,7 +433,7 @@ def _cell_writer(parts, site, layer, rows, source, pairs, aligned):
             return out
 
         return write_heads
-    pos = torch.tensor([c for _, c in rows])
+    pos = torch.tensor([c - start for _, c in rows])
     values = source[[pairs[c] for _, c in rows]]  # [n_rows, width]
 
     def write_positions(x: torch.Tensor) -> torch.Tensor:
@@ -330,19 +442,3 @@ def _cell_writer(parts, site, layer, rows, source, pairs, aligned):
         return out
 
     return write_positions
-
-
-def _suffix_forward(parts, corrupted: Trace, first: int, n_copies: int) -> torch.Tensor:
-    """[n_copies, vocab] last-position logits of blocks first.. run on copies of the corrupted
-    run's input of block `first`, each block called as the model called it (the hooks the
-    caller installed edit each copy)."""
-    rec = corrupted._rec
-    hidden = corrupted.resid_pre(first)
-    block = parts.blocks[first]
-    hidden = hidden.to(placement.execution_device(block), rec.stream_dtype or hidden.dtype)
-    hidden = hidden[None].repeat(n_copies, 1, 1)
-    for layer in range(first, len(parts.blocks)):
-        args, kwargs = rec.block_call[layer].with_hidden(hidden)
-        out = parts.blocks[layer](*args, **kwargs)
-        hidden = out[0] if isinstance(out, tuple | list) else out
-    return corrupted.unembed(hidden[:, -1])

@@ -200,6 +200,16 @@ class Trace:
             )
         return layer
 
+    @property
+    def stream_dtype(self) -> torch.dtype:
+        """The dtype the model computed the residual stream in (what is stored may be lower)."""
+        return self._rec.stream_dtype or self.dtype
+
+    def block_call(self, layer: int) -> capture.BlockCall:
+        """How block `layer` was called, minus its hidden input (`resid_pre(layer)`): what a
+        block is replayed with (recomputation, sweeps)."""
+        return self._rec.block_call[self._layer(layer)]
+
     def attention_call(self, layer: int) -> tuple[tuple, dict]:
         """(args, kwargs) block `layer`'s attention module was called with (its input hidden
         states, position embeddings, mask): what pattern recomputation reruns it on."""
