@@ -81,15 +81,15 @@ def test_selection_rejects_bad_values(tiny_dash):
 
 def test_save_html_holds_every_lmscope_view(tiny_dash, tmp_path):
     page = tiny_dash.save_html(tmp_path / "dash.html").read_text()
-    # tokens, grid, lines, lens table, attribution, colors: six views (empty error areas draw
-    # nothing)
-    assert page.count("data-lmscope-view=") == 6
+    # tokens, grid, lines, lens table, attribution, colors, norm strips: seven views (empty
+    # error areas draw nothing)
+    assert page.count("data-lmscope-view=") == 7
     views = ("TokenView", "AttentionGrid", "AttentionLines", "LogitLensTable", "Attribution")
-    for bundle in (*views, "TokenColors"):
+    for bundle in (*views, "TokenColors", "NormStrips"):
         assert f'id="lms-code-{bundle}"' in page
-    # the bqplot figures (lens line and scatter, three norm plots) are drawn, not noted
+    # the bqplot figures (lens line and scatter, two norm plots) are drawn, not noted
     assert "widget stood here" not in page
-    assert page.count('type="application/vnd.jupyter.widget-view+json"') >= 5
+    assert page.count('type="application/vnd.jupyter.widget-view+json"') >= 4
     assert ">Norms<" in page
 
 

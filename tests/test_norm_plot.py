@@ -10,6 +10,14 @@ from _models import tiny_ids, tiny_inspector
 from lmscope.errors import InputError
 from lmscope.stats import norm_regression
 from lmscope.widgets.norm_plot import NormPlot, emptiest_corner
+from lmscope.widgets.traits import WireArray
+
+
+def _drawn(w):
+    """The strips' synced state as the browser reads it: positions, [L, drawn] values, x."""
+    pos = WireArray.to_numpy(w.strips.positions)
+    norms = WireArray.to_numpy(w.strips.norms)
+    return pos, norms[:, pos], w.strips.point_x()
 
 
 def test_composite_draws_fit_and_selection():
@@ -19,11 +27,14 @@ def test_composite_draws_fit_and_selection():
     assert w.token == 39  # the last token, like the other views
     pos = w.shown_positions()
     assert pos.tolist() == list(range(1, 40))  # first token left out
-    assert len(w._strip.y) == L * 39
-    np.testing.assert_allclose(w._strip.y[39:78], w.log_norms()[1, 1:])
-    layer_of_point = np.repeat(np.arange(L), 39)
-    assert (np.abs(w._strip.x - layer_of_point) <= 0.3).all()  # jittered around its layer
-    assert w._strip.names[0] == f"#1 {tr.tokens[1]}"
+    drawn, values, x = _drawn(w)
+    assert drawn.tolist() == pos.tolist() and values.shape == (L, 39)
+    np.testing.assert_allclose(values[1], w.log_norms()[1, 1:], rtol=1e-6)  # float32 exact
+    layer_of_point = np.arange(L)[:, None]
+    assert (np.abs(x - layer_of_point) <= 0.3 + 1e-9).all()  # jittered around its layer
+    np.testing.assert_allclose(x - layer_of_point, w.jitter[:, 1:], atol=0.6 / 255)
+    assert w.strips.tokens == list(tr.tokens)  # the tooltip's names, as text
+    assert w.strips.title == "attention output norms by layer"
     # the betas plot is the regression; filled markers exactly where p < 0.05
     ref = norm_regression(tr, stream="attn_out", lags=2)
     np.testing.assert_allclose(w._beta_lines[0].y, ref.betas[:, 0].numpy())
@@ -31,11 +42,15 @@ def test_composite_draws_fit_and_selection():
     np.testing.assert_array_equal(w._beta_sig[1].x, sig)
     assert len(w._beta_sig[1].x) + len(w._beta_ns[1].x) == L
     assert not w._beta_lines[2].visible
-    # a click in the strips (bqplot's `selected`) selects that point's token, ringed in every layer
-    w._strip.selected = [39 + 7]  # layer 1, 8th drawn token
-    assert w.token == 8 and w._strip.selected is None
-    np.testing.assert_allclose(w._ring.y, w.log_norms()[:, 8])
+    # a click in the strips sets the view's `token` (as the browser does): the composite's
+    # selection follows, and back (the view rings that token in every layer itself)
+    w.strips.set_state({"token": 8})
+    assert w.token == 8
     assert w.status.value.startswith(f"token 8: {tr.tokens[8]}")
+    w.token = 9
+    assert w.strips.token == 9
+    w.strips.set_state({"token": 40})  # out of range from the browser: refused, shown
+    assert w.strips.token == 9 and "40" in w.strips.error
     # histograms count every shown token in every layer
     assert w._hist.y.shape[0] == L and (w._hist.y.sum(1) == 39).all()
     # stream / lags / first token follow the controls
@@ -46,8 +61,9 @@ def test_composite_draws_fit_and_selection():
         w._beta_lines[2].y, norm_regression(tr, stream="mlp_out", lags=3).betas[:, 2]
     )
     assert "mlp_out" in w.beta_fig.title and w._beta_lines[2].visible
+    assert w.strips.y_label == "log ‖mlp_out‖" and w.strips.title.startswith("MLP output")
     w.mute_sink = False
-    assert len(w._strip.y) == L * 40 and (w._hist.y.sum(1) == 40).all()
+    assert _drawn(w)[1].shape == (L, 40) and (w._hist.y.sum(1) == 40).all()
 
 
 def test_beta_legend_goes_to_the_emptiest_corner():
@@ -63,16 +79,17 @@ def test_beta_legend_goes_to_the_emptiest_corner():
     assert w.beta_fig.legend_location == emptiest_corner(betas, y.min, y.max)
 
 
-def test_many_tokens_are_subsampled_and_say_so():
+def test_every_point_is_drawn_unless_max_points_asks_for_a_subsample():
     tr = tiny_inspector("gpt2").run(tiny_ids(240))
+    every = NormPlot(tr)
+    assert _drawn(every)[0].tolist() == list(range(1, 240))
+    assert "drawn" not in every.strips.title
     w = NormPlot(tr, max_points=300)
     pos = w.shown_positions()
     assert len(pos) == 100 and 0 not in pos and (np.diff(pos) > 0).all()
-    assert len(w._strip.y) == 300
-    assert "100 of 239 tokens drawn" in w.strip_fig.title
+    assert _drawn(w)[0].tolist() == pos.tolist()
+    assert "100 of 239 tokens drawn" in w.strips.title
     assert w._hist.y.sum(1).tolist() == [239.0] * tr.n_layers  # histograms use every token
-    w._strip.selected = [5]
-    assert w.token == int(pos[5])
 
 
 def test_bad_arguments_are_clear_errors():

@@ -91,8 +91,11 @@ def test_quickstart_dashboard_in_jupyter(browser, jupyter_server, app):
         )
         shot(page, f"dashboard_{app}_attention.png")
 
-        # norms (bqplot): the figure draws its points
+        # norms: the strips draw their points, the histograms (bqplot) their lines
         _tab(page, "Norms")
+        page.locator(".widget-tab .lms-ns[data-points]").filter(visible=True).wait_for(
+            timeout=120_000
+        )
         page.locator(".widget-tab .bqplot .dot").filter(visible=True).first.wait_for(
             timeout=120_000
         )
@@ -136,8 +139,10 @@ def test_dashboard_export_renders_offline(browser, tmp_path):
     labels = page.locator(".lms-export-label").all_text_contents()
     assert labels == ["Tokens", "Attention", "Logit lens", "Attribution", "Colors", "Norms"]
     # the bqplot figures are drawn by the inlined widget manager: lens plots and norm plots
-    page.locator(".bqplot").nth(4).locator(".dot").first.wait_for(timeout=30_000)
-    assert page.locator(".bqplot").count() == 5
+    # (histograms, betas); the norm strips are a canvas view
+    page.locator(".bqplot").nth(3).locator(".dot").first.wait_for(timeout=30_000)
+    assert page.locator(".bqplot").count() == 4
+    assert int(page.locator(".lms-ns").get_attribute("data-points")) == 3 * 9
     shot(page, "dashboard_static_export.png")
     page.close()
     assert not requests and not errors

@@ -92,7 +92,11 @@ class _Page:
         if isinstance(widget, LmscopeWidget):
             self.views.append(widget)
             bundle = html.escape(type(widget).__name__)
-            return f'<div data-lmscope-view="{len(self.views) - 1}" data-bundle="{bundle}"></div>'
+            style = _size_style(widget)
+            return (
+                f'<div data-lmscope-view="{len(self.views) - 1}" data-bundle="{bundle}"{style}>'
+                "</div>"
+            )
         if isinstance(widget, ipywidgets.Box) and _holds_a_view(widget):
             inner = "".join(self.block(child) for child in widget.children)
             direction = "row" if isinstance(widget, ipywidgets.HBox) else "column"
@@ -105,6 +109,18 @@ class _Page:
         spec = {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
         # Jupyter's HTML widget manager draws the widget where this tag stands
         return f'<script type="application/vnd.jupyter.widget-view+json">{_json_text(json.dumps(spec))}</script>'
+
+
+def _size_style(view: LmscopeWidget) -> str:
+    """The view's own layout width as the block's style. A share of a row beside a plot
+    ("62%") becomes a flex share with the view's minimum as its basis: the page is as wide as
+    its content, so a percentage alone would resolve against the narrow first guess."""
+    width, low = view.layout.width, view.layout.min_width
+    if width and width.endswith("%"):
+        css = f"flex: {width[:-1]} 1 {low or '0'}; min-width: {low or '0'}"
+    else:
+        css = "; ".join(f"{k}: {v}" for k, v in {"width": width, "min-width": low}.items() if v)
+    return f' style="{html.escape(css)}"' if css else ""
 
 
 def _holds_a_view(box: ipywidgets.Box) -> bool:

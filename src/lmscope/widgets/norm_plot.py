@@ -1,11 +1,12 @@
 """NormPlot: how big each layer's updates are, and whether a token's update size follows its
-predecessors', drawn with bqplot.
+predecessors'.
 
-A composite (`ipywidgets.VBox`) of three bqplot figures and a control row:
+A composite (`ipywidgets.VBox`) of the strips (an lmscope canvas view), two bqplot figures and a
+control row:
 
-- strips: every token's log norm at every layer, jittered around the layer, coloured by layer.
-  The selected token is ringed in every layer and joined by a line; clicking a point selects
-  its token (`token`, link it to other views), hovering shows the token's text.
+- strips (`NormStrips`): every token's log norm at every layer, jittered around the layer,
+  coloured by layer. The selected token is ringed in every layer and joined by a line; clicking
+  a point selects its token (`token`, link it to other views), hovering shows the token's text.
 - histograms of the log norms per layer, on one set of bins, coloured the same way.
 - the regression `y[t] = b0 + b1*y[t-1] + ... ` per layer (`lmscope.stats.norm_regression`):
   betas by layer, one line per lag, filled markers where p < 0.05.
@@ -13,9 +14,11 @@ A composite (`ipywidgets.VBox`) of three bqplot figures and a control row:
 The first token (usually an attention sink, orders of magnitude off) is left out of the strips
 and the histograms while `mute_sink` is set (the default); the fit always leaves it out.
 
-bqplot draws SVG, one element per point: past `max_points` points (30 layers × 1024 tokens is
-30k) the strips show a seeded random subset of tokens, the same tokens in every layer, and say
-so; the selected token is always drawn, and the histograms and the fit use every token.
+The strips draw every point on a canvas (30 layers × 8,192 tokens is 245k points; bqplot drew
+one SVG element each). With `max_points` they show a seeded random subset of tokens instead,
+the same tokens in every layer, and say so; the selected token is always drawn, and the
+histograms and the fit use every token. The histograms and the betas keep bqplot: their marks
+do not grow with the prompt.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from lmscope.options import keyword_options
 from lmscope.trace import VIEW_STREAMS
 from lmscope.widgets import plots
 from lmscope.widgets.base import STREAM_TITLES, LmscopeComposite
+from lmscope.widgets.norm_strips import NormStrips
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
@@ -88,11 +92,12 @@ class NormPlot(LmscopeComposite):
         lags: int = 2,
         token: int = -1,
         mute_sink: bool = True,
-        max_points: int = 8000,
+        max_points: int | None = None,
         seed: int = 0,
     ) -> None:
         check_choice("stream", stream, VIEW_STREAMS)
-        max_points = check_count("max_points", max_points)
+        if max_points is not None:
+            max_points = check_count("max_points", max_points)
         self.trace = trace
         lags = self._check_lags(lags)
         self.max_points = max_points
@@ -105,11 +110,11 @@ class NormPlot(LmscopeComposite):
         self.jitter = np.clip(self._rng.normal(0, 0.09, (L, trace.seq_len)), -0.3, 0.3)
 
         self._build_controls(stream, lags)
-        self.strip_fig = self._strip_figure()
+        self.strips = self._strip_view()
         self.hist_fig = self._hist_figure()
         self.beta_fig = self._beta_figure()
         self.status = ipw.Label(layout=ipw.Layout(margin="0 0 0 8px"))
-        plots = ipw.HBox([self.strip_fig, self.hist_fig], layout=ipw.Layout(width="100%"))
+        plots = ipw.HBox([self.strips, self.hist_fig], layout=ipw.Layout(width="100%"))
         super().__init__([self.controls, plots, self.beta_fig, self.status])
 
         for name in ("stream", "lags", "mute_sink"):
@@ -118,7 +123,7 @@ class NormPlot(LmscopeComposite):
         self.stream = stream
         self.lags = lags
         self.token = trace.seq_len - 1 if token == -1 else token
-        self._strip.observe(self._on_pick, names="selected")
+        t.link((self, "token"), (self.strips, "token"))
         self.observe(self._redraw, names=["stream", "lags", "mute_sink"])
         self.observe(self._draw_selection, names="token")
         self._redraw()
@@ -154,9 +159,11 @@ class NormPlot(LmscopeComposite):
         return self._fits[key]
 
     def shown_positions(self) -> np.ndarray:
-        """Token positions drawn in the strips (all of them up to `max_points` points)."""
+        """Token positions drawn in the strips: all of them, or up to `max_points` points."""
         first = stats.SKIP_FIRST if self.mute_sink else 0
         positions = np.arange(first, self.trace.seq_len)
+        if self.max_points is None:
+            return positions
         per_layer = max(1, self.max_points // self.trace.n_layers)
         if len(positions) > per_layer:
             pick = np.random.default_rng(0).choice(len(positions), per_layer, replace=False)
@@ -185,67 +192,14 @@ class NormPlot(LmscopeComposite):
             layout=ipw.Layout(align_items="center", gap="12px", flex_flow="row wrap"),
         )
 
-    def _strip_figure(self) -> bq.Figure:
-        L = self.trace.n_layers
-        x = bq.LinearScale(min=-0.7, max=L - 0.3)
-        y = bq.LinearScale()
-        color = bq.ColorScale(colors=_PLASMA, min=0, max=max(L - 1, 1))
-        self._strip = bq.Scatter(
-            x=np.zeros(1),
-            y=np.zeros(1),
-            color=np.zeros(1),
-            scales={"x": x, "y": y, "color": color},
-            default_size=14,
-            default_opacities=[0.55],
-            stroke_width=0,
-            names_unique=False,
-            display_names=False,
-            interactions={"hover": "tooltip", "click": "select"},
-            # d3 sets these with .text(): token strings stay text, never markup
-            tooltip=bq.Tooltip(
-                fields=["name", "color", "y"],
-                formats=["", "d", ".3f"],
-                labels=["token", "layer", "log norm"],
-            ),
-            selected_style={"opacity": 0.55},
-            unselected_style={"opacity": 0.55},
+    def _strip_view(self) -> NormStrips:
+        strips = NormStrips(
+            tokens=list(self.trace.tokens),
+            jitter=self.jitter,
+            colors=self.colors,
+            layout=ipw.Layout(width="62%", min_width="420px"),
         )
-        self._trail = bq.Lines(
-            x=np.zeros(1),
-            y=np.zeros(1),
-            scales={"x": x, "y": y},
-            colors=["#222"],
-            stroke_width=1,
-            opacities=[0.6],
-        )
-        self._ring = bq.Scatter(
-            x=np.zeros(1),
-            y=np.zeros(1),
-            scales={"x": x, "y": y},
-            colors=["#111"],
-            default_size=70,
-            fill=False,
-            stroke="#111",
-            stroke_width=2,
-            names_unique=False,
-            display_names=False,
-            visible=False,
-        )
-        frame = plots.axes(
-            x,
-            y,
-            x_label="layer",
-            y_label="log norm",
-            x_format="d",
-            y_format=".1f",
-            x_ticks=np.arange(0, L, 1 if L <= 16 else 2),  # every other layer past 16
-            grid_x="none",
-            grid_y="dashed",
-        )
-        marks = [self._strip, self._trail, self._ring]
-        return plots.figure(
-            marks, frame, width="62%", height="360px", min_width="420px", title_style=_TITLE
-        )
+        return strips
 
     def _hist_figure(self) -> bq.Figure:
         x, y = bq.LinearScale(), bq.LinearScale(min=0)
@@ -345,25 +299,15 @@ class NormPlot(LmscopeComposite):
     def _draw_strips(self) -> None:
         y = self.log_norms()
         pos = self.shown_positions()
-        L, k = self.trace.n_layers, len(pos)
-        self._drawn = pos
-        values = y[:, pos]
-        finite = np.isfinite(values)
-        tokens = np.asarray(self.trace.tokens, dtype=object)
-        names = np.char.add(np.char.add("#", pos.astype(str)), " ")
-        names = np.char.add(names, tokens[pos].astype(str))
-        with self._strip.hold_sync():
-            self._strip.x = (np.arange(L)[:, None] + self.jitter[:, pos]).ravel()
-            self._strip.y = np.where(finite, values, np.nan).ravel()
-            self._strip.color = np.repeat(np.arange(L), k).astype(float)
-            self._strip.names = np.tile(names, L)
-            self._strip.selected = None
-        self._strip.scales["y"].min = float(np.nanmin(values[finite])) - 0.2
-        self._strip.scales["y"].max = float(np.nanmax(values[finite])) + 0.2
-        self.strip_fig.axes[1].label = f"log ‖{self.stream}‖"
-        n_all = self.trace.seq_len - (stats.SKIP_FIRST if self.mute_sink else 0)
-        drawn = "" if k == n_all else f" · {k} of {n_all} tokens drawn (subsample)"
-        self.strip_fig.title = f"{STREAM_TITLES[self.stream]} norms by layer{drawn}"
+        with self.strips.hold_sync():
+            self.strips.norms = np.where(np.isfinite(y), y, np.nan).astype(np.float32)
+            self.strips.positions = pos
+            self.strips.y_label = f"log ‖{self.stream}‖"
+            n_all = self.trace.seq_len - (stats.SKIP_FIRST if self.mute_sink else 0)
+            drawn = (
+                "" if len(pos) == n_all else f" · {len(pos)} of {n_all} tokens drawn (subsample)"
+            )
+            self.strips.title = f"{STREAM_TITLES[self.stream]} norms by layer{drawn}"
 
     def _draw_hist(self) -> None:
         first = stats.SKIP_FIRST if self.mute_sink else 0
@@ -422,18 +366,9 @@ class NormPlot(LmscopeComposite):
     def _draw_selection(self, change: dict | None = None) -> None:
         pos = self.token
         y = self.log_norms()
-        L = self.trace.n_layers
         if pos < 0 or pos >= self.trace.seq_len:
-            self._ring.visible = self._trail.visible = False
             self.status.value = "click a point to select its token"
             return
-        xs = np.arange(L) + self.jitter[:, pos]
-        with self._ring.hold_sync():
-            self._ring.x, self._ring.y = xs, y[:, pos]
-            self._ring.visible = True
-        with self._trail.hold_sync():
-            self._trail.x, self._trail.y = xs, y[:, pos]
-            self._trail.visible = True
         self.status.value = (
             f"token {pos}: {self.trace.tokens[pos]}  ·  log norm from {np.nanmin(y[:, pos]):.2f}"
             f" to {np.nanmax(y[:, pos]):.2f} across layers"
@@ -443,14 +378,6 @@ class NormPlot(LmscopeComposite):
                 else ""
             )
         )
-
-    def _on_pick(self, change: dict) -> None:
-        picked = change["new"]
-        if picked is None or len(picked) == 0:
-            return
-        with self.reporting_errors():
-            self.token = int(self._drawn[int(picked[-1]) % len(self._drawn)])
-        self._strip.selected = None
 
     def _export_title(self) -> str:
         return f"lmscope NormPlot: {self.trace.seq_len} tokens"
