@@ -13,8 +13,12 @@ import {
 } from "../parts/heatmap.js";
 import {
   cellContent,
+  columnsToFetch,
+  emptyStage,
   fitText,
+  internStrings,
   lensRows,
+  mergeColumns,
   pct,
   rankText,
   tipContent,
@@ -168,6 +172,67 @@ test("lens rows: the target row, then layers last to first, only decoded stages"
     first: 3,
     last: 6,
   });
+});
+
+test("lens columns merged one range at a time equal the whole table", () => {
+  const data = {
+    ...LENS,
+    L: 2,
+    top: {},
+    probs: {},
+    tprobs: {},
+    tranks: {},
+    have: {},
+    strings: ["a"],
+    stringIndex: new Map([["a", 0]]),
+  };
+  emptyStage(data, "post");
+  const state = { stage: "post", layer: 1, target: 0, targetString: "c" };
+  const cell = (p) => cellContent(data, { kind: "layer", layer: 1, stage: "post" }, p, state);
+  assert.deepEqual(cell(0), { prob: 0, text: "…", isTarget: false, pending: true });
+  assert.deepEqual(columnsToFetch(data, ["post"], 0, 1), { start: 0, stop: 2 });
+  // column 1 arrives first, with its own string table ["b", "a", "c"]
+  const pick = (arr, width, p) =>
+    [0, 1].flatMap((l) => [...arr.slice((l * 2 + p) * width, (l * 2 + p + 1) * width)]);
+  const remap = internStrings(data, ["b", "a", "c"]);
+  const local = (i) => ["b", "a", "c"].indexOf(LENS.strings[i]);
+  mergeColumns(
+    data,
+    "post",
+    [1],
+    {
+      top: Int32Array.from(pick(LENS.top.post, 2, 1).map(local)),
+      probs: Float32Array.from(pick(LENS.probs.post, 2, 1)),
+      tprobs: Float32Array.from(pick(LENS.tprobs.post, 1, 1)),
+      tranks: Int32Array.from(pick(LENS.tranks.post, 1, 1)),
+    },
+    remap,
+  );
+  assert.deepEqual(columnsToFetch(data, ["post"], 0, 1), { start: 0, stop: 1 });
+  assert.equal(columnsToFetch(data, ["post"], 1, 1).start, 0); // on screen: none; a screen left: 0
+  mergeColumns(
+    data,
+    "post",
+    [0],
+    {
+      top: Int32Array.from(pick(LENS.top.post, 2, 0)),
+      probs: Float32Array.from(pick(LENS.probs.post, 2, 0)),
+      tprobs: Float32Array.from(pick(LENS.tprobs.post, 1, 0)),
+      tranks: Int32Array.from(pick(LENS.tranks.post, 1, 0)),
+    },
+    internStrings(data, ["a", "b", "c"]),
+  );
+  assert.equal(columnsToFetch(data, ["post"], 0, 1), null);
+  for (const p of [0, 1]) {
+    for (const row of [
+      { kind: "target" },
+      { kind: "layer", layer: 0, stage: "post" },
+      { kind: "layer", layer: 1, stage: "post" },
+    ]) {
+      assert.deepEqual(cellContent(data, row, p, state), cellContent(LENS, row, p, state));
+    }
+  }
+  assert.deepEqual(data.strings, ["a", "b", "c"]);
 });
 
 test("lens cells and tooltips read the right entries", () => {

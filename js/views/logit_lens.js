@@ -1,18 +1,26 @@
 // Logit lens table: one row per layer (and stage), one column per input position. Each cell
 // shows the top-1 prediction decoded from that layer, shaded by its probability; hover shows the
 // top-k, click selects a position and layer. Drawn on one canvas the width of the view; only the
-// columns in view are drawn, so a few thousand positions scroll as smoothly as ten.
+// columns in view are drawn, so a few thousand positions scroll as smoothly as ten. Python syncs
+// the columns around the focused position; the view asks for the others as they come into view
+// ("columns" request), drawing "…" until they arrive.
 import {
   cellContent,
+  columnsToFetch,
+  emptyStage,
   fitText,
+  internStrings,
   lensRows,
+  mergeColumns,
   rowLabel,
+  stagesOf,
   tipContent,
   visibleColumns,
 } from "../parts/lens.js";
 import CSS from "../styles/logit_lens.css";
 import { control } from "../lib/controls.js";
 import { el, toolbar } from "../lib/dom.js";
+import { request } from "../lib/request.js";
 import { cssVar } from "../lib/theme.js";
 import { defineView, injectCss, redrawOnScroll } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
@@ -23,23 +31,39 @@ const GUTTER = 58;
 const AXIS_H = 22;
 const SIZES = { cellW: CELL_W, gutter: GUTTER };
 
-function decodeStages(envelopes) {
-  return Object.fromEntries(Object.entries(envelopes || {}).map(([s, env]) => [s, decode(env)]));
-}
+const PART_NAMES = { top: "top", probs: "probs", target_probs: "tprobs", target_ranks: "tranks" };
 
 function readData(model) {
   const tokens = model.get("tokens");
-  return {
-    top: decodeStages(model.get("top")),
-    probs: decodeStages(model.get("probs")),
-    tprobs: decodeStages(model.get("target_probs")),
-    tranks: decodeStages(model.get("target_ranks")),
+  const strings = [...model.get("strings")];
+  const data = {
+    top: {},
+    probs: {},
+    tprobs: {},
+    tranks: {},
+    have: {},
     tokens,
     P: tokens.length,
+    L: model.get("n_layers"),
     k: model.get("top_k"),
     T: model.get("targets").length,
-    strings: model.get("strings"),
+    strings,
+    stringIndex: new Map(strings.map((s, i) => [s, i])),
   };
+  const identity = strings.map((_, i) => i);
+  const columns = model.get("columns") || {};
+  for (const stage of model.get("stages")) {
+    emptyStage(data, stage);
+    const cols = decode(columns[stage]);
+    if (!cols) continue;
+    const part = {};
+    for (const [trait, name] of Object.entries(PART_NAMES)) {
+      const env = model.get(trait)?.[stage];
+      if (env) part[name] = decode(env);
+    }
+    mergeColumns(data, stage, cols, part, identity);
+  }
+  return data;
 }
 
 function controls(model, bar) {
@@ -65,14 +89,58 @@ function controls(model, bar) {
 function render({ model, el: root }) {
   injectCss(CSS);
   const wrap = el("div", { className: "lms-ll", parent: root });
-  controls(model, toolbar(wrap));
+  const bar = toolbar(wrap);
+  controls(model, bar);
   const scroll = el("div", { className: "lms-ll-scroll", parent: wrap });
   const spacer = el("div", { parent: scroll });
   const canvas = el("canvas", { className: "lms-ll-canvas", parent: spacer });
   const tip = el("div", { className: "lms-tip", parent: wrap });
+  const status = el("span", { className: "lms-note", parent: bar });
   const ctx = canvas.getContext("2d");
   let data = readData(model);
   let hover = null; // {row, col, x, y}
+  let generation = 0; // bumped when the synced state replaces `data`
+  let fetching = false;
+  let cannotFetch = false; // a static page, or Python failed: stop asking
+  let started = false; // not before the first scroll to the focus (columns 0.. are not shown)
+
+  // Ask Python for the undecoded columns on screen (then those a screen to either side).
+  function fetchColumns(first, last) {
+    if (fetching || cannotFetch || !started) return;
+    const stages = stagesOf(model.get("stage")).filter((s) => data.have[s]);
+    const want = columnsToFetch(data, stages, first, last);
+    wrap.dataset.pending = want ? `${want.start}:${want.stop}` : "";
+    if (!want) {
+      status.textContent = "";
+      return;
+    }
+    fetching = true;
+    const gen = generation;
+    status.textContent = `decoding positions ${want.start}–${want.stop - 1}…`;
+    const expectedBytes = (want.stop - want.start) * data.L * (data.k + data.T) * 6 * stages.length;
+    request(model, "columns", { stages, ...want }, { expectedBytes })
+      .then(({ result, buffers }) => {
+        fetching = false;
+        if (gen !== generation) return draw(); // the state was replaced meanwhile
+        const remap = internStrings(data, result.strings);
+        const cols = Array.from({ length: result.stop - result.start }, (_, i) => result.start + i);
+        const parts = {};
+        result.arrays.forEach((a, i) => {
+          parts[a.stage] = parts[a.stage] || {};
+          parts[a.stage][PART_NAMES[a.name]] = decode({ data: buffers[i], ...a });
+        });
+        for (const [stage, part] of Object.entries(parts)) {
+          if (!data.have[stage]) emptyStage(data, stage);
+          mergeColumns(data, stage, cols, part, remap);
+        }
+        draw();
+      })
+      .catch((err) => {
+        fetching = false;
+        cannotFetch = true;
+        status.textContent = `columns not decoded: ${err.message}`;
+      });
+  }
 
   const rows = () =>
     lensRows({
@@ -194,6 +262,7 @@ function render({ model, el: root }) {
     ctx.fillText("input", 4, ay + AXIS_H / 2);
     wrap.dataset.first = String(first);
     wrap.dataset.last = String(last);
+    fetchColumns(first, last);
   }
 
   function cellAt(ev) {
@@ -266,16 +335,21 @@ function render({ model, el: root }) {
   };
   const reload = () => {
     data = readData(model);
+    generation++;
     layout();
   };
   const keys = ["top", "probs", "strings", "target_probs", "target_ranks", "targets", "tokens"];
+  keys.push("columns", "string_ids");
   for (const k of [...keys, "stages"]) model.on(`change:${k}`, reload);
   model.on("change:stage", layout);
   model.on("change:target", draw);
   model.on("change:layer", draw);
   model.on("change:token", follow);
   layout();
-  requestAnimationFrame(follow);
+  requestAnimationFrame(() => {
+    started = true;
+    follow();
+  });
   return () => resize.disconnect(); // anywidget removes model listeners, not observers
 }
 

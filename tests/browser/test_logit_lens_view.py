@@ -7,6 +7,7 @@ import pytest
 from harness import mount, settle, shot
 
 from _models import default_inspector, tiny_ids, tiny_inspector
+from lmscope import lens
 from lmscope.widgets.logit_lens import LogitLens
 
 pytestmark = pytest.mark.browser
@@ -55,9 +56,21 @@ def test_long_prompt_scrolls_and_draws_only_visible_columns(page):
     root = page.locator(".lms-ll")
     first, last = int(root.get_attribute("data-first")), int(root.get_attribute("data-last"))
     assert last - first < 20 and last == 249  # focused on the last position, scrolled there
+    # Python synced the columns around the focus only; scrolling asks for the ones in view
+    assert int(w.columns["post"].done.sum()) == 32
     page.locator(".lms-ll-scroll").evaluate(f"n => {{ n.scrollLeft = {100 * CELL_W}; }}")
     page.wait_for_timeout(100)
     assert int(root.get_attribute("data-first")) == 100
+    page.wait_for_function("() => document.querySelector('.lms-ll').dataset.pending === ''")
+    assert w.columns["post"].done[100 : last - first + 101].all()
+    assert not w.columns["post"].done[:50].any()  # nor more than a screen either side
+    # hover a cell that arrived by request: the eager lens' top-k at that position
+    canvas = page.locator(".lms-ll-canvas")
+    canvas.hover(position={"x": GUTTER + 3 * CELL_W + 20, "y": 8})
+    assert root.get_attribute("data-hover") == f"post:{tr.n_layers - 1}:103"
+    tip = page.locator(".lms-ll .lms-tip").text_content()
+    eager = lens.logit_lens(tr, top_k=3, positions=[103]).tokens[-1][0]
+    assert all(s in tip for s in eager) and "decoding" not in tip
     shot(page, "logit_lens_long.png")
 
 

@@ -376,8 +376,9 @@ class Dashboard(LmscopeComposite):
         if layer < 0 or position < 0:
             return
         stage = "mid" if table.stage == "mid" else "post"
-        result = self._views["Logit lens"].results[stage]
-        top = int(result.token_ids[layer, result.positions.index(position), 0])
+        view = self._views["Logit lens"]
+        view.ensure(position)  # the lens decodes columns as they are shown
+        top = int(view.results[stage].token_ids[layer, position, 0])
         self._question = (top, position)
         attribution = self._views.get("Attribution")
         if attribution is not None:

@@ -9,9 +9,13 @@ A composite (an `ipywidgets.VBox`): the anywidget table on top, two bqplot figur
 - a scatter of the softmaxed logits (top 100, by rank) at the focused layer for the focused
   position, the last position and any `compare_positions`.
 
-Only the stage shown is decoded; the other is decoded when a person (or Python) asks for it.
-Only small arrays travel: top-k ids as int32 indices into a string table of the ids that occur,
-their probabilities as float16, target probabilities/ranks per layer and position. The
+Only what is on screen is decoded: the stage shown, and the columns around the focused position
+(`WINDOW` of them; a prompt that short is decoded whole). The table asks for the columns it
+scrolls to (the "columns" request, answered with that slice) and the other stage when the menu
+asks for it; `fill_all()` decodes everything (what `save_html` then saves). At 8,192 tokens the
+whole table is minutes of CPU, the first window a fraction of a second. Only small arrays
+travel: for the synced columns, top-k ids as int32 indices into a string table of the ids that
+occur, their probabilities as float16, target probabilities/ranks per layer and position. The
 `[layers, seq, vocab]` logits never leave the lens (see `lmscope.lens`).
 """
 
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 import traitlets as t
 
-from lmscope import lens
+from lmscope import _wire, lens
 from lmscope.errors import check_choice, check_index
 from lmscope.options import keyword_options
 from lmscope.widgets import plots
@@ -34,6 +38,7 @@ from lmscope.widgets.base import (
     LmscopeWidget,
     choice_check,
     index_check,
+    request_handler,
     static_bundle,
 )
 from lmscope.widgets.traits import WireArray, WireDict
@@ -42,6 +47,10 @@ if TYPE_CHECKING:
     from lmscope.trace import Trace
 
 SCATTER_TOP = 100
+#: columns decoded before the view is shown: around the focused position, a few screens wide
+WINDOW = 32
+#: the most columns one "columns" request may ask for
+MAX_REQUEST = 256
 _HALF = {"width": "50%", "height": "300px"}  # the two plots side by side under the table
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 #: what the table can show: one lens stage, or both interleaved
@@ -65,11 +74,14 @@ class LogitLensTable(LmscopeWidget):
     stage = t.Unicode("post").tag(sync=True)
     strings = t.List(t.Unicode()).tag(sync=True)  # display string of each table entry
     string_ids = WireArray(kind="index").tag(sync=True)  # vocabulary id of each entry
-    top = WireDict(kind="index").tag(sync=True)  # stage -> [L, P, top_k] indices into `strings`
-    probs = WireDict(kind="prob").tag(sync=True)  # stage -> [L, P, top_k]
+    #: stage -> the positions (columns) the arrays below hold, C of them; the view asks for
+    #: the others with the "columns" request
+    columns = WireDict(kind="index").tag(sync=True)
+    top = WireDict(kind="index").tag(sync=True)  # stage -> [L, C, top_k] indices into `strings`
+    probs = WireDict(kind="prob").tag(sync=True)  # stage -> [L, C, top_k]
     targets = t.List(t.Unicode()).tag(sync=True)  # display strings of the targets
-    target_probs = WireDict(kind="prob").tag(sync=True)  # stage -> [L, P, T]
-    target_ranks = WireDict(kind="index").tag(sync=True)  # stage -> [L, P, T]
+    target_probs = WireDict(kind="prob").tag(sync=True)  # stage -> [L, C, T]
+    target_ranks = WireDict(kind="index").tag(sync=True)  # stage -> [L, C, T]
     target = t.Int(0).tag(sync=True)  # which target the target row shows
     token = t.Int(-1).tag(sync=True)
     layer = t.Int(-1).tag(sync=True)
@@ -81,6 +93,15 @@ class LogitLensTable(LmscopeWidget):
     @t.validate("target")
     def _valid_target(self, proposal: dict) -> int:
         return check_index("target", proposal["value"], max(1, len(self.targets)))
+
+    #: set by the composite: decodes and returns the columns the view scrolled to
+    _answer_columns = None
+
+    @request_handler("columns")
+    def _columns(self, stages: list[str], start: int, stop: int) -> tuple[dict, list]:
+        if self._answer_columns is None:
+            raise ValueError("this lens table has no trace to decode more columns from")
+        return self._answer_columns(stages, start, stop)
 
 
 class LogitLens(LmscopeComposite):
@@ -111,9 +132,13 @@ class LogitLens(LmscopeComposite):
         self._tokenizer = tokenizer if tokenizer is not None else getattr(trace, "tokenizer", None)
         self._targets = targets
         self._top_k = top_k
-        #: decoded stages so far: "post" and/or "mid" -> LensResult
+        #: stages decoded so far ("post" and/or "mid"), each filled column by column
+        self.columns: dict[str, lens.LensColumns] = {}
+        #: the same as LensResults spanning every position (undecoded columns hold id -1)
         self.results: dict[str, lens.LensResult] = {}
+        self._focus = check_index("token", token, trace.seq_len)
         self.table = LogitLensTable(n_layers=trace.n_layers, top_k=top_k, stage=stage)
+        self.table._answer_columns = self._answer_columns
         self._decode(stages_of(stage))
         self.line_fig, self._lines = self._line_figure()
         self.scatter_fig, self._scatter = self._scatter_figure()
@@ -132,51 +157,131 @@ class LogitLens(LmscopeComposite):
         self.token = check_index("token", token, trace.seq_len)
 
     # -- data for the table -------------------------------------------------------------
+    def window(self, position: int | None = None) -> tuple[int, int]:
+        """The columns [start, stop) decoded first: WINDOW of them around `position` (default:
+        the focused one), the table's view of it with some to spare on each side."""
+        seq = self.trace.seq_len
+        if position is None:
+            position = self.token if self.token >= 0 else self._focus
+        start = max(0, min(position - WINDOW // 2, seq - WINDOW))
+        return start, min(seq, start + WINDOW)
+
     def _decode(self, stages: tuple[str, ...]) -> None:
-        """Decode the stages not decoded yet, and send the table what it now holds."""
-        missing = [s for s in stages if s not in self.results]
+        """Decode the window of the stages not decoded yet, and send the table what it holds."""
+        missing = [s for s in stages if s not in self.columns]
         for stage in missing:
-            self.results[stage] = lens.logit_lens(
+            self.columns[stage] = lens.LensColumns(
                 self.trace,
-                top_k=self._top_k,
                 stage=stage,
+                top_k=self._top_k,
                 targets=self._targets,
                 tokenizer=self._tokenizer,
             )
+            self.results[stage] = self.columns[stage].result
+            self.columns[stage].fill(*self.window())
         if missing:
             self._fill_table()
+
+    def ensure(self, position: int) -> None:
+        """Decode column `position` in every decoded stage (what the plots read there)."""
+        for columns in self.columns.values():
+            columns.fill(position, position + 1)
+
+    def fill_all(self) -> LogitLens:
+        """Decode every column of the stages shown now and sync them all (minutes at 8k tokens
+        on a CPU: 30 layers x seq rows through the unembedding)."""
+        with self.reporting_errors():
+            for columns in self.columns.values():
+                columns.fill()
+            self._fill_table(everything=True)
+        return self
+
+    def save_html(self, path, title=None):
+        """A saved page holds what is decoded so far (the page has no kernel to ask for more):
+        `fill_all()` first to save every column."""
+        self._fill_table(everything=True)
+        return super().save_html(path, title=title)
 
     def _on_stage(self, change: dict) -> None:
         with self.reporting_errors():
             self._decode(stages_of(self.stage))
             self._replot()
 
-    def _fill_table(self) -> None:
-        results = self.results
-        first = next(iter(results.values()))
-        ids = torch.cat(
-            [r.token_ids.flatten() for r in results.values()]
-            + [torch.tensor(first.targets, dtype=torch.long)]
+    def _string_table(self, ids: list[torch.Tensor]) -> tuple[list[str], torch.Tensor, list]:
+        """The distinct ids among `ids` (and the targets), their strings, and each input as
+        indices into them."""
+        targets = torch.tensor(next(iter(self.columns.values())).targets, dtype=torch.long)
+        unique, inverse = torch.unique(
+            torch.cat([i.flatten() for i in ids] + [targets]), return_inverse=True
         )
-        unique, inverse = torch.unique(ids, return_inverse=True)
-        strings = lens.token_strings(self._tokenizer, unique.tolist())
-        top, probs, t_probs, t_ranks = {}, {}, {}, {}
-        start = 0
-        for stage, r in results.items():
-            n = r.token_ids.numel()
-            top[stage] = inverse[start : start + n].view(r.token_ids.shape)
-            start += n
-            probs[stage] = r.probs
-            if r.targets:
-                t_probs[stage], t_ranks[stage] = r.target_probs, r.target_ranks
+        out, start = [], 0
+        for i in ids:
+            out.append(inverse[start : start + i.numel()].view(i.shape))
+            start += i.numel()
+        return lens.token_strings(self._tokenizer, unique.tolist()), unique, out
+
+    def _slices(self, stage: str, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        r = self.columns[stage].result
+        out = {"top": r.token_ids[:, index], "probs": r.probs[:, index]}
+        if r.targets:
+            out["target_probs"], out["target_ranks"] = (
+                r.target_probs[:, index],
+                r.target_ranks[:, index],
+            )
+        return out
+
+    def _fill_table(self, everything: bool = False) -> None:
+        """Sync the decoded columns of the window (of every decoded column: `everything`)."""
+        start, stop = self.window()
+        parts = {}
+        for stage, columns in self.columns.items():
+            done = columns.done.clone()
+            if not everything:
+                done[:start] = False
+                done[stop:] = False
+            index = done.nonzero().squeeze(1)
+            parts[stage] = (index, self._slices(stage, index))
+        strings, unique, tops = self._string_table([p["top"] for _, p in parts.values()])
+        top, probs, t_probs, t_ranks, cols = {}, {}, {}, {}, {}
+        for (stage, (index, p)), ids in zip(parts.items(), tops, strict=True):
+            cols[stage], top[stage], probs[stage] = index, ids, p["probs"]
+            if "target_probs" in p:
+                t_probs[stage], t_ranks[stage] = p["target_probs"], p["target_ranks"]
+        first = next(iter(self.columns.values())).result
         with self.table.hold_sync():
             self.table.tokens = list(self.trace.tokens)
-            self.table.stages = list(results)
+            self.table.stages = list(self.columns)
             self.table.strings = strings
             self.table.string_ids = unique
+            self.table.columns = cols
             self.table.top, self.table.probs = top, probs
             self.table.targets = first.target_tokens if first.targets else []
             self.table.target_probs, self.table.target_ranks = t_probs, t_ranks
+
+    def _answer_columns(self, stages: list[str], start: int, stop: int) -> tuple[dict, list]:
+        """The "columns" request: decode [start, stop) of `stages` and answer with that slice,
+        shaped like the synced arrays (ids as indices into the answer's own string table)."""
+        for stage in stages:
+            check_choice("stage", stage, lens.STAGES)
+        start = check_index("start", start, self.trace.seq_len)
+        stop = max(start + 1, min(int(stop), self.trace.seq_len, start + MAX_REQUEST))
+        for stage in stages:
+            if stage not in self.columns:
+                self._decode((stage,))
+            self.columns[stage].fill(start, stop)
+        index = torch.arange(start, stop)
+        parts = {stage: self._slices(stage, index) for stage in stages}
+        strings, _, tops = self._string_table([p["top"] for p in parts.values()])
+        arrays, buffers = [], []
+        kinds = {"top": "index", "probs": "prob", "target_probs": "prob", "target_ranks": "index"}
+        for (stage, p), ids in zip(parts.items(), tops, strict=True):
+            for name, value in {**p, "top": ids}.items():
+                env = _wire.encode(value, kinds[name])
+                arrays.append(
+                    {"stage": stage, "name": name, "dtype": env["dtype"], "shape": env["shape"]}
+                )
+                buffers.append(env["data"])
+        return {"start": start, "stop": stop, "strings": strings, "arrays": arrays}, buffers
 
     # -- plots ----------------------------------------------------------------------------
     def _line_figure(self):
@@ -250,6 +355,8 @@ class LogitLens(LmscopeComposite):
             pos = self.token
             layer = self.layer if self.layer >= 0 else self.trace.n_layers - 1
             tokens = self.trace.tokens
+            if pos >= 0:
+                self.ensure(pos)
             result = self.results[stage]
             if result.targets and pos >= 0:
                 ys, labels = [], []

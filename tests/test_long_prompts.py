@@ -1,0 +1,142 @@
+"""Long prompts (4,096 tokens on a tiny llama) without a browser: each view's first synced state
+is small and equals the eager computation on what it covers, and what the view asks for later
+(the lens columns it scrolls to) fills exactly the range asked for with the eager values."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+import torch
+import transformers as tf
+
+import lmscope
+from _models import _DECODER, tiny_ids
+from lmscope import _wire, lens
+from lmscope.widgets import logit_lens as logit_lens_widget
+from lmscope.widgets.logit_lens import WINDOW, LogitLens
+
+LONG = 4096
+
+
+@cache
+def long_trace(n: int = LONG):
+    torch.manual_seed(0)
+    config = tf.LlamaConfig(**{**_DECODER, "max_position_embeddings": 8192})
+    model = tf.AutoModelForCausalLM.from_config(config).eval()
+    return lmscope.Inspector(model).run(tiny_ids(n, seed=3))
+
+
+def _decoded(envelope: dict) -> np.ndarray:
+    return _wire.decode(envelope)
+
+
+def _as_wire(values: torch.Tensor, kind: str) -> np.ndarray:
+    return _wire.decode(_wire.encode(values, kind))
+
+
+def test_lens_first_state_is_the_window_around_the_focus():
+    tr = long_trace()
+    w = LogitLens(tr, top_k=3, targets=[5])
+    table = w.table
+    start, stop = w.window()
+    assert (start, stop) == (LONG - WINDOW, LONG)  # focused on the last position
+    assert _decoded(table.columns["post"]).tolist() == list(range(start, stop))
+    assert table.top["post"]["shape"] == [tr.n_layers, WINDOW, 3]
+    # only the window was decoded, not the other 4,064 columns
+    assert int(w.columns["post"].done.sum()) == WINDOW and "mid" not in w.columns
+    # small: the window's arrays, the token labels and a string table of the ids that occur
+    array_bytes = sum(
+        _wire.nbytes(getattr(table, name)) for name in ("top", "probs", "columns", "target_probs")
+    )
+    assert array_bytes < 4 * tr.n_layers * WINDOW * 3 * 2
+    assert table.synced_bytes() < 200_000
+    # the synced columns equal the eager lens at those positions, string for string
+    eager = lens.logit_lens(tr, top_k=3, positions=list(range(start, stop)), targets=[5])
+    strings = np.array(table.strings, dtype=object)
+    shown = strings[_decoded(table.top["post"])]
+    assert shown.tolist() == eager.tokens
+    np.testing.assert_array_equal(_decoded(table.probs["post"]), _as_wire(eager.probs, "prob"))
+    np.testing.assert_array_equal(_decoded(table.target_ranks["post"]), eager.target_ranks.numpy())
+
+
+def test_lens_columns_request_fills_the_range_asked_for():
+    tr = long_trace()
+    w = LogitLens(tr, top_k=3, targets=[5, 9])
+    sent = []
+    w.table.send = lambda content, buffers=None: sent.append((content, buffers))
+    args = {"stages": ["post", "mid"], "start": 1000, "stop": 1040}
+    message = {"type": "lmscope:request", "id": "a", "name": "columns", "args": args}
+    w.table._on_custom_message(w.table, message, [])
+    ((reply, buffers),) = sent
+    assert reply["ok"], reply
+    result = reply["result"]
+    assert (result["start"], result["stop"]) == (1000, 1040)
+    # exactly the range asked for was decoded (and the window), in both stages
+    for stage in ("post", "mid"):
+        done = w.columns[stage].done
+        assert done[1000:1040].all() and not done[:1000].any()
+        assert not done[1040 : LONG - WINDOW].any()
+    arrays = {
+        (a["stage"], a["name"]): _wire.decode({"data": buf, **a})
+        for a, buf in zip(result["arrays"], buffers, strict=True)
+    }
+    strings = np.array(result["strings"], dtype=object)
+    for stage in ("post", "mid"):
+        eager = lens.logit_lens(
+            tr, top_k=3, stage=stage, positions=list(range(1000, 1040)), targets=[5, 9]
+        )
+        assert strings[arrays[stage, "top"]].tolist() == eager.tokens
+        np.testing.assert_array_equal(arrays[stage, "probs"], _as_wire(eager.probs, "prob"))
+        np.testing.assert_array_equal(
+            arrays[stage, "target_probs"], _as_wire(eager.target_probs, "prob")
+        )
+        np.testing.assert_array_equal(arrays[stage, "target_ranks"], eager.target_ranks.numpy())
+    # a request past the end is cut to the prompt; a bad stage is refused in words
+    sent.clear()
+    args = {"stages": ["post"], "start": LONG - 3, "stop": LONG + 50}
+    w.table._on_custom_message(w.table, {**message, "args": args}, [])
+    assert sent[0][0]["result"]["stop"] == LONG
+    sent.clear()
+    w.table._on_custom_message(w.table, {**message, "args": {**args, "stages": ["pre"]}}, [])
+    assert not sent[0][0]["ok"] and "stage must be one of post, mid" in sent[0][0]["error"]
+
+
+def test_lens_focus_elsewhere_decodes_that_column_for_the_plots():
+    tr = long_trace()
+    w = LogitLens(tr, top_k=3, targets=[5])
+    w.token = 10  # a linked view selects an early token
+    assert w.columns["post"].done[10]
+    np.testing.assert_array_equal(
+        np.atleast_2d(w._lines.y)[0],  # bqplot keeps one line as a 1-D array
+        lens.logit_lens(tr, top_k=3, positions=[10], targets=[5]).target_probs[:, 0, 0],
+    )
+
+
+def test_lens_filled_lazily_equals_the_eager_lens(monkeypatch):
+    tr = long_trace(300)
+    monkeypatch.setattr(logit_lens_widget, "WINDOW", 16)
+    w = LogitLens(tr, top_k=4, targets=[7], token=40)
+    assert int(w.columns["post"].done.sum()) == 16
+    for start in (290, 0, 100, 120):  # scattered requests, overlapping the window and each other
+        w.table._columns(stages=["post"], start=start, stop=start + 50)
+    w.fill_all()
+    assert w.columns["post"].complete
+    eager = lens.logit_lens(tr, top_k=4, targets=[7])
+    lazy = w.results["post"]
+    assert torch.equal(lazy.token_ids, eager.token_ids)
+    torch.testing.assert_close(lazy.probs, eager.probs, rtol=1e-6, atol=1e-8)
+    assert torch.equal(lazy.target_ranks, eager.target_ranks)
+    torch.testing.assert_close(lazy.target_probs, eager.target_probs, rtol=1e-6, atol=1e-8)
+    assert lazy.tokens == eager.tokens
+    # everything decoded is now what the table syncs (and what a saved page holds)
+    assert _decoded(w.table.columns["post"]).tolist() == list(range(300))
+
+
+@pytest.mark.parametrize("n", [5, WINDOW])
+def test_lens_short_prompt_is_decoded_whole(n):
+    tr = long_trace(n)
+    w = LogitLens(tr, top_k=2)
+    assert w.columns["post"].complete
+    assert w.table.top["post"]["shape"] == [tr.n_layers, n, 2]
