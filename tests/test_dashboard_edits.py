@@ -10,6 +10,7 @@ import torch
 
 import lmscope
 from _models import tiny_ids, tiny_inspector
+from lmscope import edits
 from lmscope.errors import InputError, OutOfRangeError
 from lmscope.widgets.dashboard import Dashboard
 
@@ -111,3 +112,38 @@ def test_a_new_run_starts_unedited_and_no_inspector_cannot_edit(dash, ins):
     assert plain.ablate_head_button.disabled and plain.ablate_neuron_button.disabled
     with pytest.raises(InputError, match="no inspector"):
         plain.edits = [lmscope.Ablate(0, head=0)]
+
+
+def test_mean_ablation_from_the_control_averages_over_the_texts_set_from_python(dash, ins):
+    dash.selection = {"layer": 1, "head": 2}
+    assert [value for _, value in dash.ablation.options] == ["zero"]
+    with pytest.raises(InputError, match="mean_texts"):
+        dash.ablate_head(mode="mean")
+    with pytest.raises(InputError, match="list of texts"):
+        dash.mean_texts = "one text"
+    texts = [tiny_ids(6, seed=5), tiny_ids(9, seed=6)]  # the tiny model has no tokenizer
+    dash.mean_texts = texts
+    assert dash.ablation.value == "mean"  # offered, and picked, once there are texts
+    dash.ablate_head_button.click()
+    dash.neuron.value = 7
+    dash.ablate_neuron_button.click()
+    assert [repr(e) for e in dash.edits] == [
+        "Ablate(1, head=2, mode='mean')",
+        "Ablate(1, neuron=7, mode='mean')",
+    ]
+    # by hand: each site's mean over every token of the texts
+    runs = [ins.run(ids) for ids in texts]
+    heads = torch.cat([edits.head_outputs(run, 1) for run in runs]).mean(0)
+    neurons = torch.cat([run.mlp_activations(1) for run in runs]).mean(0)
+    by_hand = [
+        lmscope.Ablate(1, head=2, mode="mean", mean=heads[2]),
+        lmscope.Ablate(1, neuron=7, mode="mean", mean=neurons[7:8]),
+    ]
+    reference = ins.run(tiny_ids(12), edits=by_hand)
+    torch.testing.assert_close(dash.trace.logits, reference.logits, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(dash.trace.logits, dash.original.logits, atol=1e-3)
+    dash.ablation.value = "zero"  # the menu decides what the next ablation writes
+    dash.ablate_head(0, 1)
+    assert repr(dash.edits[-1]) == "Ablate(0, head=1)"
+    dash.mean_texts = []
+    assert [value for _, value in dash.ablation.options] == ["zero"]

@@ -19,8 +19,9 @@
   edited run; `dash.original` keeps the unedited one. While edits are set, the attention grid
   shows the edited patterns minus the original's (difference mode) and the lens tracks the
   original's answer (and the edited one) through the edited run's layers. Ablations from the
-  control are zero ablations (`lmscope.Ablate(layer, head=h)`); pass `mode="mean"` edits from
-  Python for mean ablations. A new Run or Generate starts unedited.
+  control write zero, or, once `dash.mean_texts` is set from Python and "mean" is picked in
+  the control's ablation menu, the site's mean over those texts (computed once per layer).
+  A new Run or Generate starts unedited.
 - Errors (an empty prompt, a prompt too long for the model) appear in the dashboard's error
   area (the one every view has), never as a traceback.
 """
@@ -116,6 +117,8 @@ class Dashboard(LmscopeComposite):
         #: the unedited run; `trace` is the run shown (edited while `edits` is set)
         self.original = trace
         self._edits: tuple[edits_module.Ablate | edits_module.Patch, ...] = ()
+        self._mean_texts: tuple[Any, ...] = ()
+        self._means: dict[tuple[str, int], Any] = {}  # (site, layer) -> mean over mean_texts
         self._selection = Selection()
         self._links: list[Any] = []
         self._views: dict[str, ipw.Widget] = {}
@@ -220,6 +223,15 @@ class Dashboard(LmscopeComposite):
         self.clear_edits_button = ipw.Button(
             description="clear edits", disabled=True, layout=ipw.Layout(width="auto")
         )
+        self.ablation = ipw.Dropdown(
+            options=[("zero", "zero")],
+            value="zero",
+            description="ablation",
+            tooltip="what an ablation writes: zero, or the mean over dash.mean_texts",
+            style={"description_width": "initial"},
+            layout=ipw.Layout(width="auto"),
+            disabled=no_inspector,
+        )
         self.edits_status = ipw.Label()
         self.ablate_head_button.on_click(lambda _b: self._from_button(self.ablate_head))
         self.ablate_neuron_button.on_click(
@@ -228,6 +240,7 @@ class Dashboard(LmscopeComposite):
         self.clear_edits_button.on_click(lambda _b: self._from_button(self.clear_edits))
         return ipw.HBox(
             [
+                self.ablation,
                 self.ablate_head_button,
                 self.neuron,
                 self.ablate_neuron_button,
@@ -281,17 +294,64 @@ class Dashboard(LmscopeComposite):
         self._edits = edits
         self._show(trace, keep_selection=True)
 
-    def ablate_head(self, layer: int | None = None, head: int | None = None) -> None:
-        """Add a zero ablation of `layer`'s `head` (the selected ones by default) to the edits."""
+    def ablate_head(
+        self, layer: int | None = None, head: int | None = None, *, mode: str | None = None
+    ) -> None:
+        """Add an ablation of `layer`'s `head` (the selected ones by default) to the edits;
+        `mode` "zero" or "mean" (default: the control's ablation menu)."""
         sel = self._selection
         layer = sel.layer if layer is None else layer
         head = sel.head if head is None else head
-        self.edits = [*self._edits, edits_module.Ablate(layer, head=head)]
+        self.edits = [*self._edits, self._ablation(layer, mode, head=head)]
 
-    def ablate_neuron(self, neuron: int, layer: int | None = None) -> None:
-        """Add a zero ablation of MLP hidden unit `neuron` of `layer` (the selected one)."""
+    def ablate_neuron(
+        self, neuron: int, layer: int | None = None, *, mode: str | None = None
+    ) -> None:
+        """Add an ablation of MLP hidden unit `neuron` of `layer` (the selected one)."""
         layer = self._selection.layer if layer is None else layer
-        self.edits = [*self._edits, edits_module.Ablate(layer, neuron=neuron)]
+        self.edits = [*self._edits, self._ablation(layer, mode, neuron=neuron)]
+
+    @property
+    def mean_texts(self) -> tuple[Any, ...]:
+        """The texts (or token ids) a mean ablation averages over; () offers zero only."""
+        return self._mean_texts
+
+    @mean_texts.setter
+    def mean_texts(self, texts: Any) -> None:
+        if isinstance(texts, str) or not isinstance(texts, list | tuple):
+            raise InputError(
+                "dash.mean_texts takes a list of texts (or token ids) to average over, "
+                f"got {type(texts).__name__}"
+            )
+        for text in texts:
+            if not (isinstance(text, str) and text) and not hasattr(text, "shape"):
+                raise InputError(f"dash.mean_texts holds texts or token ids, got {text!r}")
+        self._mean_texts, self._means = tuple(texts), {}
+        options = [("zero", "zero")]
+        if texts:
+            options.append((f"mean of {len(texts)} text(s)", "mean"))
+        self.ablation.options = options
+        self.ablation.value = "mean" if texts else "zero"
+
+    def _ablation(self, layer: int, mode: str | None, **unit: int) -> edits_module.Ablate:
+        mode = self.ablation.value if mode is None else mode
+        check_choice("mode", mode, edits_module.MODES)
+        if mode == "zero":
+            return edits_module.Ablate(layer, **unit)
+        if not self._mean_texts:
+            raise InputError(
+                "a mean ablation averages over dash.mean_texts: set it to a list of texts first"
+            )
+        inspector = self._need_inspector()
+        layer = check_index("layer", layer, inspector.n_layers)
+        site = "head" if "head" in unit else "mlp_neuron"
+        if (site, layer) not in self._means:
+            n = len(self._mean_texts)
+            with self._busy(f"averaging layer {layer}'s {site} over {n} text(s)…"):
+                self._means[site, layer] = edits_module.mean_activation(
+                    inspector, list(self._mean_texts), site=site, layer=layer
+                )
+        return edits_module.Ablate(layer, mode="mean", mean=self._means[site, layer], **unit)
 
     def clear_edits(self) -> None:
         """Back to the original run."""
