@@ -13,7 +13,8 @@ import transformers as tf
 
 import lmscope
 from _models import _DECODER, tiny_ids
-from lmscope import _wire, lens
+from lmscope import _wire, attention, lens
+from lmscope.widgets.attention_grid import AttentionGrid
 from lmscope.widgets import logit_lens as logit_lens_widget
 from lmscope.widgets.logit_lens import WINDOW, LogitLens
 
@@ -140,3 +141,31 @@ def test_lens_short_prompt_is_decoded_whole(n):
     w = LogitLens(tr, top_k=2)
     assert w.columns["post"].complete
     assert w.table.top["post"]["shape"] == [tr.n_layers, n, 2]
+
+
+@pytest.mark.parametrize("mute_sink", [False, True])
+def test_grid_pooled_block_by_block_equals_pooling_the_whole_pattern(monkeypatch, mute_sink):
+    tr = long_trace(700)
+    monkeypatch.setattr(attention, "BLOCK_BYTES", 700 * 4 * 3 * 4 * 37)  # blocks of 37 rows
+    got = attention.pooled_heads(tr, 1, [0, 2, 3], 96, mute_sink=mute_sink)
+    for i, h in enumerate([0, 2, 3]):
+        m = tr.head(1, h).float()
+        want = attention.pool(attention.without_sink(m) if mute_sink else m, 96)
+        torch.testing.assert_close(got[i], want, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(_as_wire(got[i], "unit"), _as_wire(want, "unit"))
+
+
+def test_grid_at_long_length_holds_no_full_pattern():
+    tr = long_trace()
+    before = tr.stored_bytes()
+    grid = AttentionGrid(tr, layer=2)
+    # the heads were pooled block by block: no [seq, seq] pattern was cached on the trace
+    assert tr.stored_bytes() == before and tr.cached_head(2, 0) is None
+    assert grid.panel_a["shape"] == [tr.n_heads, 128, 128]
+    assert grid.synced_bytes() < 200_000
+    # one head pooled from its whole pattern is the same picture
+    want = attention.pool(tr.head(2, 1).float(), 128)
+    np.testing.assert_array_equal(_decoded(grid.panel_a)[1], _as_wire(want, "unit"))
+    # by head, through every layer: each layer's one head block by block
+    grid.by = "head"
+    assert grid.panel_a["shape"] == [tr.n_layers, 128, 128]

@@ -40,6 +40,9 @@ HeadChoice = int | Literal["mean", "max"]
 AGGREGATES = ("mean", "max")
 VALUES = ("prob", "score")
 GRID_BY = ("layer", "head")
+#: bytes of probabilities (with their scores and mask rows) one block of query rows may hold
+#: while a long prompt's grid is pooled block by block
+BLOCK_BYTES = 256 * 2**20
 
 
 def _check_values(values: str) -> None:
@@ -287,6 +290,60 @@ def grid_difference(
     return torch.stack(cells)
 
 
+def _bins(n: int, out: int) -> tuple[list[int], list[int]]:
+    """Start and end of each of `out` adaptive-pooling bins over `n` (torch's own rule)."""
+    return [i * n // out for i in range(out)], [-(-(i + 1) * n // out) for i in range(out)]
+
+
+def pooled_heads(
+    trace: Trace, layer: int, heads: Sequence[int], size: int, *, mute_sink: bool = False
+) -> torch.Tensor:
+    """[len(heads), r, r] float32 CPU: `pool` of each head's probabilities (after
+    `without_sink` when muted), computed from blocks of query rows that line up with the pooled
+    rows, so a head's [seq, seq] pattern never exists whole (256 MB at 8,192 tokens; its layer
+    2.3 GB). Each block's rows come from the family's eager attention like every pattern
+    (`capture.probe` with `rows`); a max over a bin is the max over its rows' key bins, so the
+    result is the pooled full pattern."""
+    from lmscope import capture  # lazy: the analyses stay importable without the hooks
+
+    trace.parts.check_attention(layer)
+    module, call = trace.parts.attentions[layer], trace.attention_call(layer)
+    seq, heads = trace.seq_len, list(heads)
+    r = min(seq, size)
+    starts, ends = _bins(seq, r)
+    max_rows = max(1, BLOCK_BYTES // (len(heads) * seq * 4 * 3))
+    out = torch.empty(len(heads), r, r)
+    i = 0
+    with torch.no_grad():
+        while i < r:
+            j = i + 1  # this block pools rows i..j-1
+            while j < r and ends[j] - starts[i] <= max_rows:
+                j += 1
+            a, b = starts[i], ends[j - 1]
+            sink = capture.probe(module, call, heads, rows=list(range(a, b)))
+            weights = sink["weights"][0].float()  # [heads, b - a, seq]
+            if mute_sink:
+                weights = without_sink(weights)
+            keys = F.adaptive_max_pool1d(weights.reshape(-1, 1, seq), r).reshape(
+                len(heads), b - a, r
+            )
+            for k in range(i, j):
+                out[:, k] = keys[:, starts[k] - a : ends[k] - a].amax(1).cpu()
+            i = j
+    return out
+
+
+def _blockwise(trace: Trace, layer: int, heads: list[int], size: int) -> bool:
+    """Whether a grid pools these heads block by block: long enough that their patterns would
+    not fit one block, not already computed, and through the attention interface (whose probe
+    can compute some query rows only)."""
+    if trace.seq_len <= size or trace.seq_len**2 * 4 * 3 * len(heads) <= BLOCK_BYTES:
+        return False
+    if all(trace.cached_head(layer, h) is not None for h in heads):
+        return False
+    return trace.parts.pattern_route.get(layer, "interface") == "interface"
+
+
 @keyword_options
 def grid(
     trace: Trace,
@@ -299,13 +356,26 @@ def grid(
 ) -> tuple[torch.Tensor, list[str], list[tuple[int, int]]]:
     """The heatmaps of a grid: every head of `layer` (by="layer") or `head` in every layer
     (by="head"), each max-pooled to at most size x size. Returns ([cells, r, r] probabilities,
-    a label per cell, the (layer, head) of each cell). Layers are fetched one at a time."""
+    a label per cell, the (layer, head) of each cell). Layers are fetched one at a time; on a
+    long prompt each layer's heads are pooled block by block (`pooled_heads`)."""
     size = check_count("size", size)
     where, labels = grid_cells(trace, by, layer, head)
+    by_layer: dict[int, list[int]] = {}
+    for block, h in where:
+        by_layer.setdefault(block, []).append(h)
+    pooled: dict[tuple[int, int], torch.Tensor] = {}
+    for block, heads in by_layer.items():
+        if _blockwise(trace, block, heads, size):
+            for h, cell in zip(
+                heads, pooled_heads(trace, block, heads, size, mute_sink=mute_sink), strict=True
+            ):
+                pooled[block, h] = cell
     cells = []
     for block, h in where:
-        m = trace.head(block, h).float()
-        if mute_sink:
-            m = without_sink(m)
-        cells.append(pool(m, size).cpu())
+        if (block, h) not in pooled:
+            m = trace.head(block, h).float()
+            if mute_sink:
+                m = without_sink(m)
+            pooled[block, h] = pool(m, size).cpu()
+        cells.append(pooled[block, h])
     return torch.stack(cells), labels, where

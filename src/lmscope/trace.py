@@ -341,6 +341,15 @@ class Trace:
         self._patterns.move_to_end(key)
         return self._patterns[key]
 
+    def cached_head(self, layer: int, head: int) -> torch.Tensor | None:
+        """One head's probabilities if they are cached (its layer's or its own), else None:
+        nothing is computed."""
+        layer, head = self._layer(layer), check_index("head", head, self.n_heads)
+        if (layer, None) in self._patterns:
+            return self._patterns[layer, None][0][head]
+        cached = self._patterns.get((layer, head))
+        return None if cached is None else cached[0]
+
     def attention(self, layer: int) -> torch.Tensor:
         """[heads, seq, seq] softmax probabilities (rows are queries, columns keys)."""
         return self._pattern(layer)[0]
