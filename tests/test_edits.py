@@ -232,6 +232,22 @@ def test_sweep_of_an_edited_corrupted_run_keeps_its_edits_on_the_suffix(family):
         assert result.metric[row, position] == pytest.approx(alone, abs=1e-4), (layer, position)
 
 
+def test_a_model_without_attention_sweeps_whole_prompts_and_says_why():
+    import transformers as tf
+
+    torch.manual_seed(0)
+    config = tf.MambaConfig(vocab_size=320, hidden_size=64, num_hidden_layers=2, state_size=8)
+    ins = lmscope.Inspector(tf.AutoModelForCausalLM.from_config(config).eval())
+    clean, corrupted = _pair(10)
+    answer, foil = _answer_foil(ins.run(clean))
+    result = lmscope.patching(ins, clean, corrupted, answer=answer, foil=foil, progress=False)
+    assert result.route == "whole prompt" and "no attention module" in result.route_note
+    for layer, position in [(0, DIFF), (1, DIFF), (1, 8)]:
+        single = ins.run(corrupted, edits=[result.patch(layer, position)])
+        alone = float(metric_of(single.logits[-1], answer, foil))
+        assert result.metric[layer, position] == pytest.approx(alone, abs=1e-4)
+
+
 def test_a_prefix_cache_that_does_not_give_back_the_run_is_refused_in_words():
     ins = tiny_inspector("llama")
     corrupted = ins.run(_pair()[1])

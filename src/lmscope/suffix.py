@@ -76,9 +76,14 @@ class SuffixRunner:
         argument = cache_argument(ins.model)
         if argument is None:
             return "the model's forward takes no key/value cache"
-        cache = DynamicCache(config=ins.model.config)
         ids = trace.input_ids[None].to(ins.device)
-        ins.model(input_ids=ids, use_cache=True, **{argument: cache})
+        try:
+            cache = DynamicCache(config=ins.model.config)
+            ins.model(input_ids=ids, use_cache=True, **{argument: cache})
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, TypeError, ValueError, AttributeError, KeyError) as err:
+            return f"the model did not run with a key/value cache ({type(err).__name__}: {err})"
         layers = getattr(cache, "layers", [])
         if len(layers) != ins.n_layers:
             return f"the model's cache has {len(layers)} layers, not one per block"
