@@ -1,8 +1,13 @@
 // The download control every view has (top right, outside the picture): PNG at the chosen
-// scale or SVG of what the view shows now, drawn by figureSvg, the same as Python's
+// scale (or at 300 dpi for print, written into the file) or SVG of what the view shows now, in
+// light or dark colours or the current theme's, drawn by figureSvg, the same as Python's
 // save_png/save_svg. A composite's control (in its error area) saves the whole composite,
 // the dashboard's its current tab.
-import { figureSvg, pngBlob } from "./figure.js";
+import { el, option } from "./dom.js";
+import { figureSvg, pngBlob, withDpi } from "./figure.js";
+
+const CSS_DPI = 96; // a CSS pixel is 1/96 inch
+const PRINT_DPI = 300;
 
 /** The file name for a figure: the title's words, safe on every file system. */
 export function figureFileName(title, ext) {
@@ -45,42 +50,32 @@ export function figureRoot(host, composite) {
  * @param {{composite?: boolean}} opts
  */
 export function downloadControl(model, host, { composite = false } = {}) {
-  const box = document.createElement("div");
-  box.className = "lms-figure-control";
-  const scale = document.createElement("select");
-  scale.title = "PNG scale";
-  for (const s of [1, 2, 3, 4]) {
-    const o = document.createElement("option");
-    o.value = String(s);
-    o.textContent = `${s}x`;
-    scale.append(o);
-  }
+  const box = el("div", { className: "lms-figure-control" });
+  const scale = el("select", { title: "PNG scale" });
+  for (const s of [1, 2, 3, 4]) option(scale, s, `${s}x`);
+  option(scale, "print", `${PRINT_DPI} dpi`); // for print: screen size at 300 dpi
   scale.value = "2";
-  const theme = document.createElement("select");
-  theme.title = "colours";
-  for (const [v, t] of [
-    ["light", "light"],
-    ["current", "theme"],
-  ]) {
-    const o = document.createElement("option");
-    o.value = v;
-    o.textContent = t;
-    theme.append(o);
-  }
+  const theme = el("select", { title: "colours" });
+  option(theme, "light", "light");
+  option(theme, "dark", "dark");
+  option(theme, "current", "theme");
   const button = (label, format) => {
-    const b = document.createElement("button");
+    const b = el("button", { text: label, title: `save this view as ${label}` });
     b.type = "button";
-    b.textContent = label;
-    b.title = `save this view as ${label}`;
     b.dataset.format = format;
     b.addEventListener("click", async () => {
       const title = model.get("figure_title") || "";
       const root = figureRoot(host, composite);
       const svg = figureSvg(root, { title, theme: theme.value });
-      const blob =
-        format === "svg"
-          ? new Blob([svg], { type: "image/svg+xml" })
-          : await pngBlob(svg, { scale: Number(scale.value) });
+      const print = scale.value === "print";
+      let blob = new Blob([svg], { type: "image/svg+xml" });
+      if (format === "png") {
+        blob = await pngBlob(svg, { scale: print ? PRINT_DPI / CSS_DPI : Number(scale.value) });
+        if (print) {
+          const bytes = withDpi(new Uint8Array(await blob.arrayBuffer()), PRINT_DPI);
+          blob = new Blob([bytes], { type: "image/png" });
+        }
+      }
       save(blob, figureFileName(title, format));
     });
     return b;

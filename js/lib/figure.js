@@ -1,13 +1,22 @@
-// Figures: a view as it is drawn now, as one SVG document (text stays <text>, canvases become
-// embedded images, bqplot's own SVG is inlined with its styles), and that SVG as a PNG at a
+// Figures: a view as it is drawn now, as one SVG document (text stays <text>, a canvas that
+// registered its drawing (lib/vector.js) is redrawn as SVG marks, any other is an embedded
+// image, bqplot's own SVG is inlined with its styles), and that SVG as a PNG at a
 // chosen scale. The one drawing route: the in-view download control and Python's
 // save_svg/save_png (a headless browser on the saved page) both call figureSvg.
+
+import { attrs, drawingOf, escapeXml, round, SvgContext } from "./vector.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 /** Parts of a view that are not the picture: controls, notes, the download control. */
 const SKIP =
   ".lms-figure-skip, .lms-static-note, .lms-figure-control, .lms-tip, button, script, style";
 const TITLE_HEIGHT = 24;
+const CAPTION_LINE = 16;
+const CAPTION_FONT = { family: "system-ui, sans-serif", size: "12px" };
+// Controls are left out of figures on purpose (a figure is the picture, not the UI): control
+// rows are hidden while it is drawn, and the caption under the title says what they were set to.
+const CONTROL = "select, input, textarea";
+const CONTROL_ROWS = ".lms-bar, .widget-inline-hbox";
 const PAD = 8;
 // light colours for the theme variables the views read, so a figure is light by default
 const LIGHT = {
@@ -29,6 +38,32 @@ const LIGHT = {
   "--jp-widgets-input-color": "rgba(0,0,0,0.87)",
   "--jp-widgets-color": "rgba(0,0,0,0.87)",
 };
+// JupyterLab's dark theme's colours, for a dark figure from anywhere (Python included)
+const DARK = {
+  "--jp-layout-color0": "#111111",
+  "--jp-layout-color1": "#212121",
+  "--jp-layout-color2": "#424242",
+  "--jp-layout-color3": "#616161",
+  "--jp-ui-font-color0": "rgba(255,255,255,1)",
+  "--jp-ui-font-color1": "rgba(255,255,255,0.87)",
+  "--jp-ui-font-color2": "rgba(255,255,255,0.54)",
+  "--jp-ui-font-color3": "rgba(255,255,255,0.38)",
+  "--jp-content-font-color0": "rgba(255,255,255,1)",
+  "--jp-content-font-color1": "rgba(255,255,255,0.87)",
+  "--jp-content-font-color2": "rgba(255,255,255,0.54)",
+  "--jp-border-color0": "#616161",
+  "--jp-border-color1": "#616161",
+  "--jp-border-color2": "#424242",
+  "--jp-widgets-input-background-color": "#424242",
+  "--jp-widgets-input-color": "rgba(255,255,255,0.87)",
+  "--jp-widgets-color": "rgba(255,255,255,0.87)",
+};
+/** The figure themes: the variables set while drawing, and the page behind (null: as is). */
+export const THEMES = {
+  light: { vars: LIGHT, background: "#ffffff", ink: "#000000" },
+  dark: { vars: DARK, background: "#111111", ink: "#ffffff" },
+  current: { vars: null, background: null, ink: null },
+};
 // what bqplot's SVG takes from stylesheets, written onto each node of the inlined copy
 const SVG_STYLE = [
   "fill",
@@ -48,28 +83,7 @@ const SVG_STYLE = [
   "display",
 ];
 
-/** Text for an SVG document: every token string passes here, so markup stays text. */
-export function escapeXml(text) {
-  return String(text)
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;")
-    .replace(/'/g, "&#39;")
-    .replace(/[^\t\n\r\u0020-\ufffd]/gu, (c) => (c.length > 1 ? c : "\ufffd"));
-}
-
-/** ` name="value"` for each attribute whose value is not null/undefined. */
-export function attrs(map) {
-  return Object.entries(map)
-    .filter(([, v]) => v !== null && v !== undefined && v !== "")
-    .map(([k, v]) => ` ${k}="${escapeXml(typeof v === "number" ? round(v) : v)}"`)
-    .join("");
-}
-
-export function round(x) {
-  return Math.round(x * 100) / 100;
-}
+export { attrs, escapeXml, round };
 
 export function rectSvg(x, y, width, height, { fill, stroke, strokeWidth, rx } = {}) {
   return `<rect${attrs({ x, y, width, height, fill: fill || "none", stroke, "stroke-width": strokeWidth, rx })}/>`;
@@ -213,19 +227,6 @@ function textNodeSvg(node, ox, oy) {
   return out;
 }
 
-function controlSvg(node, style, r, ox, oy) {
-  // a select or a number/text field shows its value; sliders and checkboxes are not drawn
-  let value = null;
-  if (node.tagName === "SELECT") value = node.selectedOptions[0]?.textContent ?? "";
-  else if (["text", "number", ""].includes(node.type)) value = node.value;
-  if (value === null) return "";
-  const pad = Number.parseFloat(style.paddingLeft) || 2;
-  return textSvg(r.left - ox + pad, r.top - oy + r.height / 2, value, {
-    fill: style.color,
-    font: fontOf(style),
-  });
-}
-
 function inlineSvg(node, r, ox, oy) {
   const copy = node.cloneNode(true);
   const src = [node, ...node.querySelectorAll("*")];
@@ -250,6 +251,61 @@ function inlineSvg(node, r, ox, oy) {
 }
 
 let clipIds = 0;
+// more marks than this (a scatter of every point of a long prompt) and the canvas is embedded
+// as the image it is: an SVG of 100k elements helps no one
+const MAX_MARKS = 40000;
+let scratch = null;
+
+function scratchContext() {
+  scratch ??= document.createElement("canvas").getContext("2d");
+  return scratch;
+}
+
+function imageHref(image, crop) {
+  const [sx, sy, sw, sh] = crop || [0, 0, image.width, image.height];
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(sw));
+  canvas.height = Math.max(1, Math.round(sh));
+  const ctx = canvas.getContext("2d");
+  if (image instanceof ImageData) ctx.putImageData(image, 0, 0);
+  else ctx.drawImage(image, sx, sy, sw, sh, 0, 0, canvas.width, canvas.height);
+  return canvas.toDataURL("image/png");
+}
+
+const recorderTools = {
+  measure(font, text) {
+    const ctx = scratchContext();
+    ctx.font = font;
+    return ctx.measureText(text);
+  },
+  color(css) {
+    const ctx = scratchContext();
+    ctx.fillStyle = "#000000";
+    ctx.fillStyle = css;
+    return ctx.fillStyle;
+  },
+  imageHref,
+};
+
+/** A canvas' registered drawing redrawn as SVG marks in its box, or null (embed it instead). */
+function canvasMarks(canvas, x, y, width, height) {
+  const draw = drawingOf(canvas);
+  if (!draw) return null;
+  const base = [width / canvas.width, 0, 0, height / canvas.height, x, y];
+  const ctx = new SvgContext({ canvas, base, ...recorderTools });
+  try {
+    draw(ctx);
+  } catch (err) {
+    console.warn("lmscope figure: a canvas is embedded as an image:", err);
+    return null;
+  }
+  if (ctx.marks.length > MAX_MARKS) return null;
+  const id = `lms-clip-${++clipIds}`;
+  return (
+    `<clipPath id="${id}">${rectSvg(x, y, width, height)}</clipPath>` +
+    `<g clip-path="url(#${id})">${ctx.svg()}</g>`
+  );
+}
 
 function nodeSvg(node, ox, oy) {
   if (node.nodeType === Node.TEXT_NODE) return textNodeSvg(node, ox, oy);
@@ -274,11 +330,10 @@ function nodeSvg(node, ox, oy) {
     if (node.tagName === "IMG")
       return `${out}<image${attrs({ x, y, width, height, href: node.src })}/>`;
     if (!node.width || !node.height) return out;
+    const marks = canvasMarks(node, x, y, width, height);
+    if (marks !== null) return out + marks;
     const href = node.toDataURL("image/png");
     return `${out}<image${attrs({ x, y, width, height, preserveAspectRatio: "none", href })}/>`;
-  }
-  if (["SELECT", "INPUT", "TEXTAREA"].includes(node.tagName)) {
-    return out + controlSvg(node, style, r, ox, oy);
   }
   let inner = "";
   for (const child of node.childNodes) inner += nodeSvg(child, ox, oy);
@@ -290,12 +345,98 @@ function nodeSvg(node, ox, oy) {
   return out + inner;
 }
 
-function withLightTheme(root, work) {
-  const saved = Object.keys(LIGHT).map((k) => [k, root.style.getPropertyValue(k)]);
-  for (const [k, v] of Object.entries(LIGHT)) root.style.setProperty(k, v);
+/** Text of a control row item that names it: its own text nodes and ipywidgets' label. */
+function controlName(item) {
+  const own = [...item.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE);
+  const labels = item.querySelectorAll(".widget-label, .widget-label-basic > span");
+  return [...own, ...labels]
+    .map((n) => n.textContent.replace(/\u200b/g, "").trim())
+    .filter(Boolean)
+    .join(" ");
+}
+
+function controlValue(input) {
+  if (input.tagName === "SELECT") return input.selectedOptions[0]?.textContent ?? "";
+  if (input.type === "checkbox" || input.type === "radio") return input.checked ? "on" : "off";
+  return input.value;
+}
+
+const shown = (node) => node.getClientRects().length > 0 && !node.closest(SKIP);
+
+/** "name: value" for each control the figure leaves out, and the words in its rows. */
+export function controlsCaption(root) {
+  const parts = [];
+  const items = root.querySelectorAll(".lms-bar > *, .widget-inline-hbox");
+  for (const item of items) {
+    if (!shown(item) || item.matches("button, .lms-note")) continue;
+    const input = item.matches(CONTROL) ? item : item.querySelector(CONTROL);
+    if (!input) {
+      if (item.closest(".lms-bar")) parts.push(item.textContent.trim());
+      continue;
+    }
+    if (input.type === "hidden") continue;
+    const name = controlName(item);
+    if (name) parts.push(`${name}: ${controlValue(input)}`); // unnamed: its row says it in words
+  }
+  return parts.filter(Boolean).join(" · ");
+}
+
+/** Run `work` with the control rows (and any other control) of `root` hidden. */
+function withoutControls(root, work) {
+  const rows = [...root.querySelectorAll(CONTROL_ROWS)].filter(
+    (row) => row.matches(".lms-bar") || row.querySelector(CONTROL),
+  );
+  const loose = [...root.querySelectorAll(`${CONTROL}, button`)].filter(
+    (c) => !rows.some((row) => row.contains(c)),
+  );
+  const hidden = [...rows, ...loose.map((c) => c.closest("label") || c)];
+  const saved = hidden.map((node) => [node, node.getAttribute("style")]);
+  // no height, but still their width: the view keeps the width it has on screen
+  for (const node of hidden) {
+    for (const p of ["height", "min-height", "margin", "padding", "border-width"]) {
+      node.style.setProperty(p, "0", "important");
+    }
+    node.style.setProperty("overflow", "hidden", "important");
+    node.style.setProperty("visibility", "hidden", "important");
+  }
   try {
     return work();
   } finally {
+    for (const [node, style] of saved) {
+      if (style === null) node.removeAttribute("style");
+      else node.setAttribute("style", style);
+    }
+  }
+}
+
+/** Words of `text` in lines no wider than `width` px in `font`. */
+function wrapWords(text, width, font) {
+  const ctx = scratchContext();
+  ctx.font = `${font.size} ${font.family}`;
+  const lines = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    const next = line ? `${line} ${word}` : word;
+    if (line && ctx.measureText(next).width > width) {
+      lines.push(line);
+      line = word;
+    } else line = next;
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+function withTheme(root, vars, work) {
+  if (!vars) return work();
+  const saved = Object.keys(vars).map((k) => [k, root.style.getPropertyValue(k)]);
+  for (const [k, v] of Object.entries(vars)) root.style.setProperty(k, v);
+  // the page's own colour too: the views' text that is not themed by variable inherits it
+  const color = root.style.color;
+  root.style.color = vars["--jp-ui-font-color1"];
+  try {
+    return work();
+  } finally {
+    root.style.color = color;
     for (const [k, v] of saved) {
       if (v) root.style.setProperty(k, v);
       else root.style.removeProperty(k);
@@ -304,30 +445,40 @@ function withLightTheme(root, work) {
 }
 
 /**
- * The picture of `root` as drawn now, as an SVG document string, with `title` above it.
- * Options: `width`/`height` (output size; the other keeps the aspect), `theme`: "light"
- * (default: the theme's colours replaced by light ones while drawing) or "current".
+ * The picture of `root` as drawn now, as an SVG document string, with `title` above it and
+ * the settings of the controls it leaves out under that. Options: `width`/`height` (output
+ * size; the other keeps the aspect), `theme`: "light" (default), "dark" (the theme's
+ * colours replaced by those while drawing) or "current" (as it is on screen).
  */
 export function figureSvg(root, { title = "", width, height, theme = "light" } = {}) {
+  const look = THEMES[theme];
+  if (!look) throw new Error(`theme must be one of ${Object.keys(THEMES).join(", ")}`);
+  const caption = controlsCaption(root);
   const draw = () => {
     const r = root.getBoundingClientRect();
-    const top = title ? TITLE_HEIGHT : 0;
+    const ink = look.ink ?? getComputedStyle(root).color;
+    const captionLines = caption ? wrapWords(caption, Math.max(200, r.width), CAPTION_FONT) : [];
+    const top = (title ? TITLE_HEIGHT : 0) + captionLines.length * CAPTION_LINE;
     const ox = r.left - PAD;
     const oy = r.top - PAD - top;
     const naturalWidth = r.width + 2 * PAD;
     const naturalHeight = r.height + 2 * PAD + top;
-    const bg = theme === "light" ? "#ffffff" : themeBackground(root);
+    const bg = look.background ?? themeBackground(root);
     let content = rectSvg(0, 0, naturalWidth, naturalHeight, { fill: bg });
     if (title) {
       content += textSvg(PAD, PAD + TITLE_HEIGHT / 2 - 2, title, {
-        fill: theme === "light" ? "#000000" : getComputedStyle(root).color,
+        fill: ink,
         font: { family: "system-ui, sans-serif", size: "14px", weight: "600" },
       });
     }
+    captionLines.forEach((line, i) => {
+      const y = PAD + (title ? TITLE_HEIGHT : 0) + (i + 0.5) * CAPTION_LINE - 2;
+      content += textSvg(PAD, y, line, { fill: ink, font: CAPTION_FONT });
+    });
     for (const child of root.childNodes) content += nodeSvg(child, ox, oy);
     return svgDocument({ naturalWidth, naturalHeight, width, height, content });
   };
-  return theme === "light" ? withLightTheme(root, draw) : draw();
+  return withTheme(root, look.vars, () => withoutControls(root, draw));
 }
 
 function themeBackground(node) {
@@ -366,6 +517,38 @@ export async function pngBlob(svg, { scale = 2, width, height } = {}) {
   } finally {
     URL.revokeObjectURL(url);
   }
+}
+
+let crcTable = null;
+
+function crc32(bytes) {
+  crcTable ??= Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  let c = 0xffffffff;
+  for (const b of bytes) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** PNG bytes with a pHYs chunk saying `dpi` (print size = pixels / dpi), after IHDR. */
+export function withDpi(png, dpi) {
+  const perMetre = Math.round(dpi / 0.0254);
+  const chunk = new Uint8Array(21);
+  const view = new DataView(chunk.buffer);
+  view.setUint32(0, 9);
+  chunk.set([0x70, 0x48, 0x59, 0x73], 4); // "pHYs"
+  view.setUint32(8, perMetre);
+  view.setUint32(12, perMetre);
+  chunk[16] = 1; // unit: metre
+  view.setUint32(17, crc32(chunk.subarray(4, 17)));
+  const end = 8 + 8 + 13 + 4; // signature, IHDR
+  const out = new Uint8Array(png.length + chunk.length);
+  out.set(png.subarray(0, end));
+  out.set(chunk, end);
+  out.set(png.subarray(end), end + chunk.length);
+  return out;
 }
 
 /** Base64 of a Blob's bytes (what Python reads back from the page). */

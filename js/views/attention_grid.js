@@ -15,6 +15,7 @@ import CSS from "../styles/attention_grid.css";
 import { control, numberChoices } from "../lib/controls.js";
 import { el, toolbar } from "../lib/dom.js";
 import { cssColor, textOn } from "../lib/theme.js";
+import { drawsWith } from "../lib/vector.js";
 import { defineView, injectCss } from "../lib/view.js";
 import { decodeArray } from "../lib/wire.js";
 
@@ -110,23 +111,26 @@ function render({ model, el: root }) {
     root.dataset.hover = `${cell.index}:${i}:${j}`;
   };
 
-  const addCell = (grid, cell, paints, theme) => {
+  const addCell = (grid, cell, paints, theme, readTheme) => {
     const node = el("div", { className: "lms-ag-cell", parent: grid });
     el("div", { className: "lms-ag-label lms-note", text: cell.label, parent: node });
     const canvas = el("canvas", { parent: node });
-    const img = new ImageData(cell.r2, cell.r);
-    paintCells(img.data, cell.values, cell.offset, cell.r * cell.r2, theme);
+    const paint = (ctx, theme) => {
+      const img = new ImageData(cell.r2, cell.r);
+      paintCells(img.data, cell.values, cell.offset, cell.r * cell.r2, theme);
+      const scratch = new OffscreenCanvas(cell.r2, cell.r);
+      scratch.getContext("2d").putImageData(img, 0, 0);
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(scratch, 0, 0, ctx.canvas.width, ctx.canvas.height);
+      if (cell.annotate) writeWeights(ctx, img.data, cell.values, cell.offset, cell.r, theme);
+    };
+    drawsWith(canvas, (ctx) => paint(ctx, readTheme())); // a figure: in the figure's colours
     paints.push(() => {
       // annotated: as many pixels as on screen, so the numbers are crisp
       const side = cell.annotate ? Math.round(canvas.getBoundingClientRect().width * theme.dpr) : 0;
       canvas.width = side || Math.max(cell.r2, 96);
       canvas.height = side || Math.max(cell.r, 96);
-      const scratch = new OffscreenCanvas(cell.r2, cell.r);
-      scratch.getContext("2d").putImageData(img, 0, 0);
-      const ctx = canvas.getContext("2d");
-      ctx.imageSmoothingEnabled = false;
-      ctx.drawImage(scratch, 0, 0, canvas.width, canvas.height);
-      if (cell.annotate) writeWeights(ctx, img.data, cell.values, cell.offset, cell.r, theme);
+      paint(canvas.getContext("2d"), theme);
     });
     [node.dataset.layer, node.dataset.head] = cell.where.map(String);
     canvas.addEventListener("mousemove", (ev) => showTip(ev, canvas, cell));
@@ -154,17 +158,20 @@ function render({ model, el: root }) {
       .filter(Boolean);
     const tokenSets = [model.get("tokens"), model.get("tokens_b")];
     const titles = diff ? [`${names[0]}  −  ${names[1]}`] : names;
-    const bg = cssColor(box, "var(--jp-layout-color0, #fff)");
     const maxAbs = diff && panels[0] ? maxAbsOf(panels[0].values) : 1;
-    const theme = {
-      pos: colorRamp(bg, cssColor(box, "var(--jp-brand-color1, #1976d2)")),
-      neg: colorRamp(bg, cssColor(box, "var(--jp-error-color1, #d32f2f)")),
-      diff,
-      maxAbs,
-      dpr: window.devicePixelRatio || 1,
-      ink: cssColor(box, "var(--jp-ui-font-color1, #222)"),
-      family: getComputedStyle(box).fontFamily, // canvas fonts cannot read CSS variables
+    const readTheme = () => {
+      const bg = cssColor(box, "var(--jp-layout-color0, #fff)");
+      return {
+        pos: colorRamp(bg, cssColor(box, "var(--jp-brand-color1, #1976d2)")),
+        neg: colorRamp(bg, cssColor(box, "var(--jp-error-color1, #d32f2f)")),
+        diff,
+        maxAbs,
+        dpr: window.devicePixelRatio || 1,
+        ink: cssColor(box, "var(--jp-ui-font-color1, #222)"),
+        family: getComputedStyle(box).fontFamily, // canvas fonts cannot read CSS variables
+      };
     };
+    const theme = readTheme();
     const labels = model.get("labels");
     panelsBox.replaceChildren();
     cellNodes = [];
@@ -184,7 +191,7 @@ function render({ model, el: root }) {
       for (let c = 0; c < n; c++) {
         const cell = { index: c, label: labels[c], where: model.get("cells")[c], tokens };
         Object.assign(cell, { r, r2, values: panel.values, offset: c * r * r2, annotate, diff });
-        addCell(grid, cell, paints, theme);
+        addCell(grid, cell, paints, theme, readTheme);
       }
     });
     for (const paint of paints) paint();

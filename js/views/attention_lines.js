@@ -16,6 +16,7 @@ import CSS from "../styles/attention_lines.css";
 import { control, numberChoices } from "../lib/controls.js";
 import { el, toolbar } from "../lib/dom.js";
 import { cssVar } from "../lib/theme.js";
+import { drawsWith } from "../lib/vector.js";
 import { defineView, injectCss, redrawOnScroll } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
 
@@ -90,7 +91,7 @@ function render({ model, el: root }) {
   const stage = el("div", { className: "lms-al-stage", parent: scroll });
   const spacer = el("div", { parent: scroll });
   const canvas = el("canvas", { parent: stage });
-  const ctx = canvas.getContext("2d");
+  let ctx = canvas.getContext("2d"); // a figure swaps in its recorder to redraw the lines
 
   let tokens = [];
   let lines = { query: [], key: [], strength: [], value: [] };
@@ -215,14 +216,31 @@ function render({ model, el: root }) {
     }
   }
 
+  const inks = () => [
+    cssVar(box, "--jp-brand-color1", "#1976d2"),
+    cssVar(box, "--jp-ui-font-color3", "#999"),
+  ];
+  // the lines as vector paths in a figure (the token labels are DOM text already)
+  drawsWith(canvas, (recorder) => {
+    const screen = ctx;
+    ctx = recorder;
+    try {
+      const dpr = window.devicePixelRatio || 1;
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      drawLines(visibleRows(top, viewH, tokens.length, ROW), ...inks());
+    } finally {
+      ctx = screen;
+    }
+  });
+
   function draw() {
     // theme colours and sizes only resolve once the view is in the document
     if (!box.isConnected) return requestAnimationFrame(draw);
     const t0 = performance.now();
-    const accent = cssVar(box, "--jp-brand-color1", "#1976d2");
+    const [accent, faint] = inks();
     top = scroll.scrollTop;
     const span = visibleRows(top, viewH, tokens.length, ROW);
-    const drawn = drawLines(span, accent, cssVar(box, "--jp-ui-font-color3", "#999"));
+    const drawn = drawLines(span, accent, faint);
     drawLabels(span, accent);
     root.dataset.linesDrawn = String(drawn);
     root.dataset.linesTotal = String(lines.query.length);

@@ -7,6 +7,7 @@ import { diverging, rgb } from "../lib/colors.js";
 import { el } from "../lib/dom.js";
 import { cssVar, textOn } from "../lib/theme.js";
 import { tokenElement } from "../lib/tokens.js";
+import { drawsWith } from "../lib/vector.js";
 import { defineView, injectCss } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
 import {
@@ -41,14 +42,18 @@ function cellValue(state, cell) {
   return state.totals[cell.layer];
 }
 
-function drawGrid(canvas, root, state, selected) {
-  const { layout } = state;
+function sizeGrid(canvas, { layout }) {
   const ratio = window.devicePixelRatio || 1;
   canvas.width = Math.ceil(layout.width * ratio);
   canvas.height = Math.ceil(layout.height * ratio);
   canvas.style.width = `${layout.width}px`;
   canvas.style.height = `${layout.height}px`;
-  const ctx = canvas.getContext("2d");
+  return canvas.getContext("2d");
+}
+
+function drawGrid(ctx, root, state, selected) {
+  const { layout } = state;
+  const ratio = window.devicePixelRatio || 1;
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   ctx.clearRect(0, 0, layout.width, layout.height);
   ctx.font = "10px system-ui, sans-serif";
@@ -96,6 +101,7 @@ function render({ model, el: host }) {
   const sourcesRow = el("div", { className: "lms-attr-sources", parent: root });
   const tip = el("div", { className: "lms-tip", parent: root });
   let state = read(model);
+  drawsWith(canvas, (ctx) => drawGrid(ctx, root, state, selected()));
 
   const selected = () => {
     const layer = model.get("layer");
@@ -105,7 +111,7 @@ function render({ model, el: host }) {
 
   const draw = () => {
     const chosen = selected();
-    drawGrid(canvas, root, state, chosen);
+    drawGrid(sizeGrid(canvas, state), root, state, chosen);
     host.dataset.selected = chosen ? `${chosen.layer},${chosen.head}` : "";
   };
 

@@ -22,6 +22,7 @@ import { control } from "../lib/controls.js";
 import { el, toolbar } from "../lib/dom.js";
 import { request } from "../lib/request.js";
 import { cssVar } from "../lib/theme.js";
+import { drawsWith } from "../lib/vector.js";
 import { defineView, injectCss, redrawOnScroll } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
 
@@ -96,7 +97,8 @@ function render({ model, el: root }) {
   const canvas = el("canvas", { className: "lms-ll-canvas", parent: spacer });
   const tip = el("div", { className: "lms-tip", parent: wrap });
   const status = el("span", { className: "lms-note", parent: bar });
-  const ctx = canvas.getContext("2d");
+  const screen = canvas.getContext("2d");
+  drawsWith(canvas, (ctx) => paint(ctx)); // a figure redraws it as vector marks
   let data = readData(model);
   let hover = null; // {row, col, x, y}
   let generation = 0; // bumped when the synced state replaces `data`
@@ -164,9 +166,10 @@ function render({ model, el: root }) {
     draw();
   }
 
-  function sizeCanvas(vw, vh) {
+  function sizeCanvas(vw, vh, ctx) {
     const dpr = window.devicePixelRatio || 1;
-    if (canvas.width !== Math.round(vw * dpr) || canvas.height !== Math.round(vh * dpr)) {
+    const resized = canvas.width !== Math.round(vw * dpr) || canvas.height !== Math.round(vh * dpr);
+    if (ctx === screen && resized) {
       canvas.width = Math.round(vw * dpr);
       canvas.height = Math.round(vh * dpr);
       canvas.style.width = `${vw}px`;
@@ -175,11 +178,13 @@ function render({ model, el: root }) {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   }
 
-  function draw() {
+  const draw = () => paint(screen);
+
+  function paint(ctx) {
     const rs = rows();
     const vw = Math.min(scroll.clientWidth || 900, GUTTER + data.P * CELL_W);
     const vh = rs.length * CELL_H + AXIS_H;
-    sizeCanvas(vw, vh);
+    sizeCanvas(vw, vh, ctx);
     const c = (name, fallback) => cssVar(wrap, name, fallback);
     const theme = {
       bg: c("--jp-layout-color0", "#fff"),

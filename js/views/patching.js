@@ -5,10 +5,11 @@ import { cellAt, cellSize, effectColor, LEFT } from "../parts/patching.js";
 import CSS from "../styles/patching.css";
 import { el } from "../lib/dom.js";
 import { setTokenText } from "../lib/tokens.js";
+import { drawsWith } from "../lib/vector.js";
 import { defineView, injectCss } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
 
-function drawMap(canvas, effect, rows, cols, size, layers, selected) {
+function sizeMap(canvas, rows, cols, size) {
   const dpr = window.devicePixelRatio || 1;
   const width = LEFT + cols * size.w;
   const height = rows * size.h;
@@ -16,7 +17,14 @@ function drawMap(canvas, effect, rows, cols, size, layers, selected) {
   canvas.height = height * dpr;
   canvas.style.width = `${width}px`;
   canvas.style.height = `${height}px`;
-  const ctx = canvas.getContext("2d");
+  return canvas.getContext("2d");
+}
+
+function drawMap(ctx, effect, rows, cols, size, layers, selected) {
+  const { canvas } = ctx;
+  const dpr = window.devicePixelRatio || 1;
+  const width = LEFT + cols * size.w;
+  const height = rows * size.h;
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, width, height);
   ctx.font = "10px sans-serif";
@@ -44,10 +52,7 @@ function drawMap(canvas, effect, rows, cols, size, layers, selected) {
   }
 }
 
-function drawLegend(canvas) {
-  canvas.width = 120;
-  canvas.height = 10;
-  const ctx = canvas.getContext("2d");
+function drawLegend(ctx) {
   for (let x = 0; x < 120; x++) {
     ctx.fillStyle = effectColor((x / 119) * 2 - 1);
     ctx.fillRect(x, 0, 1, 10);
@@ -55,12 +60,9 @@ function drawLegend(canvas) {
 }
 
 /** The answer's probability after every block: corrupted (grey) and patched (red). */
-function drawLens(canvas, lens, n) {
+function drawLens(ctx, lens, n) {
   const width = 260;
   const height = 90;
-  canvas.width = width;
-  canvas.height = height;
-  const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, width, height);
   ctx.strokeStyle = "rgba(128,128,128,0.4)";
   ctx.strokeRect(0.5, 0.5, width - 1, height - 1);
@@ -93,7 +95,8 @@ function render({ model, el: root }) {
   const status = el("div", { className: "lms-pt-status", parent: mapBox });
   const legendBar = el("canvas");
   legend.append("−1", legendBar, "+1 · effect: 0 = corrupted run, 1 = clean run restored");
-  drawLegend(legendBar);
+  [legendBar.width, legendBar.height] = [120, 10];
+  drawLegend(drawsWith(legendBar, drawLegend).getContext("2d"));
 
   let effect = new Float32Array(0);
   let metric = new Float32Array(0);
@@ -105,8 +108,10 @@ function render({ model, el: root }) {
     const col = model.get("columns").indexOf(pick);
     return row >= 0 && col >= 0 ? [row, col] : null;
   };
-  const redraw = () =>
-    drawMap(canvas, effect, ...shape(), size, model.get("layers"), selectedCell());
+  const paintMap = (ctx) =>
+    drawMap(ctx, effect, ...shape(), size, model.get("layers"), selectedCell());
+  drawsWith(canvas, paintMap);
+  const redraw = () => paintMap(sizeMap(canvas, ...shape(), size));
 
   const build = () => {
     header.textContent = model.get("header");
@@ -183,7 +188,10 @@ function render({ model, el: root }) {
     const answer = model.get("answer_token");
     const lensTitle = `p(${answer}) after each block (logit lens, 0..1): corrupted grey, patched red`;
     el("div", { className: "lms-pt-lens-title", text: lensTitle, parent: side });
-    drawLens(el("canvas", { parent: side }), values, values.length / 2);
+    const lensCanvas = el("canvas", { parent: side });
+    [lensCanvas.width, lensCanvas.height] = [260, 90];
+    const paintLens = (ctx) => drawLens(ctx, values, values.length / 2);
+    paintLens(drawsWith(lensCanvas, paintLens).getContext("2d"));
     root.dataset.compared = label;
   };
 

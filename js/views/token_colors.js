@@ -7,6 +7,7 @@ import CSS from "../styles/token_colors.css";
 import { control } from "../lib/controls.js";
 import { el, toolbar } from "../lib/dom.js";
 import { cssVar, textOn } from "../lib/theme.js";
+import { drawsWith } from "../lib/vector.js";
 import { defineView, injectCss } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
 
@@ -73,6 +74,7 @@ function render({ model, el: root }) {
       el("div", { className: "lms-tc-title", text: title, parent: rowsBox });
       const scroll = el("div", { className: "lms-tc-scroll", parent: rowsBox });
       const canvas = el("canvas", { parent: scroll });
+      drawsWith(canvas, (ctx) => lay && colors && drawRow(row, themeColors(), ctx));
       canvas.dataset.stream = model.get("streams")[s];
       const row = { scroll, canvas, spacer: el("div", { parent: scroll }), index: s };
       const hit = (ev) => {
@@ -122,8 +124,7 @@ function render({ model, el: root }) {
     return true;
   }
 
-  function drawRow(row, theme) {
-    const ctx = row.canvas.getContext("2d");
+  function drawRow(row, theme, ctx = row.canvas.getContext("2d")) {
     const dpr = window.devicePixelRatio || 1;
     const viewH = row.canvas.height / dpr;
     const top = row.scroll.scrollTop;
@@ -161,13 +162,15 @@ function render({ model, el: root }) {
     }
   }
 
+  // read each time: JupyterLab may switch light/dark while the view is open
+  const themeColors = () => ({
+    fg: cssVar(box, "--jp-ui-font-color0", "#111"),
+    accent: cssVar(box, "--jp-brand-color1", "#1976d2"),
+  });
+
   function draw() {
     if (!lay || !colors) return;
-    // read each time: JupyterLab may switch light/dark while the view is open
-    const theme = {
-      fg: cssVar(box, "--jp-ui-font-color0", "#111"),
-      accent: cssVar(box, "--jp-brand-color1", "#1976d2"),
-    };
+    const theme = themeColors();
     for (const r of rows) drawRow(r, theme);
   }
 

@@ -83,15 +83,37 @@ VIEWS = {
     "patching": lambda tr: lmscope.Patching(_sweep()),
     "dashboard": lambda tr: lmscope.Dashboard(tr),
 }
-# views that write the prompt's token strings as text somewhere in the picture (TokenColors
-# draws its tokens on a canvas: in its SVG they are an embedded image)
+# views that write the prompt's token strings as text somewhere in the picture
 SHOW_TOKENS = {
     "attention_lines",
     "attention_grid",
     "attention_explorer",
     "logit_lens",
+    "token_colors",
     "token_view",
+    "attribution",
     "dashboard",
+}
+# views whose canvases are redrawn as vector marks: no embedded image at all (the attention
+# grid's heatmap cells stay images, its labels and weights text; the lens table is marks, its
+# bqplot scatter's WebGL canvas an image)
+VECTOR = {"attention_lines", "token_colors", "attribution", "patching", "token_view"}
+# text a view draws on its canvas, found as SVG text
+CANVAS_TEXT = {
+    "logit_lens": ["input", "L0", "L2"],
+    "attribution": ["MLP", "sum", "0", "1"],
+    "patching": ["0", "1"],
+    "token_colors": HOSTILE,
+}
+
+
+# controls are left out of figures; the line under the title says what they were set to
+CAPTIONS = {
+    "attention_grid": ["show: all heads of a layer", "layer: 1", "mute first token: off"],
+    "attention_lines": ["layer: 1", "head: 0", "whole words: off", "threshold: 0"],
+    "logit_lens": ["decode: after each block"],
+    "token_colors": ["layer 1 / 2"],
+    "norm_plot": ["lags: 2", "mute first token: on"],
 }
 
 
@@ -136,6 +158,14 @@ def test_every_view_saves_svg_and_png(figures, page, name):
     assert "LlamaForCausalLM" in title and f"{10 if name == 'patching' else 14} tokens" in title
     if name in SHOW_TOKENS:
         assert any(tok in texts for tok in HOSTILE[:4]), f"{name}: no token strings as text"
+    if name in VECTOR:  # canvases redrawn as marks: text that stays text, a sharp PNG
+        assert not list(root.iter(f"{SVG}image")), f"{name}: a canvas embedded as an image"
+    lines = {line.strip() for line in texts.splitlines()}
+    if name in CAPTIONS:
+        caption = texts.splitlines()[1].split(" · ")
+        assert all(part in caption for part in CAPTIONS[name]), caption
+    for text in CANVAS_TEXT.get(name, []):
+        assert text.strip() in lines, f"{name}: {text!r} is not a <text>"
     pixels = read_png(page, png)
     colours = np.unique(pixels.reshape(-1, 4), axis=0)
     assert len(colours) > 20, f"{name}: {len(colours)} colours"
@@ -179,6 +209,20 @@ def test_size_and_dpi_options(tmp_path, page):
         view.save_png(tmp_path / "b.png", scael=2)
 
 
+def test_dark_theme_from_python(tmp_path, page):
+    """Light by default, dark on request, from Python as from the control; the current Jupyter
+    theme is the control's alone (a saved page has none), and asking Python for it says so."""
+    view = lmscope.TokenColors(_trace())
+    png = view.save_png(OUT / "token_colors_dark.png", scale=1, theme="dark").read_bytes()
+    pixels = read_png(page, png)
+    assert tuple(pixels[3, 3, :3]) == (17, 17, 17)  # JupyterLab dark's background
+    assert pixels[8:30, 8:300, :3].max() > 200  # a light title on it
+    svg = view.save_svg(tmp_path / "dark.svg", theme="dark").read_text()
+    assert 'fill="#ffffff"' in svg and "#111111" in svg
+    with pytest.raises(ValueError, match="control"):
+        view.save_svg(tmp_path / "x.svg", theme="current")
+
+
 def test_missing_browser_says_what_to_install(tmp_path, monkeypatch):
     from lmscope.widgets import figures
 
@@ -215,3 +259,11 @@ def test_download_control_draws_what_python_saves(figures, page, name):
     w, h = (float(v) for v in mine.get("viewBox").split()[2:])
     assert png_size(png) == (round(w * 3), round(h * 3))
     assert got.value.suggested_filename.endswith(".png")
+    # for print: 300 dpi at the size on screen, written into the file
+    page.select_option(".lms-figure-control select[title='PNG scale']", "print")
+    with page.expect_download() as got:
+        page.click(".lms-figure-control button[data-format=png]")
+    png = pathlib.Path(got.value.path()).read_bytes()
+    assert png_size(png) == (round(w * 300 / 96), round(h * 300 / 96))
+    assert b"pHYs" in chunk_kinds(png)
+    assert read_png(page, png).shape[1] == png_size(png)[0]  # the chunk left the PNG valid

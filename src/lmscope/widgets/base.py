@@ -198,15 +198,20 @@ class Exportable:
         width: int | None = None,
         height: int | None = None,
         title: str | None = None,
+        theme: str = "light",
     ) -> pathlib.Path:
         """This view as drawn now, as an SVG file (text stays text): no view on screen needed,
         no network (a headless Chromium draws the saved page; see lmscope.widgets.figures).
         `width`/`height` set the output size (one alone keeps the aspect); `title` defaults
-        to the view, the model, the prompt's length and the run's edits."""
+        to the view, the model, the prompt's length and the run's edits; `theme` is "light"
+        or "dark" (the current Jupyter theme: the view's own PNG/SVG control). Controls are
+        left out; the line under the title says what they are set to."""
         from lmscope.widgets.figures import save_svg
 
         title = self._figure_title() if title is None else title
-        return save_svg(self._figure_target(), path, width=width, height=height, title=title)
+        return save_svg(
+            self._figure_target(), path, width=width, height=height, title=title, theme=theme
+        )
 
     @keyword_options
     def save_png(
@@ -218,11 +223,14 @@ class Exportable:
         height: int | None = None,
         dpi: int | None = None,
         title: str | None = None,
+        theme: str = "light",
     ) -> pathlib.Path:
         """This view as a PNG file at `scale` x its size on screen (or `width`/`height`
-        pixels), drawn from the same SVG as `save_svg`; `dpi` is written into the file."""
+        pixels), drawn from the same SVG as `save_svg` (same `title` and `theme`); `dpi` is
+        written into the file (for print at the size on screen: scale=dpi/96)."""
         from lmscope.widgets.figures import save_png
 
+        title = self._figure_title() if title is None else title
         return save_png(
             self._figure_target(),
             path,
@@ -231,6 +239,7 @@ class Exportable:
             height=height,
             dpi=dpi,
             title=title,
+            theme=theme,
         )
 
     def _figure_target(self) -> Any:

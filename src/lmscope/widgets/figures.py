@@ -23,6 +23,7 @@ from typing import Any
 from lmscope.errors import InputError, LmscopeError, check_count
 from lmscope.trace import Trace
 
+THEMES = ("light", "dark")
 _ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 _TIMEOUT_MS = 60_000
 
@@ -192,9 +193,12 @@ def _draw(widget: Any, fmt: str, opts: dict) -> str:
 
 
 def _options(widget, title, width, height, theme) -> dict:
-    if theme not in ("light",):
-        # a saved page has no theme but the light one; the in-view control offers "current"
-        raise InputError(f"theme must be 'light' from Python, not {theme!r}")
+    if theme not in THEMES:
+        # a saved page has no theme of its own to be "current": the in-view control offers it
+        raise InputError(
+            f"theme must be one of {', '.join(map(repr, THEMES))} from Python, not {theme!r} "
+            "(the current Jupyter theme: the PNG/SVG control above the view)"
+        )
     opts: dict = {"title": figure_title(widget) if title is None else title, "theme": theme}
     if width is not None:
         opts["width"] = check_count("width", width)
