@@ -267,3 +267,75 @@ def test_download_control_draws_what_python_saves(figures, page, name):
     assert png_size(png) == (round(w * 300 / 96), round(h * 300 / 96))
     assert b"pHYs" in chunk_kinds(png)
     assert read_png(page, png).shape[1] == png_size(png)[0]  # the chunk left the PNG valid
+
+
+_JUPYTER_CELLS = [
+    "import lmscope\n"
+    "from _models import tiny_ids, tiny_inspector\n"
+    "tr = tiny_inspector('llama').run(tiny_ids(14))\n"
+    f"tr.tokens = [{HOSTILE!r}[i % {len(HOSTILE)}] for i in range(14)]\n"
+    "tr.token_texts = list(tr.tokens)\n"
+    "view = lmscope.TokenColors(tr)\n"
+    "view",
+]
+
+
+def _download(page, selector: str) -> tuple[bytes, str]:
+    with page.expect_download() as got:
+        page.click(selector)
+    return pathlib.Path(got.value.path()).read_bytes(), got.value.suggested_filename
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("app", ["lab", "notebooks"])
+def test_download_control_in_jupyter(browser, jupyter_server, app):
+    """A person's click on the view's PNG and SVG buttons in a live JupyterLab / Notebook 7
+    downloads a valid PNG at the chosen scale and an SVG with the (hostile) tokens as text;
+    in Lab's dark theme "theme" draws the figure dark, "light" (the default) light."""
+    from harness import run_notebook, shot
+
+    page = run_notebook(browser, jupyter_server, _JUPYTER_CELLS, app, wait_for=".lms-tc canvas")
+    control = ".lms-view .lms-figure-control"
+    try:
+        page.wait_for_function(
+            "() => document.querySelector('.lms-tc')?.tokenBox?.(0)", timeout=60_000
+        )
+        page.hover(".lms-tc")
+        shot(page, f"figure_control_{app}.png")
+        svg, svg_name = _download(page, f"{control} button[data-format=svg]")
+        png, png_name = _download(page, f"{control} button[data-format=png]")
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / f"jupyter_{app}_{svg_name}").write_bytes(svg)
+        (OUT / f"jupyter_{app}_{png_name}").write_bytes(png)
+        assert svg_name.startswith("TokenColors") and svg_name.endswith(".svg"), svg_name
+        root = _check_svg(svg, "TokenColors in Jupyter")
+        lines = {line.strip() for line in _texts(root).splitlines()}
+        assert all(tok.strip() in lines for tok in HOSTILE)  # the tokens, literally, as text
+        assert not list(root.iter(f"{SVG}image"))
+        w, h = (float(v) for v in root.get("viewBox").split()[2:])
+        assert png_size(png) == (round(w * 2), round(h * 2))  # 2x, the control's default
+        pixels = read_png(page, png)
+        assert len(np.unique(pixels.reshape(-1, 4), axis=0)) > 20
+        assert tuple(pixels[3, 3]) == (255, 255, 255, 255)  # light by default
+        if app == "lab":
+            page.evaluate(
+                "() => window.jupyterapp.commands.execute('apputils:change-theme',"
+                " {theme: 'JupyterLab Dark'})"
+            )
+            page.wait_for_function(
+                "() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000
+            )
+            page.wait_for_timeout(500)  # the views redraw in the new colours
+            page.select_option(f"{control} select[title=colours]", "current")
+            dark, _ = _download(page, f"{control} button[data-format=png]")
+            (OUT / "jupyter_lab_dark_theme.png").write_bytes(dark)
+            assert read_png(page, dark)[3, 3, :3].max() < 80  # the dark theme's background
+            page.select_option(f"{control} select[title=colours]", "light")
+            light, _ = _download(page, f"{control} button[data-format=png]")
+            assert tuple(read_png(page, light)[3, 3]) == (255, 255, 255, 255)
+            shot(page, "figure_control_lab_dark.png")
+    except Exception:
+        shot(page, f"figure_control_{app}_failed.png")
+        raise
+    finally:
+        page.close()
