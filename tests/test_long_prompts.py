@@ -4,6 +4,7 @@ is small and equals the eager computation on what it covers, and what the view a
 
 from __future__ import annotations
 
+import asyncio
 from functools import cache
 
 import numpy as np
@@ -13,20 +14,26 @@ import transformers as tf
 
 import lmscope
 from _models import _DECODER, tiny_ids
-from lmscope import _wire, attention, lens
-from lmscope.widgets.attention_grid import AttentionGrid
+from lmscope import _wire, attention, coloring, lens
 from lmscope.widgets import logit_lens as logit_lens_widget
+from lmscope.widgets import token_colors as token_colors_widget
+from lmscope.widgets.attention_grid import AttentionGrid
 from lmscope.widgets.logit_lens import WINDOW, LogitLens
+from lmscope.widgets.token_colors import TokenColors
 
 LONG = 4096
 
 
 @cache
-def long_trace(n: int = LONG):
+def long_inspector() -> lmscope.Inspector:
     torch.manual_seed(0)
     config = tf.LlamaConfig(**{**_DECODER, "max_position_embeddings": 8192})
-    model = tf.AutoModelForCausalLM.from_config(config).eval()
-    return lmscope.Inspector(model).run(tiny_ids(n, seed=3))
+    return lmscope.Inspector(tf.AutoModelForCausalLM.from_config(config).eval())
+
+
+@cache
+def long_trace(n: int = LONG):
+    return long_inspector().run(tiny_ids(n, seed=3))
 
 
 def _decoded(envelope: dict) -> np.ndarray:
@@ -169,3 +176,62 @@ def test_grid_at_long_length_holds_no_full_pattern():
     # by head, through every layer: each layer's one head block by block
     grid.by = "head"
     assert grid.panel_a["shape"] == [tr.n_layers, 128, 128]
+
+
+def test_token_colors_first_state_is_a_first_pass_of_the_shown_layer():
+    tr = long_trace()
+    w = TokenColors(tr, layer=1)
+    assert not w.exact and w.ready_layers == [1] and "spectral colors" in w.status
+    colors = _decoded(w.colors)  # [streams, layers, seq, 3]
+    for i, stream in enumerate(w.streams):
+        want = coloring.first_pass_colors(tr, stream=stream, layer=1)
+        np.testing.assert_array_equal(colors[i, 1], _as_wire(want, "unit"))
+    assert not colors[:, [0, 2]].any()  # no other layer yet
+    assert w.neighbors is None and w.neighbors_layer == -1  # they come with the spectral work
+    assert w.synced_bytes() < 3 * 3 * LONG * 3 + 200_000
+    w.layer = 2  # the slider: that layer's first pass
+    assert w.ready_layers == [1, 2]
+    np.testing.assert_array_equal(
+        _decoded(w.colors)[0, 2],
+        _as_wire(coloring.first_pass_colors(tr, stream="attn_out", layer=2), "unit"),
+    )
+
+
+def _eager_colors(n: int, streams) -> np.ndarray:
+    """The spectral colors of a fresh run of the same prompt (no shared cache)."""
+    fresh = long_inspector().run(tiny_ids(n, seed=3))
+    rgb = torch.stack([coloring.token_colors(fresh, stream=s) for s in streams])
+    return _as_wire(rgb, "unit")
+
+
+def test_token_colors_filled_later_equal_the_eager_colors(monkeypatch):
+    monkeypatch.setattr(token_colors_widget, "EAGER_TOKENS", 100)
+    tr = long_trace(300)
+    w = TokenColors(tr, layer=1, n_neighbors=4)
+    assert not w.exact
+    w.fill_all()
+    assert w.exact and w.status == "" and w.ready_layers == [0, 1, 2]
+    np.testing.assert_array_equal(_decoded(w.colors), _eager_colors(300, w.streams))
+    assert w.neighbors_layer == 1
+    np.testing.assert_array_equal(_decoded(w.neighbors), w.neighbor_table(1))
+
+
+def test_token_colors_fill_while_the_event_loop_is_idle(monkeypatch):
+    monkeypatch.setattr(token_colors_widget, "EAGER_TOKENS", 100)
+    tr = long_trace(200)
+
+    async def show_and_wait() -> TokenColors:
+        w = TokenColors(tr, layer=0, n_neighbors=3)
+        assert not w.exact  # built at once; the rest runs between other work
+        seen = set()
+        for _ in range(10_000):
+            seen.add(w.status)
+            if w.exact:
+                break
+            await asyncio.sleep(0)
+        return w, seen
+
+    w, seen = asyncio.run(show_and_wait())
+    assert w.exact and len(seen) > 3  # progress was reported along the way
+    np.testing.assert_array_equal(_decoded(w.colors), _eager_colors(200, w.streams))
+    np.testing.assert_array_equal(_decoded(w.neighbors), w.neighbor_table(0))

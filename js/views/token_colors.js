@@ -1,7 +1,9 @@
 // Spectral token colors: the text reflowed on a canvas, each token on its color, one row per
 // stream (attention output, MLP output, residual stream) at the selected layer. The colors of
 // every layer arrive once as uint8 RGB, so the slider and play need no kernel; the neighbour
-// table of the current layer comes from Python (`neighbors`, valid for `neighbors_layer`).
+// table of the current layer comes from Python (`neighbors`, valid for `neighbors_layer`). A long
+// prompt starts from first-pass colors of the layers in `ready_layers` (the others are drawn
+// plain until Python sends theirs) and `status` says how far the spectral colors are.
 import { colorAt, infoText, LINE, neighborsOf, reflow, tokenAt } from "../parts/reflow.js";
 import CSS from "../styles/token_colors.css";
 import { control } from "../lib/controls.js";
@@ -45,6 +47,7 @@ function render({ model, el: root }) {
   });
   slider.input.setAttribute("aria-label", "layer");
   const layerLabel = el("span", { className: "lms-tc-layer", parent: bar });
+  const status = el("span", { className: "lms-note", parent: bar });
   const rowsBox = el("div", { parent: box });
   const info = el("div", { className: "lms-tc-info lms-note", parent: box });
 
@@ -139,10 +142,11 @@ function render({ model, el: root }) {
       seq: seq(),
     };
     const last = Math.min(lay.byLine.length - 1, Math.floor((top + viewH) / LINE));
+    const ready = model.get("ready_layers").includes(where.layer);
     for (let line = Math.max(0, Math.floor(top / LINE)); line <= last; line++) {
       const y = line * LINE - top;
       for (const c of lay.byLine[line]) {
-        const rgb = colorAt(colors, { ...where, token: c.token });
+        const rgb = ready ? colorAt(colors, { ...where, token: c.token }) : theme.plain;
         ctx.fillStyle = `rgb(${rgb.join(",")})`;
         ctx.fillRect(c.x + 4, y + 1, c.w, LINE - 2);
         ctx.fillStyle = textOn(rgb);
@@ -166,6 +170,7 @@ function render({ model, el: root }) {
   const themeColors = () => ({
     fg: cssVar(box, "--jp-ui-font-color0", "#111"),
     accent: cssVar(box, "--jp-brand-color1", "#1976d2"),
+    plain: [224, 224, 224], // a layer whose colors are not here yet
   });
 
   function draw() {
@@ -176,6 +181,8 @@ function render({ model, el: root }) {
 
   function describe() {
     box.dataset.layer = String(model.get("layer"));
+    box.dataset.exact = model.get("exact") ? "1" : "0";
+    status.textContent = model.get("status");
     box.dataset.hover = hover ? String(hover.token) : "";
     info.textContent = infoText({
       tokens: model.get("tokens"),
@@ -246,6 +253,9 @@ function render({ model, el: root }) {
     token: () => refresh(),
   };
   on.neighbors_layer = on.neighbors;
+  on.ready_layers = () => draw();
+  on.status = () => describe();
+  on.exact = on.status;
   on.n_layers = on.layer;
   for (const [name, fn] of Object.entries(on)) model.on(`change:${name}`, fn);
 

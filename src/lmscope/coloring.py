@@ -50,6 +50,8 @@ SIGMA_ROWS = 128
 COLOR_CLIP = 0.01
 #: set-aside tokens take the mean embedding of this many most similar regular tokens
 PLACE_NEIGHBORS = 8
+#: query rows per block when finding each token's neighbours
+NEIGHBOR_ROWS = 1024
 
 # trace -> {key: tensor}; weak so a dropped trace frees its colors
 _cache: weakref.WeakKeyDictionary[Trace, dict[tuple, torch.Tensor]] = weakref.WeakKeyDictionary()
@@ -212,13 +214,30 @@ def token_neighbors(trace: Trace, *, stream: str, layer: int, n_neighbors: int =
     layer = check_index("layer", layer, trace.n_layers)
     k = check_count("n_neighbors", n_neighbors)
     x = trace.stream(stream, layer)
+    seq = x.shape[0]
+    out = torch.full((seq, k), -1, dtype=torch.long)
+    if seq < 2:
+        return out
     with torch.no_grad():
         z = directions(x, outlier_mask(x))
-        sim = z @ z.T
-        sim.fill_diagonal_(-float("inf"))
-        seq = sim.shape[0]
-        top = sim.topk(min(k, seq - 1), dim=-1).indices.cpu() if seq > 1 else None
-    out = torch.full((seq, k), -1, dtype=torch.long)
-    if top is not None:
-        out[:, : top.shape[1]] = top
+        # a block of rows at a time: the [seq, seq] similarity is 256 MB at 8,192 tokens
+        for a in range(0, seq, NEIGHBOR_ROWS):
+            sim = z[a : a + NEIGHBOR_ROWS] @ z.T
+            rows = torch.arange(sim.shape[0], device=sim.device)
+            sim[rows, rows + a] = -float("inf")
+            top = sim.topk(min(k, seq - 1), dim=-1).indices.cpu()
+            out[a : a + NEIGHBOR_ROWS, : top.shape[1]] = top
     return out
+
+
+@keyword_options
+def first_pass_colors(trace: Trace, *, stream: str, layer: int) -> torch.Tensor:
+    """float32 [seq, 3] in [0, 1] on the CPU: a cheap stand-in for one layer's colors while the
+    spectral ones are computed (milliseconds instead of seconds per layer at 8k tokens): the
+    first three principal components of the same centered unit-length rows the spectral
+    embedding starts from, through the same robust range. Not aligned across layers."""
+    stream = check_choice("stream", stream, VIEW_STREAMS)
+    layer = check_index("layer", layer, trace.n_layers)
+    x = trace.stream(stream, layer)
+    with torch.no_grad():
+        return embedding_to_rgb(directions(x, outlier_mask(x))).cpu()

@@ -11,10 +11,21 @@ saved HTML page need no kernel; and, for the current layer only, an int32
 `[3, seq, n_neighbors]`
 neighbour table recomputed in Python when the layer changes. Token text is a list of strings
 rendered with `fillText` on a canvas, never as markup.
+
+A long prompt (more than `EAGER_TOKENS`) would take minutes before anything showed (90
+normalized cuts at 8,192 tokens, and every attention and MLP output recomputed). It starts from
+a cheap first pass instead: the shown layer's colors from `coloring.first_pass_colors`
+(principal components; `ready_layers` lists the layers that have colors, `exact` is False),
+another layer's when the slider reaches it. The spectral colors and the neighbour table are
+then computed a step at a time while the kernel is idle (`status` says how far), and replace
+the first pass when done: the same colors a short prompt gets. Without a running event loop
+(a script) `fill_all()` computes them.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +48,9 @@ from lmscope.widgets.traits import WireArray
 if TYPE_CHECKING:
     from lmscope.trace import Trace
 
+#: prompts up to this long get their spectral colors at once; longer ones start from a first pass
+EAGER_TOKENS = 1024
+
 
 class TokenColors(LmscopeWidget):
     """Spectral token colors of one trace, layer by layer (see the module docstring)."""
@@ -55,6 +69,9 @@ class TokenColors(LmscopeWidget):
     neighbors_layer = t.Int(-1).tag(sync=True)  # the layer `neighbors` belongs to
     token = t.Int(-1).tag(sync=True)
     play_interval = t.Int(600).tag(sync=True)  # ms per layer while playing
+    ready_layers = t.List(t.Int()).tag(sync=True)  # layers `colors` holds colors of
+    exact = t.Bool(True).tag(sync=True)  # False while they are the first pass
+    status = t.Unicode("").tag(sync=True)  # progress of the spectral colors, "" when done
 
     @keyword_options
     def __init__(
@@ -74,7 +91,13 @@ class TokenColors(LmscopeWidget):
         )
         self.trace = trace
         self.seed = seed
-        rgb = torch.stack([coloring.token_colors(trace, stream=s, seed=seed) for s in streams])
+        long = trace.seq_len > EAGER_TOKENS
+        if long:
+            self._rgb = torch.zeros(len(streams), trace.n_layers, trace.seq_len, 3)
+            ready = []
+        else:
+            self._rgb = self._spectral(streams)
+            ready = list(range(trace.n_layers))
         super().__init__(
             texts=list(trace.token_texts),
             tokens=list(trace.tokens),
@@ -82,23 +105,105 @@ class TokenColors(LmscopeWidget):
             titles=[STREAM_TITLES[s] for s in streams],
             n_layers=trace.n_layers,
             layer=layer,
-            colors=rgb,
             n_neighbors=n_neighbors,
             token=token,
+            exact=not long,
         )
-        self._update_neighbors()
+        self.ready_layers = ready
+        self._steps: Iterator[None] | None = None
+        if long:
+            self._first_pass(layer)
+            self.status = "first-pass colors (principal components); spectral colors to come"
+            self._steps = self._spectral_steps()
+            self._schedule()
+        else:
+            self.colors = self._rgb
+            self._update_neighbors()
         self.observe(self._on_layer, names=["layer"])
+
+    def _spectral(self, streams: list[str] | tuple[str, ...]) -> torch.Tensor:
+        return torch.stack(
+            [coloring.token_colors(self.trace, stream=s, seed=self.seed) for s in streams]
+        )
+
+    def _first_pass(self, layer: int) -> None:
+        """The first-pass colors of `layer` (a long prompt, before the spectral ones are in)."""
+        for i, stream in enumerate(self.streams):
+            self._rgb[i, layer] = coloring.first_pass_colors(self.trace, stream=stream, layer=layer)
+        with self.hold_sync():
+            self.colors = self._rgb
+            self.ready_layers = sorted({*self.ready_layers, layer})
+
+    def _spectral_steps(self) -> Iterator[None]:
+        """The rest of a long prompt's work, one normalized cut (or neighbour table) a step:
+        the shown layer's neighbours first, then every layer's embedding, then the colors."""
+        yield from self._neighbor_steps()
+        todo = [(s, layer) for s in self.streams for layer in range(self.n_layers)]
+        for done, (stream, layer) in enumerate(todo):
+            self.status = (
+                f"first-pass colors (principal components); spectral colors: {done}/{len(todo)}"
+            )
+            coloring.spectral_embedding(self.trace, stream, [layer], self.seed)  # cached
+            yield
+        self._rgb = self._spectral(self.streams)
+        with self.hold_sync():
+            self.colors = self._rgb
+            self.ready_layers = list(range(self.n_layers))
+            self.exact = True
+            self.status = ""
+
+    def _neighbor_steps(self) -> Iterator[None]:
+        layer = self.layer
+        tables = []
+        for stream in self.streams:
+            tables.append(self._neighbors_of(stream, layer))
+            yield
+        if layer == self.layer:
+            with self.hold_sync():
+                self.neighbors = torch.stack(tables).to(torch.int32).numpy()
+                self.neighbors_layer = layer
+
+    def _neighbors_of(self, stream: str, layer: int) -> torch.Tensor:
+        return coloring.token_neighbors(
+            self.trace, stream=stream, layer=layer, n_neighbors=self.n_neighbors
+        )
+
+    def _schedule(self) -> None:
+        """Run the next step when the kernel's event loop is idle (nothing without a loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_soon(self._step, loop.call_soon)
+
+    def _step(self, again: Callable) -> None:
+        if self._closed or self._steps is None:
+            return
+        with self.reporting_errors():
+            try:
+                next(self._steps)
+            except StopIteration:
+                self._steps = None
+                return
+            again(self._step, again)
+            return
+        self._steps = None  # a step failed: its error is shown, the first pass stays
+
+    def fill_all(self) -> TokenColors:
+        """Compute what a long prompt's view still lacks (spectral colors, neighbours) now."""
+        with self.reporting_errors():
+            while self._steps is not None:
+                try:
+                    next(self._steps)
+                except StopIteration:
+                    self._steps = None
+        return self
 
     def neighbor_table(self, layer: int) -> np.ndarray:
         """int32 [n_streams, seq, n_neighbors]: each token's nearest tokens at `layer`, one row
         per stream."""
         layer = check_index("layer", layer, self.trace.n_layers)
-        tables = [
-            coloring.token_neighbors(
-                self.trace, stream=s, layer=layer, n_neighbors=self.n_neighbors
-            )
-            for s in self.streams
-        ]
+        tables = [self._neighbors_of(s, layer) for s in self.streams]
         return torch.stack(tables).to(torch.int32).numpy()
 
     def _update_neighbors(self) -> None:
@@ -112,4 +217,23 @@ class TokenColors(LmscopeWidget):
 
     @reports_errors
     def _on_layer(self, _change: dict) -> None:
+        if self.layer not in self.ready_layers:
+            self._first_pass(self.layer)
+        if self._steps is not None and asyncio_loop_running():
+            # a long prompt with work queued: this layer's neighbours go first
+            self._steps = _chain(self._neighbor_steps(), self._steps)
+            return
         self._update_neighbors()
+
+
+def asyncio_loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _chain(*steps: Iterator[None]) -> Iterator[None]:
+    for it in steps:
+        yield from it
