@@ -5,6 +5,7 @@ is small and equals the eager computation on what it covers, and what the view a
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import numpy as np
@@ -231,7 +232,9 @@ def test_token_colors_fill_while_the_event_loop_is_idle(monkeypatch):
             await asyncio.sleep(0)
         return w, seen
 
-    w, seen = asyncio.run(show_and_wait())
+    # a loop of its own, in a thread: another test's browser may own this thread's loop
+    with ThreadPoolExecutor(1) as pool:
+        w, seen = pool.submit(asyncio.run, show_and_wait()).result()
     assert w.exact and len(seen) > 3  # progress was reported along the way
     np.testing.assert_array_equal(_decoded(w.colors), _eager_colors(200, w.streams))
     np.testing.assert_array_equal(_decoded(w.neighbors), w.neighbor_table(0))
