@@ -238,3 +238,17 @@ def test_token_colors_fill_while_the_event_loop_is_idle(monkeypatch):
     assert w.exact and len(seen) > 3  # progress was reported along the way
     np.testing.assert_array_equal(_decoded(w.colors), _eager_colors(200, w.streams))
     np.testing.assert_array_equal(_decoded(w.neighbors), w.neighbor_table(0))
+
+
+def test_token_view_takes_its_softmaxes_block_by_block():
+    tr = long_trace()
+    w = lmscope.TokenView(tr)
+    full = torch.log_softmax(tr.logits[:-1].float(), dim=-1)
+    want = torch.zeros(LONG)
+    want[1:] = full.gather(1, tr.input_ids[1:, None])[:, 0].exp()
+    np.testing.assert_array_equal(_decoded(w.confidence), _as_wire(want, "prob"))
+    result, buffers = w._next_tokens(top_k=3)
+    top = torch.topk(torch.softmax(tr.logits.float(), dim=-1), 3, dim=-1)
+    got = _wire.decode({"data": buffers[0], **result["probs"]})
+    np.testing.assert_array_equal(got, _as_wire(top.values, "prob"))
+    assert result["tokens"][-1] == tr.token_strings(top.indices[-1].tolist())

@@ -23,6 +23,9 @@ from lmscope.widgets.base import (
 )
 from lmscope.widgets.traits import WireArray
 
+#: logit rows softmaxed at once
+ROWS = 1024
+
 
 class TokenView(LmscopeWidget):
     """Each token as a chip with its id, shaded by how confidently the model predicted it;
@@ -46,8 +49,13 @@ class TokenView(LmscopeWidget):
         logits = getattr(trace, "logits", None)
         if logits is not None and len(ids) > 1:
             with torch.no_grad():
-                prev = torch.log_softmax(logits[:-1].float(), dim=-1)
-                probs[1:] = prev.gather(1, ids[1:, None].to(prev.device))[:, 0].exp().cpu()
+                # a block of rows at a time: the whole [seq, vocab] in float32 is 1.6 GB at 8k
+                for a in range(0, len(ids) - 1, ROWS):
+                    prev = torch.log_softmax(
+                        logits[a : min(a + ROWS, len(ids) - 1)].float(), dim=-1
+                    )
+                    nxt = ids[a + 1 : a + 1 + prev.shape[0], None].to(prev.device)
+                    probs[a + 1 : a + 1 + prev.shape[0]] = prev.gather(1, nxt)[:, 0].exp().cpu()
         super().__init__(tokens=list(trace.tokens), ids=ids, confidence=probs)
         self.token = token
         self._predict()
@@ -79,11 +87,15 @@ class TokenView(LmscopeWidget):
         if logits is None:
             raise ValueError("this trace kept no logits, so there are no predictions to show")
         k = check_count("top_k", top_k, high=10)
+        values, indices = [], []
         with torch.no_grad():
-            top = torch.topk(torch.softmax(logits.float(), dim=-1), k, dim=-1)
-        ids = top.indices.cpu()
+            for a in range(0, logits.shape[0], ROWS):
+                top = torch.topk(torch.softmax(logits[a : a + ROWS].float(), dim=-1), k, dim=-1)
+                values.append(top.values.cpu())
+                indices.append(top.indices.cpu())
+        ids = torch.cat(indices)
         names = self._names(ids.flatten().tolist())
         rows = [names[i * k : (i + 1) * k] for i in range(ids.shape[0])]
-        env = _wire.encode(top.values, "prob")
+        env = _wire.encode(torch.cat(values), "prob")
         result = {"tokens": rows, "probs": {"dtype": env["dtype"], "shape": env["shape"]}}
         return result, [env["data"]]
