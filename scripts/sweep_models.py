@@ -72,6 +72,13 @@ _SIZES = {
     "kv_lora_rank": 16,
     "q_lora_rank": 32,
     # Granite's multipliers, away from 1 so that the sweep checks them
+    # widths of other mixers, which the defaults leave at the full model's size
+    "attention_hidden_size": 64,  # RWKV (Zamba's is twice the hidden size: see _fit)
+    "embedding_dim": 64,  # xLSTM
+    "lru_width": 64,  # RecurrentGemma
+    "unpadded_vocab_size": VOCAB,  # Inkling 2
+    "adapter_rank": 8,
+    "shared_intermediate_size": 32,
     "residual_multiplier": 0.5,
     "embedding_multiplier": 2.0,
     "logits_scaling": 3.0,
@@ -170,7 +177,111 @@ def tiny_config(model_type: str, level: int = 0):
             value = getattr(sub, name, None)
             if isinstance(value, int) and value >= VOCAB:
                 _set(sub, name, 0)
+        _fit(sub, level)
     return config
+
+
+def _declared(config, name: str) -> bool:
+    """The config has the field (possibly None), not just no such attribute."""
+    try:
+        return name in config.to_dict()
+    except Exception:  # a config whose dict cannot be built: treat as absent
+        return False
+
+
+def _fit(sub, level: int) -> None:
+    """Sizes the families tie to each other, made consistent again after shrinking: fields the
+    default config leaves None that the family needs, state-space heads that must tile the
+    expanded width, expert groups that must divide the experts, and hybrid layer lists that
+    must keep one layer of each kind in two layers."""
+    hidden = getattr(sub, "hidden_size", None)
+    if not isinstance(hidden, int):
+        return
+    heads = getattr(sub, "num_attention_heads", None)
+    # fields None by default that the family's code reads as numbers (HunYuan, Ministral...)
+    none_fields = {
+        "num_key_value_heads": 2,
+        "num_experts_per_tok": 2,
+        "n_routed_experts": 4,
+        "n_shared_experts": 1,
+    }
+    if level == 0:
+        none_fields["head_dim"] = 16
+    for name, value in none_fields.items():
+        if _declared(sub, name) and getattr(sub, name, None) is None:
+            _set(sub, name, value)
+    kv_heads = getattr(sub, "num_key_value_heads", None)
+    if isinstance(heads, int) and isinstance(kv_heads, int) and heads % kv_heads:
+        _set(sub, "num_key_value_heads", heads)
+    # expert groups must divide the (shrunk) experts: DeepSeek-style group routing
+    experts = getattr(sub, "n_routed_experts", None) or getattr(sub, "num_experts", None)
+    groups = getattr(sub, "n_group", None)
+    if isinstance(experts, int) and isinstance(groups, int) and experts % groups:
+        _set(sub, "n_group", 1)
+        _set(sub, "topk_group", 1)
+    # Mamba 2 heads tile expand * hidden: num_heads * head_dim == expand * hidden
+    expand = getattr(sub, "expand", None) or getattr(sub, "mamba_expand", None) or 2
+    for n_name, d_name in (
+        ("num_heads", "head_dim"),  # Mamba 2
+        ("mamba_n_heads", "mamba_d_head"),  # Bamba, GraniteMoeHybrid
+        ("n_mamba_heads", "mamba_headdim"),  # Zamba 2
+    ):
+        if n_name == "num_heads" and getattr(sub, "model_type", "") != "mamba2":
+            continue  # elsewhere num_heads counts attention heads
+        if _declared(sub, "mamba_d_ssm"):
+            continue  # Falcon-H1 sizes the heads' width itself, apart from the hidden size
+        if isinstance(getattr(sub, d_name, None), int) and isinstance(getattr(sub, n_name), int):
+            _set(sub, n_name, 4)
+            _set(sub, d_name, expand * hidden // 4)
+    for name in ("n_groups", "mamba_n_groups"):  # state groups must divide the 4 heads
+        if isinstance(getattr(sub, name, None), int) and getattr(sub, name) > 1:
+            _set(sub, name, 1)
+    # Zamba: the shared attention reads the hidden state concatenated with the embeddings
+    if _declared(sub, "attention_head_dim") and isinstance(heads, int):
+        _set(sub, "attention_hidden_size", 2 * hidden)
+        _set(sub, "attention_head_dim", 2 * hidden // heads)
+        if _declared(sub, "kv_channels"):
+            _set(sub, "kv_channels", hidden // heads)
+        if _declared(sub, "mamba_dt_rank"):
+            _set(sub, "mamba_dt_rank", max(hidden // 16, 1))
+    # hybrids whose default config lists one kind of layer only (or none)
+    model_type = getattr(sub, "model_type", "")
+    if model_type in _HYBRID_KINDS:
+        _set(sub, "layer_types", list(_HYBRID_KINDS[model_type]))
+    # hybrids that list their layer kinds under other names keep one of each
+    for name in ("layers_block_type", "block_types"):
+        kinds = getattr(sub, name, None)
+        if isinstance(kinds, list | tuple) and len(set(kinds)) > 1:
+            short = _short_layer_types(list(kinds))
+            if "hybrid" in short:  # Zamba ties every later shared block to the first one
+                short.append("hybrid")
+            _set(sub, name, short)
+            if name == "layers_block_type" and _declared(sub, "hybrid_layer_ids"):
+                _set(sub, "hybrid_layer_ids", [i for i, k in enumerate(short) if k == "hybrid"])
+    if _declared(sub, "attn_layer_indices") and getattr(sub, "attn_layer_indices", None) is None:
+        _set(sub, "attn_layer_indices", [1])  # Bamba: which layers have attention
+    kinds = next(
+        (
+            getattr(sub, n)
+            for n in ("layer_types", "layers_block_type", "block_types")
+            if isinstance(getattr(sub, n, None), list | tuple)
+        ),
+        None,
+    )
+    if kinds:
+        for name in _LAYER_ATTRS:
+            if isinstance(getattr(sub, name, None), int):
+                _set(sub, name, len(kinds))
+    if model_type == "xlstm":  # its state keeps the value width for both; blocks = layers
+        _set(sub, "qk_dim_factor", 1.0)
+        _set(sub, "num_blocks", sub.num_hidden_layers)
+
+
+# layer kinds for hybrids whose default config declares only one (or None)
+_HYBRID_KINDS = {
+    "lfm2_moe": ("conv", "full_attention"),
+    "granitemoehybrid": ("linear_attention", "full_attention"),
+}
 
 
 def build(model_type: str):

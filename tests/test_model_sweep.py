@@ -153,6 +153,17 @@ def test_scaled_residual_embedding_and_logits_are_part_of_the_decomposition():
             trace.resid_mid(layer) + trace.mlp_out(layer), trace.resid_post(layer)
         )
     torch.testing.assert_close(trace.unembed(trace.resid_post(1)), ref.logits[0])
+    # attribution: each head's share is scaled like the layer's output, and the parts add up
+    for position in (3, -1):
+        att = trace.attribution(7, position=position)
+        summed = att.embed + att.heads.sum() + att.attn_bias.sum() + att.mlps.sum() + att.rest
+        assert float(summed) == pytest.approx(att.model_value, rel=1e-5, abs=1e-6)
+        assert att.total == pytest.approx(float(ref.logits[0, position, 7]), rel=1e-5)
+    # edits: a patched sub-layer output is the source's contribution, not scaled twice
+    other = ins.run(trace.input_ids.flip(0))
+    for site in ("attn_out", "mlp_out"):
+        patched = ins.run(other.input_ids, edits=[lmscope.Patch(source=trace, site=site, layer=1)])
+        torch.testing.assert_close(getattr(patched, site)(1), getattr(trace, site)(1))
     assert _inspector("cohere").parts.logit_scale == _inspector("cohere").model.config.logit_scale
 
 

@@ -68,6 +68,18 @@ def _get(root: nn.Module, path: str) -> nn.Module | None:
     return obj if isinstance(obj, nn.Module) else None
 
 
+# the final logit soft-cap's name in each family's config (Gemma 2, RecurrentGemma, xLSTM)
+_SOFTCAP_ATTRS = ("final_logit_softcapping", "logits_soft_cap", "output_logit_soft_cap")
+
+
+def _first_float(config, names) -> float | None:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value:
+            return float(value)
+    return None
+
+
 def _first_attr(config, names) -> int | None:
     for name in names:
         value = getattr(config, name, None)
@@ -77,6 +89,8 @@ def _first_attr(config, names) -> int | None:
 
 
 def _is_norm(module: nn.Module) -> bool:
+    if isinstance(module, nn.Embedding):  # Inkling's "NormedEmbedding" is an embedding
+        return False
     return (
         isinstance(module, nn.LayerNorm | nn.GroupNorm) or "norm" in type(module).__name__.lower()
     )
@@ -517,7 +531,7 @@ def discover(model: nn.Module, layout: Layout | None = None) -> Candidates:
         residual_scale=_residual_scale(text_config, blocks),
         logit_scale=logit_scales[0],
         logit_scales=logit_scales,
-        softcap=getattr(text_config, "final_logit_softcapping", None),
+        softcap=_first_float(text_config, _SOFTCAP_ATTRS),
         missing=missing,
         experts_per_token=_first_attr(text_config, ("num_experts_per_tok", "top_k", "moe_topk"))
         or 1,

@@ -284,26 +284,28 @@ def _layer_heads(trace: Trace, layer: int, pos: int, direction: torch.Tensor, to
     projected = weight @ z.flatten() + bias  # the projection's output at pos
     recorded = trace.attn_out(layer)[pos]
     direction = direction.to(z.device)
+    scale = parts.residual_scale  # Granite, MiniCPM 3: what the layer adds is scaled first
     if parts.attn_outs[layer] is parts.attentions[layer]:
         _check(
-            projected,
+            scale * projected,
             recorded,
             tol,
             f"layer {layer}'s attention output is not its heads through the output projection",
             trace,
         )
-        attn_readout, bias_share = direction, float(bias @ direction)
+        attn_readout = scale * direction
+        bias_share = float(bias @ attn_readout)
     else:  # normalised again before the residual add (Gemma 2): freeze that norm here too
         post = frozen_norm.freeze(parts.attn_outs[layer], projected[None])
         _check(
-            post.linear(projected[None])[0] + post.bias,
+            scale * (post.linear(projected[None])[0] + post.bias),
             recorded,
             tol,
             f"layer {layer}'s "
             "attention output is not a norm of its heads through the output projection",
             trace,
         )
-        attn_readout = post.pullback(direction)[0]
-        bias_share = float(bias @ attn_readout + post.bias @ direction)
+        attn_readout = scale * post.pullback(direction)[0]
+        bias_share = float(bias @ attn_readout + scale * (post.bias @ direction))
     head_readout = (attn_readout @ weight).view(n_heads, head_dim)
     return (z * head_readout).sum(-1).cpu(), bias_share, head_readout.cpu()

@@ -467,11 +467,15 @@ def hook_site(
         return parts.blocks[layer].register_forward_pre_hook(block_input, with_kwargs=True)
     if site in ("attn_out", "mlp_out"):
         module = (parts.attn_outs if site == "attn_out" else parts.mlp_outs)[layer]
+        scale = parts.residual_scale  # the site is what is added: the module's output times it
+
+        def added(out: torch.Tensor) -> torch.Tensor:
+            return rewrite(out) if scale == 1.0 else rewrite(out * scale) / scale
 
         def output(_module, _args, out):
             if isinstance(out, tuple | list):
-                return (rewrite(out[0]), *out[1:])
-            return rewrite(out)
+                return (added(out[0]), *out[1:])
+            return added(out)
 
         return module.register_forward_hook(output)
     module = (parts.attn_projs if site == "head" else parts.mlp_downs)[layer]

@@ -272,9 +272,9 @@ def _choose_contributions(
             tried = [type(c).__name__ for c in found.attn_out_choices[layer]]
             parts.refused["decomposition"] = (
                 f"{found.model_type}: block {layer}'s output is not its input plus one "
-                f"token-mixer output ({', '.join(tried) or 'none found'}) and one MLP output: "
-                "the block adds something else, so attn_out / mlp_out / resid_mid and the "
-                "lens's mid stage are not shown"
+                f"token-mixer output ({', '.join(tried) or 'none found'}) and one MLP output"
+                f"{_why_not_additive(found, layer, tape, outputs)}, so attn_out / mlp_out / "
+                "resid_mid and the lens's mid stage are not shown"
             )
             parts.attn_outs = [None] * len(found.blocks)
             parts.mlp_outs = [None] * len(found.blocks)
@@ -294,6 +294,47 @@ def _choose_contributions(
                 parallel_layers.append(layer)
     parts.parallel_residual = bool(parallel_layers)
     return True
+
+
+_MULTIPLIER_NAME = ("alpha", "beta", "scale", "scalar", "multiplier", "factor", "add_idx")
+
+
+def _why_not_additive(found: Candidates, layer: int, tape: _Tape, outputs: dict) -> str:
+    """The missing piece, in words, when a block is not input + mixer + MLP: a norm applied
+    after the residual add (post-LN: BERT, GPT-1), multipliers on the residual itself, or
+    other modules that add to the stream (per-layer inputs, short convolutions, a second
+    attention, hyper-connections)."""
+    block = found.blocks[layer]
+    block_out = tape.outputs.get(id(block))
+    for name, child in block.named_children():
+        if _is_norm_choice(child) and _same(outputs.get(id(child)), block_out, 0.0):
+            return (
+                f": its output is its {name} ({type(child).__name__}), a norm after the "
+                "residual add (post-LN), which renormalises the whole stream in every block"
+            )
+    if block_out is not None and block_out.dim() > 3:
+        return f": its stream has shape {tuple(block_out.shape)} (several residual streams)"
+    scalars = []
+    for name, value in [*vars(block).items(), *block.named_buffers(recurse=False)]:
+        if name.startswith("_") or not any(k in name.lower() for k in _MULTIPLIER_NAME):
+            continue
+        number = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+        if isinstance(number, int | float) and not isinstance(number, bool) and number != 1:
+            scalars.append(name)
+    if scalars:
+        return f": it rescales its residual or sub-layers by {', '.join(scalars)}"
+    known = {id(m) for m in (found.mixers[layer], found.mlps[layer]) if m is not None}
+    others = [
+        name
+        for name, child in block.named_children()
+        if id(child) not in known
+        and not _is_norm_choice(child)
+        and id(child) in tape.outputs
+        and any(True for _ in child.parameters())
+    ]
+    if others:
+        return f": it also adds what {', '.join(others)} compute, which lmscope does not decompose"
+    return ": the block adds something else"
 
 
 def _as_stream(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -336,7 +377,10 @@ def _choose_final_norm(found: Candidates, parts: ModelParts, tape: _Tape, output
     for norm in found.final_norms:
         for scale in found.logit_scales:
             parts.final_norm, parts.logit_scale = norm, scale
-            mine = parts._unembed(last[0])  # accelerate's hooks move it where the modules run
+            try:  # accelerate's hooks move it where the modules run
+                mine = parts._unembed(last[0])
+            except Exception:  # a candidate that cannot take the stream is not the final norm
+                mine = None
             gaps.append(_gap(mine, logits))
             if gaps[-1] <= tol:
                 return
