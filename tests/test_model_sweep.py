@@ -121,6 +121,9 @@ def test_attention_sinks_rows_sum_to_less_than_one_and_say_why():
     rows = trace.attention(0).sum(-1)
     assert (rows < 1 - 1e-4).any() and (rows <= 1 + 1e-5).all()
     assert "sink" in ins.parts.attention_notes[0]
+    # one head alone (the line diagram's probe) is that head of the whole layer
+    fresh = ins.run(_ids())
+    torch.testing.assert_close(fresh.head(0, 1), trace.attention(0)[1])
 
 
 def test_scaled_residual_embedding_and_logits_are_part_of_the_decomposition():
@@ -227,3 +230,49 @@ def test_prediction_head_is_part_of_the_unembedding_and_attribution_refuses_it()
     torch.testing.assert_close(trace.unembed(trace.resid_post(trace.n_layers - 1)), ref)
     with pytest.raises(UnsupportedArchitectureError):  # a dense + activation is not a norm
         trace.attribution(5)
+
+
+def test_skipping_the_proof_shows_only_the_stream_and_refuses_the_rest_in_words():
+    """prove=False: the residual stream (hooked at the blocks) and what reads only it; the
+    decomposition, the unembedding and patterns, which rest on choices the proof makes, are
+    refused naming prove=False. Checked on a post-norm family, where the first candidate (the
+    attention's own output) would be wrong."""
+    model, _, _ = sweep_models.build("olmo2")
+    ins = lmscope.Inspector(model, prove=False)
+    ids = _ids(10)
+    trace = ins.run(ids)
+    with torch.no_grad():
+        ref = model(input_ids=ids[None], output_hidden_states=True)
+    for layer in range(trace.n_layers):
+        torch.testing.assert_close(trace.resid_pre(layer), ref.hidden_states[layer][0])
+    assert lmscope.log_norms(trace, stream="resid_pre").shape[0] == trace.n_layers
+    for refused in (
+        lambda: trace.attn_out(0),
+        lambda: trace.resid_mid(0),
+        lambda: trace.logit_lens(top_k=3),
+        lambda: trace.attention(0),
+        lambda: trace.attribution(5),
+        lambda: ins.run(ids, edits=[lmscope.Ablate(0, site="attn_out")]),
+        lambda: ins.run(ids, edits=[lmscope.Ablate(0, head=1)]),  # heads: as their patterns
+    ):
+        with pytest.raises(UnsupportedArchitectureError, match=r"prove=False"):
+            refused()
+    assert trace.logits is not None  # the model's own logits are the model's
+
+
+def test_attention_views_say_why_rows_do_not_sum_to_one_and_which_layers_are_not_shown():
+    from lmscope import attention
+
+    sinks = _inspector("gpt_oss").run(_ids())
+    lines = lmscope.AttentionLines(sinks, layer=0)
+    assert "layer 0: rows sum to less than one" in lines.note and "sink" in lines.note
+    grid = lmscope.AttentionGrid(sinks, by="head")
+    assert "layers 0, 1: rows sum to less than one" in grid.note
+    hybrid = _inspector("jamba").run(_ids())
+    grid = lmscope.AttentionGrid(hybrid, by="head", layer=1)
+    assert [tuple(c) for c in grid.cells] == [(1, 0)]  # only the layer with attention
+    assert "not shown: layer 0 has no attention (JambaMambaMixer" in grid.note
+    assert attention.notes(_inspector("llama").run(_ids()), range(2)) == ""
+    lines = lmscope.AttentionLines(hybrid, layer=1)
+    lines.layer = 0  # from the browser: refused in words under the view, lines unchanged
+    assert "layer 0 has no attention" in lines.error and "layers with attention: 1" in lines.error

@@ -36,32 +36,38 @@ export function defineView(render, { composite = false } = {}) {
     render({ model, el }) {
       el.classList.add("lms-view");
       const cleanup = render({ model, el });
-      const stopEdits = editsNote(model, el);
+      const stopNote = textLine(model, el, "note", "lms-model-note");
+      const stopEdits = textLine(model, el, "edits", "lms-edits");
       // a composite's error area carries the composite's control; views inside it keep theirs
       downloadControl(model, el, { composite });
       const stopErrors = errorArea(model, el);
       return () => {
         if (typeof cleanup === "function") cleanup();
         stopEdits();
+        stopNote();
         stopErrors();
       };
     },
   };
 }
 
-/** The `edits` trait (an edited run's edits, in words) as a line above the view. */
-function editsNote(model, el) {
-  const note = document.createElement("div");
-  note.className = "lms-edits";
+/**
+ * A text trait as a line above the view, hidden while empty: `edits` (an edited run's edits)
+ * and `note` (what the reader must know about what is shown: why attention rows do not sum
+ * to one, which layers are not shown and why). Text only, never markup.
+ */
+function textLine(model, el, trait, className) {
+  const line = document.createElement("div");
+  line.className = className;
   const show = () => {
-    const text = model.get("edits") || "";
-    note.textContent = text;
-    note.hidden = !text;
+    const text = model.get(trait) || "";
+    line.textContent = text;
+    line.hidden = !text;
   };
   show();
-  el.prepend(note);
-  model.on("change:edits", show);
-  return () => model.off("change:edits", show);
+  el.prepend(line);
+  model.on(`change:${trait}`, show);
+  return () => model.off(`change:${trait}`, show);
 }
 
 /** Redraw when `scroller` scrolls, at most once a frame (scroll events come faster). */

@@ -70,6 +70,36 @@ def layer_span(trace: Trace, layer: int, layer_end: int | None = None) -> range:
     return range(first, last + 1)
 
 
+def unshown_layers(trace: Trace, layers: Sequence[int]) -> dict[int, str]:
+    """Of `layers`, those with no pattern to show, each with why in words (no attention in a
+    hybrid's layer, or a pattern the load-time proof could not reproduce)."""
+    parts = trace.parts
+    out = {}
+    for layer in layers:
+        if parts.attentions[layer] is None:
+            out[layer] = parts.missing.get(("attention", layer), f"layer {layer} has no attention")
+        elif layer in parts.attention_refused:
+            out[layer] = parts.attention_refused[layer]
+    return out
+
+
+def notes(trace: Trace, layers: Sequence[int]) -> str:
+    """What a reader of these layers' patterns must know, in words: why rows do not sum to one
+    (gpt-oss's attention sinks) and why a layer is not shown. '' when there is nothing."""
+    said: dict[str, list[int]] = {}
+    for layer in layers:
+        note = trace.parts.attention_notes.get(layer)
+        if note:
+            said.setdefault(note, []).append(layer)
+    lines = [f"{_layers_text(which)}: {note}" for note, which in said.items()]
+    lines += [f"not shown: {why}" for why in dict.fromkeys(unshown_layers(trace, layers).values())]
+    return "\n".join(lines)
+
+
+def _layers_text(layers: list[int]) -> str:
+    return ("layer " if len(layers) == 1 else "layers ") + ", ".join(map(str, layers))
+
+
 def aggregate_heads(patterns: torch.Tensor, how: str) -> torch.Tensor:
     """[heads, q, k] -> [q, k] by mean or max over heads."""
     if how == "mean":
@@ -255,8 +285,11 @@ def grid_cells(
     head = check_index("head", head, trace.n_heads)
     if by == "layer":
         where = [(layer, h) for h in range(trace.n_heads)]
-    else:
-        where = [(ly, head) for ly in range(trace.n_layers)]
+    else:  # every layer that has a pattern (a hybrid's other layers are named in `notes`)
+        unshown = unshown_layers(trace, range(trace.n_layers))
+        where = [(ly, head) for ly in range(trace.n_layers) if ly not in unshown]
+        if not where:
+            trace.parts.check_attention(next(iter(unshown)))  # says why in words
     return where, [f"L{ly} H{h}" for ly, h in where]
 
 

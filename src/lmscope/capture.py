@@ -70,7 +70,9 @@ def _probe_attention(module, query, key, value, attention_mask, **kwargs):
             f"{type(module).__name__} has no eager_attention_forward to recompute patterns with"
         )
     heads, rows = module._lmscope_heads, module._lmscope_rows
-    if heads is not None:
+    # gpt-oss's eager code reads a sink logit per head from the module: all heads, cut after
+    cut_after = heads is not None and isinstance(getattr(module, "sinks", None), torch.Tensor)
+    if heads is not None and not cut_after:
         query, key, value, attention_mask = _select_heads(
             module, query, key, value, attention_mask, heads
         )
@@ -79,6 +81,11 @@ def _probe_attention(module, query, key, value, attention_mask, **kwargs):
         if attention_mask is not None and attention_mask.shape[-2] > 1:
             attention_mask = attention_mask[:, :, rows]
     output, weights = eager(module, query, key, value, attention_mask, **kwargs)
+    if cut_after:
+        groups = query.shape[1] // key.shape[1]
+        kv = [h // groups for h in heads]
+        query, key, value = query[:, heads], key[:, kv], value[:, kv]
+        weights, output = weights[:, heads], output[:, :, heads]
     module._lmscope_sink.update(
         query=query,
         key=key,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from lmscope import capture
-from lmscope.errors import InputError, check_index
+from lmscope.errors import InputError, UnsupportedArchitectureError, check_index
 from lmscope.options import keyword_options
 
 if TYPE_CHECKING:
@@ -466,7 +466,12 @@ def hook_site(
 
         return parts.blocks[layer].register_forward_pre_hook(block_input, with_kwargs=True)
     if site in ("attn_out", "mlp_out"):
+        parts.check_view("decomposition")  # which module's output is added, in words
         module = (parts.attn_outs if site == "attn_out" else parts.mlp_outs)[layer]
+        if module is None:
+            raise UnsupportedArchitectureError(
+                f"layer {layer} adds no {site.split('_')[0]} output lmscope can edit"
+            )
         scale = parts.residual_scale  # the site is what is added: the module's output times it
 
         def added(out: torch.Tensor) -> torch.Tensor:
@@ -479,6 +484,10 @@ def hook_site(
 
         return module.register_forward_hook(output)
     module = (parts.attn_projs if site == "head" else parts.mlp_downs)[layer]
+    if module is None:
+        kind = ("attention", "attn_proj") if site == "head" else ("mlp", "mlp_down")
+        why = parts.missing.get((kind[0], layer)) or parts.missing.get((kind[1], layer))
+        raise UnsupportedArchitectureError(why or f"layer {layer} has no {site} to edit")
 
     def projection_input(_module, args):
         return (rewrite(args[0]), *args[1:])

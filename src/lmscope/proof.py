@@ -141,6 +141,7 @@ def establish(model: nn.Module, found: Candidates, *, prove: bool = True) -> Mod
                 "(not a token), which takes the rest of the probability"
             )
     if not prove:
+        _refuse_unproven(parts)
         return parts
     try:
         _prove(model, found, parts)
@@ -154,6 +155,36 @@ def establish(model: nn.Module, found: Candidates, *, prove: bool = True) -> Mod
         ) from err
     parts.proven = True
     return parts
+
+
+UNPROVEN = (
+    "{what} needs the load-time proof, which this Inspector skipped (prove=False): it is the "
+    "proof that decides {which}. Build the Inspector with prove=True (the default) to see it"
+)
+
+
+def _refuse_unproven(parts: ModelParts) -> None:
+    """Without the proof lmscope shows only what needs none: the residual stream entering and
+    leaving each block (hooked at the blocks themselves), its norms and colours. Everything
+    that rests on a choice the proof makes among candidates is refused in words, since the
+    first candidate is wrong for whole families (a post-norm is what OLMo 2 and Gemma 2/3 add,
+    ModernBERT's head sits before its unembedding, MPT's mask is its own)."""
+    parts.refused["decomposition"] = UNPROVEN.format(
+        what="splitting a block into attention and MLP outputs (attn_out, mlp_out, resid_mid, "
+        "attribution, edits of those sites)",
+        which="which module's output each block really adds (the sub-layer, a post-norm or "
+        "its output projection) and whether its residual is parallel",
+    )
+    parts.refused["unembed"] = UNPROVEN.format(
+        what="the unembedding of the residual stream (logit lens, attribution)",
+        which="which norm, head, logit scale and soft-cap turn the last block's output into "
+        "the model's logits",
+    )
+    for layer in parts.attention_layers:
+        parts.attention_refused[layer] = UNPROVEN.format(
+            what=f"layer {layer}'s attention pattern",
+            which="how a pattern is recomputed so that it reproduces the model's own attention",
+        )
 
 
 def _declared_parallel(model: nn.Module) -> bool:

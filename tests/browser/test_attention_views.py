@@ -198,3 +198,25 @@ def test_explorer_saved_page_stacks_its_views(page, tmp_path):
     lines_top = page.evaluate("document.querySelector('.lms-al').getBoundingClientRect().top")
     shot(page, "attention_explorer_static_export.png")
     assert grid_bottom <= lines_top
+
+
+def test_attention_views_say_in_words_why_rows_do_not_sum_to_one_and_what_is_not_shown(page):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    import sweep_models
+
+    import lmscope
+
+    model, _, _ = sweep_models.build("gpt_oss")
+    mount(page, AttentionLines(lmscope.Inspector(model).run(tiny_ids(12) % 500), layer=0))
+    note = page.locator(".lms-model-note")
+    assert note.is_visible() and "rows sum to less than one" in note.text_content()
+    shot(page, "attention_sinks_note.png")
+    model, _, _ = sweep_models.build("jamba")
+    mount(page, AttentionGrid(lmscope.Inspector(model).run(tiny_ids(12) % 500), by="head"))
+    assert "not shown: layer 0 has no attention" in note.text_content()
+    assert page.locator(".lms-ag-label").all_text_contents() == ["L1 H0"]
+    mount(page, AttentionGrid(tiny_inspector("llama").run(tiny_ids(12))))
+    assert not page.locator(".lms-model-note").is_visible()

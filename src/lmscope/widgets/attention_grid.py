@@ -150,6 +150,8 @@ class AttentionGrid(LmscopeWidget):
             self.labels = labels
             self.cells = [list(w) for w in where]
             self.panel_a, self.panel_b, self.diff = a, b, diff
+            shown = range(self.n_layers) if self.by == "head" else [self.layer]
+            self.note = attention.notes(self._trace, shown)
             self.error = ""
 
     def link(self, lines: AttentionLines) -> AttentionGrid:

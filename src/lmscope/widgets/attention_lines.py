@@ -148,4 +148,5 @@ class AttentionLines(LmscopeWidget):
                 # still of an earlier selection never pass for the latest one
                 "of": {name: getattr(self, name) for name in CONTROLS},
             }
+            self.note = attention.notes(tr, attention.layer_span(tr, self.layer, self.layer_end))
             self.error = ""

@@ -278,6 +278,9 @@ class LmscopeWidget(ReportsErrors, Exportable, anywidget.AnyWidget):
     error = t.Unicode("").tag(sync=True)
     #: the edits of the run this view shows ('edited: Ablate(5, head=1)'), drawn above the view
     edits = t.Unicode("").tag(sync=True)
+    #: what the reader must know about what is shown, in words (why attention rows do not sum
+    #: to one, which layers are not shown and why), drawn above the view; '' for nothing
+    note = t.Unicode("").tag(sync=True)
 
     #: the title the download control writes above the picture (set when the view is shown)
     figure_title = t.Unicode("").tag(sync=True)
