@@ -252,3 +252,28 @@ def test_token_view_takes_its_softmaxes_block_by_block():
     got = _wire.decode({"data": buffers[0], **result["probs"]})
     np.testing.assert_array_equal(got, _as_wire(top.values, "prob"))
     assert result["tokens"][-1] == tr.token_strings(top.indices[-1].tolist())
+
+
+@pytest.mark.parametrize("mute_sink", [False, True])
+def test_lines_pruned_block_by_block_equal_pruning_the_whole_pattern(monkeypatch, mute_sink):
+    tr = long_trace(700)
+    monkeypatch.setattr(attention, "BLOCK_BYTES", 700 * 4 * 3 * 53)  # blocks of 53 rows
+    got = attention.head_lines(tr, 2, 1, threshold=0.02, top_k=5, mute_sink=mute_sink)
+    m = tr.head(2, 1).float()
+    want = attention.prune(attention.without_sink(m) if mute_sink else m, threshold=0.02, top_k=5)
+    for field in ("query", "key", "value", "strength"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+
+
+def test_lines_at_long_length_hold_no_full_pattern(monkeypatch):
+    # one head of the default model at 8,192 tokens: 805 MB by the rule; here 4,096 tokens
+    monkeypatch.setattr(attention, "BLOCK_BYTES", 64 * 2**20)
+    tr = long_trace()
+    before = tr.stored_bytes()
+    lines = lmscope.AttentionLines(tr, layer=1, head=3)
+    assert tr.stored_bytes() == before and tr.cached_head(1, 3) is None
+    n = len(lines.lines["query"]["data"]) // 2  # uint16 query indices
+    assert 0 < n <= 16 * LONG and lines.synced_bytes() < 16 * LONG * 14 + 200_000
+    # a score view or a word view still reads the whole pattern (and equals its own pruning)
+    lines.values = "score"
+    assert tr.cached_head(1, 3) is not None

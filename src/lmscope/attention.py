@@ -366,15 +366,58 @@ def pooled_heads(
     return out
 
 
-def _blockwise(trace: Trace, layer: int, heads: list[int], size: int) -> bool:
-    """Whether a grid pools these heads block by block: long enough that their patterns would
-    not fit one block, not already computed, and through the attention interface (whose probe
-    can compute some query rows only)."""
-    if trace.seq_len <= size or trace.seq_len**2 * 4 * 3 * len(heads) <= BLOCK_BYTES:
+def _row_blocks(trace: Trace, layer: int, heads: list[int], rows: int):
+    """(start, probabilities [heads, rows, seq] float32) of each block of `rows` query rows."""
+    from lmscope import capture  # lazy: the analyses stay importable without the hooks
+
+    trace.parts.check_attention(layer)
+    module, call = trace.parts.attentions[layer], trace.attention_call(layer)
+    with torch.no_grad():
+        for a in range(0, trace.seq_len, rows):
+            b = min(trace.seq_len, a + rows)
+            yield (
+                a,
+                capture.probe(module, call, heads, rows=list(range(a, b)))["weights"][0].float(),
+            )
+
+
+def head_lines(
+    trace: Trace,
+    layer: int,
+    head: int,
+    *,
+    threshold: float = 0.0,
+    top_k: int | None = None,
+    mute_sink: bool = False,
+) -> Lines:
+    """`prune` of one head's probabilities (after `without_sink` when muted), block of query
+    rows by block: each row keeps its own lines, so the result is the pruned full pattern
+    without the [seq, seq] pattern existing whole."""
+    rows = max(1, BLOCK_BYTES // (trace.seq_len * 4 * 3))
+    parts = []
+    for a, weights in _row_blocks(trace, layer, [head], rows):
+        m = without_sink(weights[0]) if mute_sink else weights[0]
+        found = prune(m, threshold=threshold, top_k=top_k)
+        parts.append(Lines(found.query + a, found.key, found.value, found.strength))
+    return Lines(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in Lines.__dataclass_fields__)
+    )
+
+
+def long_enough_for_blocks(trace: Trace, layer: int, heads: list[int]) -> bool:
+    """Whether these heads' patterns are better taken block by block: together they would not
+    fit one block, they are not already computed, and the layer goes through the attention
+    interface (whose probe can compute some query rows only)."""
+    if trace.seq_len**2 * 4 * 3 * len(heads) <= BLOCK_BYTES:
         return False
     if all(trace.cached_head(layer, h) is not None for h in heads):
         return False
     return trace.parts.pattern_route.get(layer, "interface") == "interface"
+
+
+def _blockwise(trace: Trace, layer: int, heads: list[int], size: int) -> bool:
+    """Whether a grid pools these heads block by block (long enough, and pooled at all)."""
+    return trace.seq_len > size and long_enough_for_blocks(trace, layer, heads)
 
 
 @keyword_options

@@ -131,11 +131,31 @@ class AttentionLines(LmscopeWidget):
                 return
             self._refresh()
 
+    def _by_blocks(self) -> bool:
+        """One head's probabilities at one layer on a long prompt: pruned block by block."""
+        one = self.layer == self.layer_end and isinstance(self.head, int)
+        plain = one and self.values == "prob" and not self.fuse_words
+        return plain and attention.long_enough_for_blocks(self._trace, self.layer, [self.head])
+
     def _refresh(self) -> None:
         tr = self._trace
-        m = self.matrix()
-        found = attention.prune(m, threshold=self.threshold, top_k=self.top_k, values=self.values)
-        index = "uint16" if m.shape[0] < 65536 else "int32"
+        if self._by_blocks():
+            found = attention.head_lines(
+                tr,
+                self.layer,
+                self.head,
+                threshold=self.threshold,
+                top_k=self.top_k,
+                mute_sink=self.mute_sink,
+            )
+            rows = tr.seq_len
+        else:
+            m = self.matrix()
+            found = attention.prune(
+                m, threshold=self.threshold, top_k=self.top_k, values=self.values
+            )
+            rows = m.shape[0]
+        index = "uint16" if rows < 65536 else "int32"
         tokens = attention.word_labels(tr.tokens, tr.word_groups) if self.fuse_words else tr.tokens
         with self.hold_sync():
             self.tokens = list(tokens)
