@@ -4,6 +4,7 @@ written to test-output/figures/ for a person to look at."""
 
 from __future__ import annotations
 
+import base64
 import os
 import pathlib
 import xml.etree.ElementTree as ET
@@ -98,12 +99,13 @@ SHOW_TOKENS = {
 # grid's heatmap cells stay images, its labels and weights text; the lens table is marks, its
 # bqplot scatter's WebGL canvas an image)
 VECTOR = {"attention_lines", "token_colors", "attribution", "patching", "token_view"}
-# text a view draws on its canvas, found as SVG text
+# text a view draws on its canvas (or in a plot), found as SVG text
 CANVAS_TEXT = {
     "logit_lens": ["input", "L0", "L2"],
     "attribution": ["MLP", "sum", "0", "1"],
     "patching": ["0", "1"],
     "token_colors": HOSTILE,
+    "norm_plot": ["beta", "t-1", "t-2"],  # bqplot's betas plot, drawn before it is saved
 }
 
 
@@ -194,6 +196,18 @@ def test_heatmap_cell_is_where_it_is_drawn(figures, page):
     x, y = float(first.get("x")), float(first.get("y"))
     r, g, b, _ = read_png(page, png)[int(y * 2) + 3, int(x * 2) + 3].astype(int)
     assert b > 150 and b - r > 60, (r, g, b)
+
+
+def test_canvases_left_as_images_have_the_pictures_pixels(figures):
+    """A canvas with no vector drawing (NormPlot's strips of every point) stays an image, drawn
+    at 2 device pixels per CSS pixel for the SVG (the PNG's scale for a PNG), so it is as sharp
+    as the text around it at 2x."""
+    _, svg, _ = figures["norm_plot"]
+    # the strips' two canvases (points, hover) come first; bqplot's own canvases after them
+    # draw at 1x whatever the page's pixel ratio
+    for image in list(ET.fromstring(svg).iter(f"{SVG}image"))[:2]:
+        data = base64.b64decode(image.get("href").split(",", 1)[1])
+        assert png_size(data)[0] >= 2 * float(image.get("width")) - 1, png_size(data)
 
 
 def test_size_and_dpi_options(tmp_path, page):

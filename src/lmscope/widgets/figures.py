@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import base64
 import concurrent.futures
+import math
 import os
 import pathlib
 import shutil
@@ -77,14 +78,14 @@ class _Browser:
         self._playwright = None
         self._browser = None
 
-    def run(self, work):
-        return self._pool.submit(self._call, work).result()
+    def run(self, work, pixel_ratio: int = 1):
+        return self._pool.submit(self._call, work, pixel_ratio).result()
 
-    def _call(self, work):
+    def _call(self, work, pixel_ratio: int):
         if self._browser is None:
             self._start()
         page = self._browser.new_page(
-            device_scale_factor=1, viewport={"width": 1400, "height": 900}
+            device_scale_factor=pixel_ratio, viewport={"width": 1400, "height": 900}
         )
         try:
             return work(page)
@@ -160,8 +161,10 @@ _READY = """
   const wanted = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
   const drawn = document.querySelectorAll(".widget-subarea").length;
   if (drawn < wanted) return false;
+  // a bqplot figure is drawn once its axes have ticks and its marks their shapes (its
+  // plot area alone appears at once, before either)
   const figs = [...document.querySelectorAll(".bqplot")];
-  return figs.every((f) => f.querySelector(".mark, .plotarea_events"));
+  return figs.every((f) => f.querySelector(".tick") && f.querySelector(".curve, .dot, .bar, .object_grp"));
 }
 """
 
@@ -189,7 +192,15 @@ def _draw(widget: Any, fmt: str, opts: dict) -> str:
             page.wait_for_timeout(150)  # bqplot's transitions settle
             return page.evaluate(_DRAW, [opts, fmt])
 
-        return _shared_browser().run(work)
+        return _shared_browser().run(work, _pixel_ratio(fmt, opts))
+
+
+def _pixel_ratio(fmt: str, opts: dict) -> int:
+    """The page's devicePixelRatio: the PNG's scale, so a canvas that stays an image (one
+    without a vector drawing, a WebGL plot) has as many pixels as the PNG; 2 for an SVG."""
+    if fmt == "png" and "width" not in opts and "height" not in opts:
+        return max(1, min(4, math.ceil(opts["scale"])))
+    return 2
 
 
 def _options(widget, title, width, height, theme) -> dict:
