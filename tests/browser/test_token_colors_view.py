@@ -179,3 +179,28 @@ def test_jupyter_end_to_end(browser, jupyter_server, app):
     canvas.click(position={"x": b["x"] + b["w"] / 2, "y": b["y"] + 3})
     shot(page, f"token_colors_jupyter_{app}.png")
     page.close()
+
+
+def test_long_prompt_draws_the_first_pass_and_says_so(page, monkeypatch):
+    from _models import tiny_ids, tiny_inspector
+    from lmscope import coloring
+    from lmscope.widgets import token_colors
+
+    monkeypatch.setattr(token_colors, "EAGER_TOKENS", 100)
+    monkeypatch.setattr(TokenColors, "_schedule", lambda self: None)  # no idle steps here
+    tr = tiny_inspector("llama").run(tiny_ids(200, seed=5))
+    w = TokenColors(tr, layer=1)
+    mount(page, w)
+    root = page.locator(".lms-tc")
+    assert root.get_attribute("data-exact") == "0"
+    assert "spectral colors" in root.locator(".lms-bar").text_content()
+    first = (coloring.first_pass_colors(tr, stream="mlp_out", layer=1).numpy() * 255).round()
+    b = box(page, 20)
+    assert np.abs(np.array(pixel(page, 1, b["x"] + 1, b["y"] + 1)) - first[20]).max() <= 2
+    # the slider reaches a layer without colors: Python sends its first pass
+    page.locator(".lms-tc .lms-bar input[type=range]").fill("2")
+    settle(page)
+    assert w.ready_layers == [1, 2]
+    first = (coloring.first_pass_colors(tr, stream="mlp_out", layer=2).numpy() * 255).round()
+    assert np.abs(np.array(pixel(page, 1, b["x"] + 1, b["y"] + 1)) - first[20]).max() <= 2
+    shot(page, "token_colors_first_pass.png")
