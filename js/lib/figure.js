@@ -180,6 +180,25 @@ function boxSvg(style, r, ox, oy) {
   return out;
 }
 
+/** A line cut as `text-overflow: ellipsis` shows it: what fits before the box's edge, "…". */
+function clipped(parent, style, rect, text) {
+  if (style.textOverflow !== "ellipsis" || parent.scrollWidth <= parent.clientWidth) return text;
+  const box = parent.getBoundingClientRect();
+  const inner = box.right - (Number.parseFloat(style.borderRightWidth) || 0);
+  const room = inner - (Number.parseFloat(style.paddingRight) || 0) - rect.left;
+  const ctx = scratchContext();
+  ctx.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+  const chars = [...text];
+  let lo = 0;
+  let hi = chars.length;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (ctx.measureText(`${chars.slice(0, mid).join("")}…`).width <= room) lo = mid;
+    else hi = mid - 1;
+  }
+  return `${chars.slice(0, lo).join("")}…`;
+}
+
 function textNodeSvg(node, ox, oy) {
   const text = node.textContent;
   if (!text?.trim()) return "";
@@ -192,14 +211,12 @@ function textNodeSvg(node, ox, oy) {
   if (rects.length === 0) return "";
   const collapse = !/^pre/.test(style.whiteSpace);
   const show = (s) => (collapse ? s.replace(/\s+/g, " ") : s);
-  if (rects.length === 1) {
+  // one line: a single rect, or a line cut by an ellipsis (which splits its rects in two)
+  const cut = style.textOverflow === "ellipsis" && /^(pre|nowrap)$/.test(style.whiteSpace);
+  if (rects.length === 1 || (cut && !text.includes("\n"))) {
     const r = rects[0];
-    return textSvg(
-      r.left - ox,
-      r.top - oy + r.height / 2,
-      show(text).trim() ? show(text) : text,
-      opts,
-    );
+    const shown = clipped(parent, style, r, show(text).trim() ? show(text) : text);
+    return textSvg(r.left - ox, r.top - oy + r.height / 2, shown, opts);
   }
   // wrapped text: one <text> per line, found by where each character lands
   let out = "";
@@ -242,6 +259,11 @@ function inlineSvg(node, r, ox, oy) {
     );
     if (d.tagName?.toLowerCase() === "foreignobject") d.remove();
   });
+  // a plot's legend may stand outside its box, as on screen
+  copy.setAttribute(
+    "overflow",
+    getComputedStyle(node).overflow === "visible" ? "visible" : "hidden",
+  );
   copy.setAttribute("x", round(r.left - ox));
   copy.setAttribute("y", round(r.top - oy));
   copy.setAttribute("width", round(r.width));
