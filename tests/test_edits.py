@@ -205,6 +205,23 @@ def test_batched_sweep_equals_one_patched_run_at_a_time(family, site):
     assert result.n_unchanged >= (0 if site == "head" else DIFF)
 
 
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_prompts_differing_at_two_positions_batch_cells_of_several_starts(family):
+    ins = tiny_inspector(family)
+    clean, corrupted = _pair()
+    corrupted[8] = (clean[8] + 29) % 300 + 3
+    answer, foil = _answer_foil(ins.run(clean))
+    result = lmscope.patching(
+        ins, clean, corrupted, answer=answer, foil=foil, batch_size=4, progress=False
+    )
+    assert result.route == "prefix cache"
+    for layer in range(ins.n_layers):
+        for position in (DIFF, 7, 8, 11):
+            single = ins.run(corrupted, edits=[result.patch(layer, position)])
+            alone = float(metric_of(single.logits[-1], answer, foil))
+            assert result.metric[layer, position] == pytest.approx(alone, abs=1e-4)
+
+
 def test_sweep_of_an_edited_corrupted_run_keeps_its_edits_on_the_suffix(family):
     """The corrupted run's own edits, before and after the first patched position, move with
     the prompt's suffix: with the last block's attention output at the last position restored,

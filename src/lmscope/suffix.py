@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 #: how far the replayed last-position logits may be from the run's own (x their largest value)
 CHECK_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9}
 LOW_PRECISION_TOLERANCE = 3e-2
+#: what a replay that does not fit the model raises (out of memory is re-raised, not a reason)
+REPLAY_ERRORS = (RuntimeError, TypeError, ValueError, AttributeError, IndexError, KeyError)
 
 
 class _CallRecorded(Exception):
@@ -102,7 +104,8 @@ class SuffixRunner:
 
     def calls(self, start: int) -> list[BlockCall]:
         """Each block's call for positions start.. after a cache of `start` positions, as the
-        model itself makes it (recorded with no edit installed: only the call is kept)."""
+        model itself makes it. Recorded by a forward of the suffix: ask before installing
+        hooks that edit a batch (they would see a batch of one)."""
         if start not in self._calls:
             self._calls[start] = self._record_calls(start)
         return self._calls[start]
@@ -150,13 +153,15 @@ class SuffixRunner:
         """None if an unedited copy from block 0 on positions start.. gives back the run's own
         last-position logits (to float rounding), else what went wrong, in words."""
         try:
-            replayed = self.run(start, [0])[0].float()
-        except torch.OutOfMemoryError:
-            raise
-        except (RuntimeError, TypeError, ValueError, AttributeError, IndexError, KeyError) as err:
-            return (
-                f"replaying the blocks from position {start} failed ({type(err).__name__}: {err})"
-            )
+            replayed = self.run(start, [0])[0]
+        except REPLAY_ERRORS as err:
+            return self.failed(start, err)
+        return self.mismatch(replayed, start)
+
+    def mismatch(self, replayed: torch.Tensor, start: int) -> str | None:
+        """None if `replayed` (an unedited copy's last-position logits, from block 0 on
+        positions start..) is the run's own to float rounding, else how far off, in words."""
+        replayed = replayed.float()
         own = self.trace.logits[-1].float().to(replayed.device)
         dtype = self.trace.stream_dtype
         tolerance = CHECK_TOLERANCE.get(dtype, LOW_PRECISION_TOLERANCE) * own.abs().max()
@@ -167,6 +172,12 @@ class SuffixRunner:
                 f"gives last-position logits {worst:.3g} away from the run's own"
             )
         return None
+
+    @staticmethod
+    def failed(start: int, err: Exception) -> str:
+        if isinstance(err, torch.OutOfMemoryError):
+            raise err
+        return f"replaying the blocks from position {start} failed ({type(err).__name__}: {err})"
 
 
 @torch.no_grad()

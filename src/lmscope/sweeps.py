@@ -327,90 +327,145 @@ def _run_cells(ins, corrupted, site, cells, sources, pairs, size, progress, answ
     """The metric of every cell's patched run, `size` copies per forward, each copy joining the
     batch at its own layer and run on the positions from the first one its patch changes (the
     corrupted run's keys and values standing in for the positions before), or on the whole
-    prompt where a key/value cache would not be exact (`suffix.SuffixRunner.prepare` says why).
+    prompt where a key/value cache would not be exact (`suffix.SuffixRunner.prepare` says why,
+    and so does the first batch's unedited copy if it does not give back the corrupted run).
     A cell whose patch writes exactly the corrupted run's own values is that run: not rerun."""
     from tqdm.auto import tqdm
 
-    parts = ins.parts
     aligned = [(p, q) for p, q in enumerate(pairs) if q is not None]
     starts = _first_changes(corrupted, site, cells, sources, pairs, aligned)
     unchanged = float(metric_of(corrupted.logits[-1], answer, foil))
     values = [unchanged] * len(cells)
     todo = [(s, layer, i) for i, ((layer, _), s) in enumerate(zip(cells, starts, strict=True))]
     todo = sorted(cell for cell in todo if cell[0] is not None)
+    sweep = _Sweep(ins, corrupted, site, cells, sources, pairs, aligned, answer, foil, values)
     with (
         ins._eval_mode(),
-        capture.model_lock(parts.blocks[0]),
+        capture.model_lock(ins.parts.blocks[0]),
         tqdm(total=len(cells), desc=f"patching {site}", disable=not progress) as bar,
     ):
         bar.update(len(cells) - len(todo))
-        runner, note = _suffix_runner(ins, corrupted, todo[0][0]) if todo else (None, "")
-        if runner is None:  # whole prompts: any cells batch together
-            todo = sorted((0, layer, i) for _, layer, i in todo)
-        if progress:
-            bar.set_description(f"patching {site} ({'prefix cache' if runner else 'whole prompt'})")
-        for start, chunk in _chunks(todo, size):
-            rows = [(row, cells[i][1]) for row, (_, _, i) in enumerate(chunk)]
-            by_layer: dict[int, list[tuple[int, int]]] = defaultdict(list)
-            for row, (_, layer, _) in enumerate(chunk):
-                by_layer[layer].append(rows[row])
-            own_edits = (
-                corrupted.edits if runner is None else _from_position(corrupted.edits, start)
-            )
-            with edits.applied(parts, own_edits):
-                handles = []
-                try:
-                    for layer, layer_rows in by_layer.items():
-                        write = _cell_writer(
-                            parts, site, layer, layer_rows, sources[layer], pairs, aligned, start
-                        )
-                        handles.append(edits.hook_site(parts, site, layer, write))
-                    joins = [layer for _, layer, _ in chunk]
-                    if runner is not None:
-                        logits = runner.run(start, joins)
-                    else:
-                        logits = suffix.run_copies(ins, corrupted, joins)
-                finally:
-                    for handle in handles:
-                        handle.remove()
-            for (_, _, i), value in zip(
-                chunk, metric_of(logits, answer, foil).tolist(), strict=True
-            ):
-                values[i] = value
+        runner, note = None, ""
+        if todo:
+            with edits.applied(ins.parts, corrupted.edits):
+                prepared = suffix.SuffixRunner.prepare(ins, corrupted)
+            runner, note = (None, prepared) if isinstance(prepared, str) else (prepared, "")
+        if runner is not None:
+            bar.set_description(f"patching {site} (prefix cache)")
+            note = sweep.run(runner, _chunks(todo, size, ins.n_layers, corrupted.seq_len), bar)
+            runner = None if note else runner
+        if runner is None and todo:  # whole prompts: any cells batch together
+            bar.set_description(f"patching {site} (whole prompt)")
+            whole = sorted((0, layer, i) for _, layer, i in todo)
+            sweep.run(None, _chunks(whole, size, ins.n_layers, corrupted.seq_len), bar)
+    route = "prefix cache" if runner is not None else "whole prompt"
+    return _Cells(values, route, note, len(cells) - len(todo))
+
+
+@dataclass
+class _Sweep:
+    """The cells of one sweep and where their metrics go."""
+
+    ins: Inspector
+    corrupted: Trace
+    site: str
+    cells: list
+    sources: dict
+    pairs: tuple
+    aligned: list
+    answer: int
+    foil: int | None
+    values: list[float]
+
+    def run(self, runner: suffix.SuffixRunner | None, chunks, bar) -> str:
+        """Every chunk's metrics into `values`, from the prefix cache of `runner` or (None) on
+        whole prompts. With a runner, the first batch carries an unedited copy too: if it does
+        not give back the corrupted run, nothing is kept and the reason is returned."""
+        check = runner is not None
+        for start, chunk in chunks:
+            try:
+                logits = self._batch(runner, start, chunk, check)
+            except suffix.REPLAY_ERRORS as err:
+                if not check:
+                    raise
+                return suffix.SuffixRunner.failed(start, err)
+            if check:
+                problem = runner.mismatch(logits[0], start)
+                if problem:
+                    return problem
+                logits, check = logits[1:], False
+            metrics = metric_of(logits, self.answer, self.foil).tolist()
+            for (_, _, i), value in zip(chunk, metrics, strict=True):
+                self.values[i] = value
             bar.update(len(chunk))
-    return _Cells(
-        values,
-        "prefix cache" if runner is not None else "whole prompt",
-        note,
-        len(cells) - len(todo),
-    )
+        return ""
+
+    def _batch(self, runner, start: int, chunk, control: bool) -> torch.Tensor:
+        parts, corrupted = self.ins.parts, self.corrupted
+        first = 1 if control else 0  # row 0: the unedited copy, from block 0
+        by_layer: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for row, (_, layer, i) in enumerate(chunk, start=first):
+            by_layer[layer].append((row, self.cells[i][1]))
+        joins = [0] * first + [layer for _, layer, _ in chunk]
+        own = corrupted.edits if runner is None else _from_position(corrupted.edits, start)
+        if runner is not None:
+            runner.calls(start)  # recorded (once per position) before any hook of ours is in
+        with edits.applied(parts, own):
+            handles = []
+            try:
+                for layer, rows in by_layer.items():
+                    write = _cell_writer(
+                        parts,
+                        self.site,
+                        layer,
+                        rows,
+                        self.sources[layer],
+                        self.pairs,
+                        self.aligned,
+                        start,
+                    )
+                    handles.append(edits.hook_site(parts, self.site, layer, write))
+                if runner is None:
+                    return suffix.run_copies(self.ins, corrupted, joins)
+                return runner.run(start, joins)
+            finally:
+                for handle in handles:
+                    handle.remove()
 
 
-def _chunks(todo, size):
-    """Batches of at most `size` cells that share their first changed position, each in layer
-    order (a copy joins the batch at its own layer)."""
-    out = []
-    for start in sorted({s for s, _, _ in todo}):
-        same = [cell for cell in todo if cell[0] == start]
-        out.extend((start, same[i : i + size]) for i in range(0, len(same), size))
+#: extra positions a batch may compute for cells whose patch starts later than its own first
+#: position, as a share of what its cells need: fewer, larger batches mean fewer block calls
+MERGE_WASTE = 0.25
+
+
+def _chunks(todo, size: int, n_layers: int, seq_len: int):
+    """Batches of at most `size` cells (sorted by first changed position), each run from its
+    first cell's position and listed in layer order (a copy joins the batch at its own layer).
+    Cells of later positions join a batch while what it computes for nothing stays within
+    MERGE_WASTE of what its cells need."""
+    out: list[tuple[int, list]] = []
+    chunk: list = []
+    need = waste = 0
+    for cell in todo:
+        start, layer, _ = cell
+        blocks = n_layers - layer
+        if chunk:
+            extra = blocks * (start - chunk[0][0])
+            grown = blocks * (seq_len - start)
+            if len(chunk) < size and waste + extra <= MERGE_WASTE * (need + grown):
+                chunk.append(cell)
+                need, waste = need + grown, waste + extra
+                continue
+            out.append((chunk[0][0], sorted(chunk, key=lambda c: c[1])))
+        chunk, need, waste = [cell], blocks * (seq_len - start), 0
+    if chunk:
+        out.append((chunk[0][0], sorted(chunk, key=lambda c: c[1])))
     return out
 
 
 def _from_position(planned, start: int) -> tuple[edits.Edit, ...]:
     moved = (edit.from_position(start) for edit in planned)
     return tuple(edit for edit in moved if edit is not None)
-
-
-def _suffix_runner(ins, corrupted, start: int) -> tuple[suffix.SuffixRunner | None, str]:
-    """The prefix-cache runner for the corrupted run, checked on an unedited copy from
-    `start`; or None and why the sweep runs whole prompts."""
-    with edits.applied(ins.parts, corrupted.edits):
-        runner = suffix.SuffixRunner.prepare(ins, corrupted)
-    if isinstance(runner, str):
-        return None, runner
-    with edits.applied(ins.parts, _from_position(corrupted.edits, start)):
-        problem = runner.check(start)
-    return (None, problem) if problem else (runner, "")
 
 
 def _cell_writer(parts, site, layer, rows, source, pairs, aligned, start):
