@@ -118,9 +118,15 @@ def main() -> None:
     parser.add_argument("--views", nargs="+", default=list(VIEWS), choices=VIEWS)
     parser.add_argument("--skip", nargs="*", default=[], help="View@N pairs to leave out")
     parser.add_argument("--complete", action="store_true", help="also time filling the rest")
+    parser.add_argument(
+        "--internals",
+        default="auto",
+        choices=("auto", "keep", "recompute"),
+        help="the trace's storage rule (auto depends on free memory: pin it to compare runs)",
+    )
     args = parser.parse_args()
 
-    ins = lmscope.Inspector.from_pretrained(device="cpu")
+    ins = lmscope.Inspector.from_pretrained(device="cpu", trace_internals=args.internals)
     print(f"torch threads {torch.get_num_threads()}, load {load()}", flush=True)
     for n in args.lengths:
         ids = prompt_ids(ins, n)
