@@ -140,7 +140,9 @@ def tiny_config(model_type: str, level: int = 0):
     for sub in {id(text): text, id(config): config}.values():
         for name, value in sizes.items():
             current = getattr(sub, name, None)
-            if isinstance(current, int | float) and not isinstance(current, bool):
+            # a size of 0 switches a part off (GraniteMoeShared's shared expert): shrinking
+            # must not switch it on
+            if isinstance(current, int | float) and not isinstance(current, bool) and current:
                 _set(sub, name, value)
         if isinstance(getattr(sub, "num_key_value_heads", None), int):
             _set(sub, "num_key_value_heads", 2 if sub.num_key_value_heads > 1 else 1)

@@ -37,6 +37,7 @@ SUBSET = {
     "hyperclovax": "logits multiplied (not divided) by logits_scaling",
     "modernbert-decoder": "a prediction head between the final norm and the unembedding",
     "mpt": "attention outside the interface reading its own boolean mask",
+    "granitemoehybrid": "an MLP that is experts plus a shared MLP, Mamba layers, multipliers",
 }
 
 
@@ -276,3 +277,15 @@ def test_attention_views_say_why_rows_do_not_sum_to_one_and_which_layers_are_not
     lines = lmscope.AttentionLines(hybrid, layer=1)
     lines.layer = 0  # from the browser: refused in words under the view, lines unchanged
     assert "layer 0 has no attention" in lines.error and "layers with attention: 1" in lines.error
+
+
+def test_a_side_that_adds_two_modules_is_their_sum_and_edits_refuse_it_in_words():
+    ins = _inspector("granitemoehybrid")
+    block = ins.parts.blocks[0]
+    assert ins.parts.mlp_outs[0] == (block.block_sparse_moe, block.shared_mlp)
+    trace = ins.run(_ids())
+    torch.testing.assert_close(
+        trace.resid_mid(0) + trace.mlp_out(0), trace.resid_post(0), atol=5e-5, rtol=1e-4
+    )
+    with pytest.raises(UnsupportedArchitectureError, match="sum of two modules' outputs"):
+        ins.run(_ids(), edits=[lmscope.Patch(source=trace, site="mlp_out", layer=0)])

@@ -30,6 +30,7 @@ _HEAD_COUNT_ATTRS = ("num_attention_heads", "n_head", "num_heads", "n_heads")
 _ATTENTION_NAMES = ("self_attn", "self_attention", "attn", "attention", "multi_head_attention")
 _MLP_NAMES = ("mlp", "feed_forward", "ffn", "block_sparse_moe", "moe", "mlp_block")
 _MLP_CLASS = re.compile(r"MLP|Moe|MoE|FeedForward|FFN|Experts|SparseMoe", re.IGNORECASE)
+_MIXER_CLASS = re.compile(r"Mamba|Mixer|Attention|Conv|Recurrent|LSTM|Rwkv|DeltaNet", re.I)
 _ATTN_PROJ_NAMES = ("o_proj", "out_proj", "dense", "c_proj", "wo", "o", "proj")
 _MLP_DOWN_NAMES = ("down_proj", "c_proj", "dense_4h_to_h", "fc_out", "fc2", "w2", "wo", "proj")
 
@@ -115,8 +116,11 @@ class ModelParts:
     model_type: str
     blocks: list[nn.Module]
     attentions: list[nn.Module | None]
-    attn_outs: list[nn.Module | None]  # the token mixer's contribution (attention or other)
-    mlp_outs: list[nn.Module | None]
+    #: the module whose output is the token mixer's contribution (attention or other), or a
+    #: pair whose outputs add up to it (Falcon-H1's attention and Mamba mixer)
+    attn_outs: list[nn.Module | tuple[nn.Module, nn.Module] | None]
+    #: likewise for the MLP (GraniteMoeHybrid: its experts plus its shared MLP)
+    mlp_outs: list[nn.Module | tuple[nn.Module, nn.Module] | None]
     mlp_downs: list[nn.Module | None]
     attn_projs: list[nn.Module | None]
     final_norm: nn.Module
@@ -356,6 +360,8 @@ def _find_mixer(block: nn.Module, attention, mlp) -> nn.Module | None:
         for _, c in block.named_children()
         if c is not mlp and not _is_norm(c) and any(True for _ in c.parameters())
     ]
+    if len(others) > 1:  # beside a second MLP (GraniteMoeHybrid's shared one): the mixer
+        others = [c for c in others if _MIXER_CLASS.search(type(c).__name__)]
     return others[0] if len(others) == 1 else None
 
 

@@ -285,6 +285,12 @@ def _layer_heads(trace: Trace, layer: int, pos: int, direction: torch.Tensor, to
     recorded = trace.attn_out(layer)[pos]
     direction = direction.to(z.device)
     scale = parts.residual_scale  # Granite, MiniCPM 3: what the layer adds is scaled first
+    if isinstance(parts.attn_outs[layer], tuple):
+        raise UnsupportedArchitectureError(
+            f"layer {layer} adds its attention together with another module's output "
+            f"({' + '.join(type(m).__name__ for m in parts.attn_outs[layer])}): the heads' "
+            "shares of that sum are not defined, so its parts cannot be attributed"
+        )
     if parts.attn_outs[layer] is parts.attentions[layer]:
         _check(
             scale * projected,

@@ -219,11 +219,17 @@ def recording(
     # a family that adds to a sub-layer's output in place (Falcon) would change a kept reference
     copy_first = parts.copy_contributions and place is _keep
 
-    def on_output(store: list, layer: int):
+    def on_output(store: list, layer: int, pending: dict | None = None, count: int = 1):
         def hook(_module, _args, output):
             added = _first_tensor(output)
             # [1, seq, d]; some MoE blocks return their tokens flattened, [seq, d]
             added = added[0] if added.dim() == 3 else added
+            if pending is not None:  # one of a pair whose outputs add up to the contribution
+                pending.setdefault(layer, []).append(added)
+                if len(pending[layer]) < count:
+                    return
+                first, second = pending.pop(layer)
+                added = first + second
             if scale != 1.0:  # Granite scales what each sub-layer adds
                 added = added * scale
             elif copy_first:
@@ -261,12 +267,16 @@ def recording(
                         on_attention_call(layer), with_kwargs=True
                     )
                 )
-            for module, store in (
+            for side, store in (
                 (parts.attn_outs[layer], rec.attn_out),
                 (parts.mlp_outs[layer], rec.mlp_out),
             ):
-                if module is not None:
-                    handles.append(module.register_forward_hook(on_output(store, layer)))
+                if isinstance(side, tuple):
+                    pending: dict = {}
+                    hook = on_output(store, layer, pending, len(side))
+                    handles += [module.register_forward_hook(hook) for module in side]
+                elif side is not None:
+                    handles.append(side.register_forward_hook(on_output(store, layer)))
             if parts.mlp_downs[layer] is not None:
                 handles.append(
                     parts.mlp_downs[layer].register_forward_pre_hook(on_mlp_hidden(layer))

@@ -468,6 +468,12 @@ def hook_site(
     if site in ("attn_out", "mlp_out"):
         parts.check_view("decomposition")  # which module's output is added, in words
         module = (parts.attn_outs if site == "attn_out" else parts.mlp_outs)[layer]
+        if isinstance(module, tuple):
+            raise UnsupportedArchitectureError(
+                f"layer {layer}'s {site} is the sum of two modules' outputs "
+                f"({' + '.join(type(m).__name__ for m in module)}): it has no one output to "
+                "replace (edit the residual stream or heads instead)"
+            )
         if module is None:
             raise UnsupportedArchitectureError(
                 f"layer {layer} adds no {site.split('_')[0]} output lmscope can edit"

@@ -285,14 +285,26 @@ def _choose_contributions(
         mixer_side = _valid(found.attn_out_choices[layer], mixer, tape) or (
             [None] if mixer is None else []
         )
+        mlp_side = _valid(found.mlp_out_choices[layer], found.mlps[layer], tape) or [None]
+        # last: a side that adds two modules' outputs (GraniteMoeHybrid's experts plus its
+        # shared MLP, Falcon-H1's attention plus its Mamba mixer)
+        extras = _other_adders(found, layer, tape)
+        if mixer is not None and mixer in mixer_side:
+            mixer_side += [(mixer, x) for x in extras]
+        mlp = found.mlps[layer]
+        if mlp is not None and mlp in mlp_side:
+            mlp_side += [(mlp, x) for x in extras]
         for a in mixer_side:
-            mlp_side = _valid(found.mlp_out_choices[layer], found.mlps[layer], tape) or [None]
             for m in mlp_side:
-                if a is None and m is None:
+                if (a is None and m is None) or _overlap(a, m):
                     continue
-                parts_out = [_as_stream(outputs[id(x)], block_out) for x in (a, m) if x is not None]
+                parts_out = [_summed(x, outputs, block_out) for x in (a, m) if x is not None]
+                if block_out is None or any(
+                    p is None or p.shape != block_out.shape for p in parts_out
+                ):
+                    continue
                 total = parts_out[0] if len(parts_out) == 1 else parts_out[0] + parts_out[1]
-                if block_out is None or total.shape != block_out.shape:
+                if total.shape != block_out.shape:
                     continue  # never let broadcasting pass for an identity
                 if block_in is not None and _same(block_in + s * total, block_out, tol):
                     choice = (a, m)
@@ -313,7 +325,7 @@ def _choose_contributions(
             return False
         parts.attn_outs[layer], parts.mlp_outs[layer] = choice
         if choice[0] is not None and choice[1] is not None:
-            mid = block_in + s * _as_stream(outputs[id(choice[0])], block_out)
+            mid = block_in + s * _summed(choice[0], outputs, block_out)
             readers = [found.mlps[layer], *(c for _, c in block.named_children())]
             serial = any(
                 r is not None
@@ -325,6 +337,38 @@ def _choose_contributions(
                 parallel_layers.append(layer)
     parts.parallel_residual = bool(parallel_layers)
     return True
+
+
+def _members(side) -> tuple:
+    return () if side is None else side if isinstance(side, tuple) else (side,)
+
+
+def _overlap(a, m) -> bool:
+    return bool({id(x) for x in _members(a)} & {id(x) for x in _members(m)})
+
+
+def _summed(side, outputs: dict, like: torch.Tensor) -> torch.Tensor:
+    """What one side adds: a module's output, or the sum of a pair's."""
+    values = [_as_stream(outputs[id(module)], like) for module in _members(side)]
+    if len(values) == 1:
+        return values[0]
+    if values[0].shape != values[1].shape:
+        return None  # not two contributions to the stream (an MLP's hidden layer...)
+    return values[0] + values[1]
+
+
+def _other_adders(found: Candidates, layer: int, tape: _Tape) -> list[nn.Module]:
+    """Children of a block that ran, have weights and are neither its mixer, its MLP nor a
+    norm: what may add to the stream beside them."""
+    known = {id(m) for m in (found.mixers[layer], found.mlps[layer]) if m is not None}
+    return [
+        child
+        for _, child in found.blocks[layer].named_children()
+        if id(child) not in known
+        and id(child) in tape.outputs
+        and not _is_norm_choice(child)
+        and any(True for _ in child.parameters())
+    ]
 
 
 _MULTIPLIER_NAME = ("alpha", "beta", "scale", "scalar", "multiplier", "factor", "add_idx")
