@@ -79,6 +79,8 @@ function render({ model, el: root }) {
     };
   box.drawnPositions = () => Array.from(data?.positions ?? []);
   box.layerCount = () => data?.nLayers ?? 0;
+  box.seqLength = () => data?.seq ?? 0;
+  box.hitAt = (x, y) => (index ? nearest(index, x, y) : -1);
 
   function size() {
     const w = Math.floor(stage.clientWidth);

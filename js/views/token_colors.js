@@ -117,7 +117,9 @@ function render({ model, el: root }) {
     const viewH = Math.min(lay.height, MAX_ROW);
     const dpr = window.devicePixelRatio || 1;
     for (const r of rows) {
-      r.scroll.style.height = `${viewH + 2}px`;
+      // the content box: its border is outside, so the window is exactly the canvas and the
+      // last line can scroll fully into view (viewH + 2 left it 2 px short)
+      r.scroll.style.height = `${viewH}px`;
       r.canvas.style.width = `${width}px`;
       r.canvas.style.height = `${viewH}px`;
       r.canvas.width = Math.round(width * dpr);
