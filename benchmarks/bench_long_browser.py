@@ -110,7 +110,7 @@ async () => {
 TARGETS = {
     "lines": (".lms-al-stage", ".lms-al-scroll"),
     "grid": (".lms-ag-cell canvas", None),
-    "lens": (".lms-ll-canvas", ".lms-ll-scroll"),
+    "lens": (".lms-ll-canvas", ".lms-ll-scroll:x"),
     "colors": (".lms-tc-scroll canvas", ".lms-tc-scroll"),
     "tokens": (".lms-token", None),
     "attribution": (".lms-attr canvas", None),
@@ -136,20 +136,26 @@ _HOVER = """
 }
 """
 _SCROLL = """
-async ([selector, frames]) => {
+async ([target, frames]) => {
+  const [selector, axis] = target.split(':');
   const scroller = document.querySelector(selector);
-  if (!scroller || scroller.scrollHeight <= scroller.clientHeight) return null;
-  const end = scroller.scrollHeight - scroller.clientHeight;
+  const [pos, size, client] = axis === 'x'
+    ? ['scrollLeft', 'scrollWidth', 'clientWidth'] : ['scrollTop', 'scrollHeight', 'clientHeight'];
+  if (!scroller || scroller[size] <= scroller[client]) return null;
+  const end = scroller[size] - scroller[client];
+  // from the start to the end (the lens opens scrolled to its last position)
+  scroller[pos] = 0;
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
   const times = [];
   let last = await new Promise((r) => requestAnimationFrame(r));
   for (let i = 1; i <= frames; i++) {
-    scroller.scrollTop = (end * i) / frames;
+    scroller[pos] = (end * i) / frames;
     const now = await new Promise((r) => requestAnimationFrame(r));
     times.push(now - last);
     last = now;
   }
   await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-  const atEnd = Math.abs(scroller.scrollTop - end) < 2;
+  const atEnd = Math.abs(scroller[pos] - end) < 2;
   times.sort((a, b) => a - b);
   const mean = times.reduce((a, b) => a + b, 0) / times.length;
   return {mean, p95: times[Math.floor(times.length * 0.95)], max: times[times.length - 1], atEnd};
@@ -169,8 +175,54 @@ async () => {
 """
 
 
+def current_page(html: str) -> str:
+    """A cached page as `save_html` writes it now: each view's bundle replaced by the one built
+    now and the page's own scripts by today's (a cached page keeps the JS it was saved with,
+    and a fix must be measured without rebuilding the 8k states)."""
+    import re
+
+    from lmscope.widgets import export
+
+    # today's mounting script, from a page of one small view
+    probe = export.render_html(export.ErrorArea(error="x"))
+    module = re.search(r'<script type="module">.*?</script>', probe, flags=re.S).group(0)
+    html = re.sub(r'<script type="module">.*?</script>', lambda _m: module, html, flags=re.S)
+    if "lms-deferred" in module:  # the widget manager waits for the views' first paint
+        html = re.sub(r"<script>(?!\n)", '<script type="text/plain" class="lms-deferred">', html)
+
+    from lmscope.widgets.base import LmscopeWidget
+    from lmscope.widgets.export import _code_text
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    import lmscope.widgets.norm_strips  # noqa: F401  (views the package imports lazily)
+
+    for name in ("attention_grid", "attention_lines", "attribution", "logit_lens", "token_colors"):
+        __import__(f"lmscope.widgets.{name}")
+    __import__("lmscope.widgets.tokens")
+    bundles = {}
+    for cls in subclasses(LmscopeWidget):
+        esm = cls.__dict__.get("_esm")  # anywidget's FileContents of the built bundle
+        if esm is not None:
+            bundles[cls.__name__] = str(esm)
+    for name, text in bundles.items():
+        code = _code_text(text)
+        html = re.sub(
+            rf'(<script type="text/plain" id="lms-code-{name}">).*?(</script>)',
+            lambda m, code=code: m.group(1) + code + m.group(2),
+            html,
+            flags=re.S,
+        )
+    return html
+
+
 def measure_page(browser, path: pathlib.Path, view: str, repeats: int) -> dict:
-    html = path.read_text()
+    html = current_page(path.read_text())
+    path = path.with_name(f"current_{path.name}")
+    path.write_text(html)
     expected = html.count("data-lmscope-view=")
     paints, bq = [], []
     out: dict = {}

@@ -55,13 +55,22 @@ body {{ margin: 16px; font: 13px system-ui, sans-serif; color: #222; background:
 </script>
 <script type="module">
 const {{ mount }} = window.lmscopeStatic;
-for (const host of document.querySelectorAll("[data-lmscope-view]")) {{
+const mounted = [...document.querySelectorAll("[data-lmscope-view]")].map((host) => {{
   const id = host.dataset.lmscopeView;
   const code = document.getElementById(`lms-code-${{host.dataset.bundle}}`).textContent;
   const saved = JSON.parse(document.getElementById(`lms-state-${{id}}`).textContent);
-  mount(host, code, saved.state, saved.buffers).catch((err) => {{
+  return mount(host, code, saved.state, saved.buffers).catch((err) => {{
     host.textContent = `lmscope could not render this view: ${{err}}`;
   }});
+}});
+// the widget manager (megabytes of JS) starts once the lmscope views have painted, so they
+// are not kept waiting while it is parsed
+await Promise.all(mounted);
+await new Promise((done) => requestAnimationFrame(() => setTimeout(done, 0)));
+for (const held of document.querySelectorAll("script.lms-deferred")) {{
+  const script = document.createElement("script");
+  script.textContent = held.textContent;
+  held.replaceWith(script);
 }}
 </script>
 </body>
@@ -196,7 +205,10 @@ def _manager_scripts(others: list[ipywidgets.Widget]) -> list[str]:
     if any(m.get("model_module") in ("bqplot", "bqscales") for m in state.values()):
         code += [_amd_module("bqscales"), _amd_module("bqplot")]
     code.append((STATIC / "vendor" / "html-manager-embed-amd.js").read_text(encoding="utf-8"))
-    scripts = [f"<script>{_code_text(c)}</script>" for c in code]
+    # held as text: the page runs them once its lmscope views have painted (see _PAGE)
+    scripts = [
+        f'<script type="text/plain" class="lms-deferred">{_code_text(c)}</script>' for c in code
+    ]
     scripts.append(
         '<script type="application/vnd.jupyter.widget-state+json">'
         f"{_json_text(json.dumps(data, ensure_ascii=True))}</script>"
