@@ -5,6 +5,7 @@ written to test-output/figures/ for a person to look at."""
 from __future__ import annotations
 
 import base64
+import math
 import os
 import pathlib
 import xml.etree.ElementTree as ET
@@ -119,6 +120,11 @@ CAPTIONS = {
 }
 
 
+def _px(size: float) -> int:
+    """Pixels as JS rounds them (Math.round: halves up; Python's round() goes to even)."""
+    return math.floor(size + 0.5)
+
+
 def _texts(root: ET.Element) -> str:
     return "\n".join("".join(e.itertext()) for e in root.iter(f"{SVG}text"))
 
@@ -153,7 +159,7 @@ def test_every_view_saves_svg_and_png(figures, page, name):
     _, svg, png = figures[name]
     root = _check_svg(svg, name)
     w, h = (float(v) for v in root.get("viewBox").split()[2:])
-    assert png_size(png) == (round(w * 2), round(h * 2))
+    assert png_size(png) == (_px(w * 2), _px(h * 2))
     texts = _texts(root)
     # the title: the view, the model's length and (for the dashboard) the current tab's view
     title = texts.splitlines()[0]
@@ -198,6 +204,20 @@ def test_heatmap_cell_is_where_it_is_drawn(figures, page):
     x, y = float(first.get("x")), float(first.get("y"))
     r, g, b, _ = read_png(page, png)[int(y * 2) + 3, int(x * 2) + 3].astype(int)
     assert b > 150 and b - r > 60, (r, g, b)
+
+
+def test_token_colour_is_where_it_is_drawn(figures, page):
+    """TokenColors' first token, drawn on its canvas: in the SVG a rect in the token's colour at
+    the selected layer (as Python computed it), in the PNG that colour at that place."""
+    view, svg, png = figures["token_colors"]
+    groups = [g for g in ET.fromstring(svg).iter(f"{SVG}g") if g.get("clip-path")]
+    first = next(g[0] for g in groups if len(g) and g[0].tag == f"{SVG}rect")  # canvas marks
+    expected = (view._rgb[0, view.layer, 0] * 255).round().int().tolist()
+    fill = [int(first.get("fill")[i : i + 2], 16) for i in (1, 3, 5)]  # "#rrggbb"
+    assert max(abs(a - b) for a, b in zip(fill, expected, strict=True)) <= 1, (fill, expected)
+    x, y = float(first.get("x")), float(first.get("y"))
+    pixel = read_png(page, png)[int(y * 2) + 3, int(x * 2) + 3, :3].astype(int)
+    assert max(abs(a - b) for a, b in zip(pixel, fill, strict=True)) <= 2, (pixel, fill)
 
 
 def test_canvases_left_as_images_have_the_pictures_pixels(figures):
@@ -250,7 +270,9 @@ def test_missing_browser_says_what_to_install(tmp_path, monkeypatch):
         view.save_svg(tmp_path / "x.svg")
 
 
-@pytest.mark.parametrize("name", ["attention_lines", "attention_grid", "token_view"])
+@pytest.mark.parametrize(
+    "name", ["attention_lines", "attention_grid", "token_view", "token_colors"]
+)
 def test_download_control_draws_what_python_saves(figures, page, name):
     """The in-view control: the same drawing as save_svg (same title, same texts), and a PNG
     at the chosen scale."""
@@ -273,14 +295,14 @@ def test_download_control_draws_what_python_saves(figures, page, name):
     png = pathlib.Path(got.value.path()).read_bytes()
     (OUT / f"{name}_control.png").write_bytes(png)
     w, h = (float(v) for v in mine.get("viewBox").split()[2:])
-    assert png_size(png) == (round(w * 3), round(h * 3))
+    assert png_size(png) == (_px(w * 3), _px(h * 3))
     assert got.value.suggested_filename.endswith(".png")
     # for print: 300 dpi at the size on screen, written into the file
     page.select_option(".lms-figure-control select[title='PNG scale']", "print")
     with page.expect_download() as got:
         page.click(".lms-figure-control button[data-format=png]")
     png = pathlib.Path(got.value.path()).read_bytes()
-    assert png_size(png) == (round(w * 300 / 96), round(h * 300 / 96))
+    assert png_size(png) == (_px(w * 300 / 96), _px(h * 300 / 96))
     assert b"pHYs" in chunk_kinds(png)
     assert read_png(page, png).shape[1] == png_size(png)[0]  # the chunk left the PNG valid
 
@@ -329,7 +351,7 @@ def test_download_control_in_jupyter(browser, jupyter_server, app):
         assert all(tok.strip() in lines for tok in HOSTILE)  # the tokens, literally, as text
         assert not list(root.iter(f"{SVG}image"))
         w, h = (float(v) for v in root.get("viewBox").split()[2:])
-        assert png_size(png) == (round(w * 2), round(h * 2))  # 2x, the control's default
+        assert png_size(png) == (_px(w * 2), _px(h * 2))  # 2x, the control's default
         pixels = read_png(page, png)
         assert len(np.unique(pixels.reshape(-1, 4), axis=0)) > 20
         assert tuple(pixels[3, 3]) == (255, 255, 255, 255)  # light by default
