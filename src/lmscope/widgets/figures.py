@@ -169,6 +169,16 @@ _READY = """
 """
 
 
+_SETTLED = """
+() => {
+  const count = document.querySelectorAll(".bqplot *").length;
+  const same = window.lmsFigureCount === count;
+  window.lmsFigureCount = count;
+  return same;
+}
+"""
+
+
 def _draw(widget: Any, fmt: str, opts: dict) -> str:
     from lmscope.widgets.export import render_html
 
@@ -189,6 +199,9 @@ def _draw(widget: Any, fmt: str, opts: dict) -> str:
                     f"the view's page did not finish drawing in {_TIMEOUT_MS // 1000} s"
                     + (f" (page errors: {'; '.join(errors)})" if errors else "")
                 ) from err
+            # bqplot adds legends and labels after its first marks: wait until its figures
+            # stay the same for a poll
+            page.wait_for_function(_SETTLED, timeout=_TIMEOUT_MS, polling=200)
             page.wait_for_timeout(150)  # bqplot's transitions settle
             return page.evaluate(_DRAW, [opts, fmt])
 
