@@ -315,6 +315,7 @@ _JUPYTER_CELLS = [
     "tr.token_texts = list(tr.tokens)\n"
     "view = lmscope.TokenColors(tr)\n"
     "view",
+    "dash = lmscope.Dashboard(tr)\ndash",
 ]
 
 
@@ -372,8 +373,33 @@ def test_download_control_in_jupyter(browser, jupyter_server, app):
             light, _ = _download(page, f"{control} button[data-format=png]")
             assert tuple(read_png(page, light)[3, 3]) == (255, 255, 255, 255)
             shot(page, "figure_control_lab_dark.png")
+        _dashboard_control(page, app)
     except Exception:
         shot(page, f"figure_control_{app}_failed.png")
         raise
     finally:
         page.close()
+
+
+def _dashboard_control(page, app: str) -> None:
+    """The dashboard's own control (the first in it: its error area, above the tabs) saves
+    the tab on show, titled by it; after a click on another tab, that tab."""
+    control = page.locator(".lms-dashboard .lms-figure-control").first
+    control.wait_for(timeout=60_000)
+    for tab in ("Tokens", "Attention"):
+        if tab != "Tokens":
+            page.locator(".widget-tab .lm-TabBar-tab", has_text=tab).click()
+            page.locator(".widget-tab .lms-ag canvas").filter(visible=True).first.wait_for()
+        expected = f"Dashboard: {tab} · LlamaForCausalLM · 14 tokens"
+        for _ in range(50):  # the kernel retitles the figure when the tab changes
+            with page.expect_download() as got:
+                control.locator("button[data-format=svg]").click()
+            svg = pathlib.Path(got.value.path()).read_bytes()
+            title = _texts(_check_svg(svg, f"dashboard {tab}")).splitlines()[0]
+            if title == expected:
+                break
+            page.wait_for_timeout(200)
+        assert title == expected
+        (OUT / f"jupyter_{app}_dashboard_{tab}.svg").write_bytes(svg)
+        if tab == "Attention":  # the tab's heatmaps, not the Tokens tab's chips
+            assert list(ET.fromstring(svg).iter(f"{SVG}image"))
