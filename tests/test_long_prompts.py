@@ -163,20 +163,51 @@ def test_grid_pooled_block_by_block_equals_pooling_the_whole_pattern(monkeypatch
         np.testing.assert_array_equal(_as_wire(got[i], "unit"), _as_wire(want, "unit"))
 
 
-def test_grid_at_long_length_holds_no_full_pattern():
+def test_grid_at_long_length_starts_from_a_first_pass_and_holds_no_full_pattern():
     tr = long_trace()
     before = tr.stored_bytes()
     grid = AttentionGrid(tr, layer=2)
-    # the heads were pooled block by block: no [seq, seq] pattern was cached on the trace
-    assert tr.stored_bytes() == before and tr.cached_head(2, 0) is None
+    assert not grid.exact and "first pass" in grid.status
     assert grid.panel_a["shape"] == [tr.n_heads, 128, 128]
     assert grid.synced_bytes() < 200_000
+    first = _decoded(grid.panel_a)
+    np.testing.assert_array_equal(
+        first, _as_wire(attention.first_pass_pool(tr, 2, range(tr.n_heads), 128), "unit")
+    )
+    grid.fill_all()  # what the kernel's idle loop does a block at a time
+    assert grid.exact and grid.status == ""
+    # the heads were pooled block by block: no [seq, seq] pattern was cached on the trace
+    assert tr.stored_bytes() == before and tr.cached_head(2, 0) is None
+    exact = _decoded(grid.panel_a)
+    assert (first <= exact).all() and (first < exact).any()  # a first pass sees fewer rows
     # one head pooled from its whole pattern is the same picture
     want = attention.pool(tr.head(2, 1).float(), 128)
-    np.testing.assert_array_equal(_decoded(grid.panel_a)[1], _as_wire(want, "unit"))
-    # by head, through every layer: each layer's one head block by block
+    np.testing.assert_array_equal(exact[1], _as_wire(want, "unit"))
+    assert (exact == _as_wire(attention.grid(tr, layer=2)[0], "unit")).all()
+    # by head, through every layer: each layer's one head (short enough to be exact at once)
     grid.by = "head"
-    assert grid.panel_a["shape"] == [tr.n_layers, 128, 128]
+    assert grid.panel_a["shape"] == [tr.n_layers, 128, 128] and grid.exact
+
+
+def test_grid_fills_while_the_event_loop_is_idle(monkeypatch):
+    monkeypatch.setattr(attention, "BLOCK_BYTES", 700 * 4 * 3 * 4 * 37)  # blocks of 37 rows
+    tr = long_trace(700)
+
+    async def show_and_wait():
+        grid = AttentionGrid(tr, layer=1, size=64)
+        seen = set()
+        for _ in range(10_000):
+            seen.add(grid.status)
+            if grid.exact:
+                break
+            await asyncio.sleep(0)
+        return grid, seen
+
+    with ThreadPoolExecutor(1) as pool:
+        grid, seen = pool.submit(asyncio.run, show_and_wait()).result()
+    assert grid.exact and len(seen) > 3
+    want = attention.grid(tr, layer=1, size=64)[0]
+    np.testing.assert_array_equal(_decoded(grid.panel_a), _as_wire(want, "unit"))
 
 
 def test_token_colors_first_state_is_a_first_pass_of_the_shown_layer():

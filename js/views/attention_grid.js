@@ -89,6 +89,13 @@ function render({ model, el: root }) {
   const legend = el("div", { className: "lms-ag-legend lms-note", parent: box });
   const tip = el("div", { className: "lms-tip", parent: box });
   const { show } = controls(model, bar);
+  // a long prompt's grid starts as a first pass; Python says how far the exact pooling is
+  const status = el("span", { className: "lms-note", parent: bar });
+  const showStatus = () => {
+    status.textContent = model.get("status") || "";
+    root.dataset.exact = model.get("exact") === false ? "0" : "1";
+  };
+  showStatus();
   let cellNodes = [];
 
   const markSelected = () => {
@@ -209,6 +216,8 @@ function render({ model, el: root }) {
   }
   model.on("change:layer", markSelected);
   model.on("change:head", markSelected);
+  model.on("change:status", showStatus);
+  model.on("change:exact", showStatus);
 }
 
 export default defineView(render);

@@ -31,7 +31,7 @@ from lmscope.errors import (
 from lmscope.options import keyword_options
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from lmscope.trace import Trace
 
@@ -337,48 +337,69 @@ def pooled_heads(
     2.3 GB). Each block's rows come from the family's eager attention like every pattern
     (`capture.probe` with `rows`); a max over a bin is the max over its rows' key bins, so the
     result is the pooled full pattern."""
-    from lmscope import capture  # lazy: the analyses stay importable without the hooks
+    out = torch.empty(len(heads), min(trace.seq_len, size), min(trace.seq_len, size))
+    for _ in pool_blocks(trace, layer, heads, size, out, mute_sink=mute_sink):
+        pass
+    return out
 
-    trace.parts.check_attention(layer)
-    module, call = trace.parts.attentions[layer], trace.attention_call(layer)
+
+def first_pass_pool(
+    trace: Trace, layer: int, heads: Sequence[int], size: int, *, mute_sink: bool = False
+) -> torch.Tensor:
+    """A cheap stand-in for `pooled_heads`: each pooled row from the first query row of its
+    bin only (one block of r rows instead of seq), so a weight is at most what the exact
+    max-pooled picture shows there."""
+    seq, r = trace.seq_len, min(trace.seq_len, size)
+    starts, _ = _bins(seq, r)
+    weights = next(_probe_rows(trace, layer, list(heads), [starts]))
+    if mute_sink:
+        weights = without_sink(weights)
+    return F.adaptive_max_pool1d(weights.reshape(-1, 1, seq), r).reshape(len(heads), r, r).cpu()
+
+
+def pool_blocks(
+    trace: Trace,
+    layer: int,
+    heads: Sequence[int],
+    size: int,
+    out: torch.Tensor,
+    *,
+    mute_sink: bool = False,
+) -> Iterator[float]:
+    """Fill `out` ([heads, r, r]) as `pooled_heads` does, one block of rows per step; yields
+    the fraction done after each."""
     seq, heads = trace.seq_len, list(heads)
     r = min(seq, size)
     starts, ends = _bins(seq, r)
     max_rows = max(1, BLOCK_BYTES // (len(heads) * seq * 4 * 3))
-    out = torch.empty(len(heads), r, r)
+    blocks = []  # (first bin, bin after the last)
     i = 0
-    with torch.no_grad():
-        while i < r:
-            j = i + 1  # this block pools rows i..j-1
-            while j < r and ends[j] - starts[i] <= max_rows:
-                j += 1
-            a, b = starts[i], ends[j - 1]
-            sink = capture.probe(module, call, heads, rows=list(range(a, b)))
-            weights = sink["weights"][0].float()  # [heads, b - a, seq]
-            if mute_sink:
-                weights = without_sink(weights)
-            keys = F.adaptive_max_pool1d(weights.reshape(-1, 1, seq), r).reshape(
-                len(heads), b - a, r
-            )
-            for k in range(i, j):
-                out[:, k] = keys[:, starts[k] - a : ends[k] - a].amax(1).cpu()
-            i = j
-    return out
+    while i < r:
+        j = i + 1
+        while j < r and ends[j] - starts[i] <= max_rows:
+            j += 1
+        blocks.append((i, j))
+        i = j
+    rows = [list(range(starts[i], ends[j - 1])) for i, j in blocks]
+    for (i, j), weights in zip(blocks, _probe_rows(trace, layer, heads, rows), strict=True):
+        a, b = starts[i], ends[j - 1]
+        if mute_sink:
+            weights = without_sink(weights)
+        keys = F.adaptive_max_pool1d(weights.reshape(-1, 1, seq), r).reshape(len(heads), b - a, r)
+        for k in range(i, j):
+            out[:, k] = keys[:, starts[k] - a : ends[k] - a].amax(1).cpu()
+        yield j / r
 
 
-def _row_blocks(trace: Trace, layer: int, heads: list[int], rows: int):
-    """(start, probabilities [heads, rows, seq] float32) of each block of `rows` query rows."""
+def _probe_rows(trace: Trace, layer: int, heads: list[int], blocks: list[list[int]]):
+    """Probabilities [heads, len(rows), seq] float32 of each list of query rows in `blocks`."""
     from lmscope import capture  # lazy: the analyses stay importable without the hooks
 
     trace.parts.check_attention(layer)
     module, call = trace.parts.attentions[layer], trace.attention_call(layer)
-    with torch.no_grad():
-        for a in range(0, trace.seq_len, rows):
-            b = min(trace.seq_len, a + rows)
-            yield (
-                a,
-                capture.probe(module, call, heads, rows=list(range(a, b)))["weights"][0].float(),
-            )
+    for rows in blocks:
+        with torch.no_grad():
+            yield capture.probe(module, call, heads, rows=rows)["weights"][0].float()
 
 
 def head_lines(
@@ -393,9 +414,11 @@ def head_lines(
     """`prune` of one head's probabilities (after `without_sink` when muted), block of query
     rows by block: each row keeps its own lines, so the result is the pruned full pattern
     without the [seq, seq] pattern existing whole."""
-    rows = max(1, BLOCK_BYTES // (trace.seq_len * 4 * 3))
+    step = max(1, BLOCK_BYTES // (trace.seq_len * 4 * 3))
+    starts = range(0, trace.seq_len, step)
+    blocks = [list(range(a, min(a + step, trace.seq_len))) for a in starts]
     parts = []
-    for a, weights in _row_blocks(trace, layer, [head], rows):
+    for a, weights in zip(starts, _probe_rows(trace, layer, [head], blocks), strict=True):
         m = without_sink(weights[0]) if mute_sink else weights[0]
         found = prune(m, threshold=threshold, top_k=top_k)
         parts.append(Lines(found.query + a, found.key, found.value, found.strength))
@@ -415,7 +438,7 @@ def long_enough_for_blocks(trace: Trace, layer: int, heads: list[int]) -> bool:
     return trace.parts.pattern_route.get(layer, "interface") == "interface"
 
 
-def _blockwise(trace: Trace, layer: int, heads: list[int], size: int) -> bool:
+def pools_by_blocks(trace: Trace, layer: int, heads: list[int], size: int) -> bool:
     """Whether a grid pools these heads block by block (long enough, and pooled at all)."""
     return trace.seq_len > size and long_enough_for_blocks(trace, layer, heads)
 
@@ -441,7 +464,7 @@ def grid(
         by_layer.setdefault(block, []).append(h)
     pooled: dict[tuple[int, int], torch.Tensor] = {}
     for block, heads in by_layer.items():
-        if _blockwise(trace, block, heads, size):
+        if pools_by_blocks(trace, block, heads, size):
             for h, cell in zip(
                 heads, pooled_heads(trace, block, heads, size, mute_sink=mute_sink), strict=True
             ):

@@ -74,9 +74,12 @@ class LensResult:
 
     @property
     def tokens(self) -> list[list[list[str]]]:
-        """`token_ids` as display strings, nested [layer][position][rank]."""
+        """`token_ids` as display strings, nested [layer][position][rank] ("" for a column a
+        `LensColumns` has not decoded yet)."""
         table = self.token_strings
-        return [[[table[i] for i in row] for row in layer] for layer in self.token_ids.tolist()]
+        return [
+            [[table.get(i, "") for i in row] for row in layer] for layer in self.token_ids.tolist()
+        ]
 
     @property
     def target_tokens(self) -> list[str]:

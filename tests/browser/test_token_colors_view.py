@@ -187,7 +187,10 @@ def test_long_prompt_draws_the_first_pass_and_says_so(page, monkeypatch):
     from lmscope.widgets import token_colors
 
     monkeypatch.setattr(token_colors, "EAGER_TOKENS", 100)
-    monkeypatch.setattr(TokenColors, "_schedule", lambda self: None)  # no idle steps here
+    # no idle steps here (Playwright runs a loop in this thread): the work stays queued
+    monkeypatch.setattr(
+        TokenColors, "_start_steps", lambda self, steps: setattr(self, "_steps", steps)
+    )
     tr = tiny_inspector("llama").run(tiny_ids(200, seed=5))
     w = TokenColors(tr, layer=1)
     mount(page, w)

@@ -5,12 +5,18 @@ Each heatmap is max-pooled to at most `size` x `size` before it is synced (uint8
 probabilities, float16 for differences), so 30 layers at 2048 tokens cost what 30 thumbnails
 cost. `layer` and `head` are the selection: by="layer" shows every head of `layer` and rings
 `head`, by="head" shows `head` in every layer and rings `layer`; clicking a heatmap sets both.
-`link(lines)` makes an AttentionLines follow them."""
+`link(lines)` makes an AttentionLines follow them.
+
+On a long prompt (a layer's patterns too big for one block of `attention.BLOCK_BYTES`) a single
+grid starts from a first pass (`attention.first_pass_pool`: one query row per pooled row, a
+fraction of a second at 8,192 tokens) and is max-pooled exactly block by block while the
+kernel is idle (`status` says how far, `exact` turns True; `fill_all()` without a loop)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
 import traitlets as t
 
 from lmscope import attention
@@ -57,6 +63,8 @@ class AttentionGrid(LmscopeWidget):
     panel_a = WireArray(kind="unit").tag(sync=True)
     panel_b = WireArray(kind="unit").tag(sync=True)
     diff = WireArray(kind="activation").tag(sync=True)
+    exact = t.Bool(True).tag(sync=True)  # False while the heatmaps are a first pass
+    status = t.Unicode("").tag(sync=True)  # progress of the exact pooling, "" when done
 
     @keyword_options
     def __init__(
@@ -134,10 +142,72 @@ class AttentionGrid(LmscopeWidget):
         with self.reporting_errors():
             self._refresh()
 
+    def _long_groups(self) -> dict[int, list[int]]:
+        """The layers of the cells shown (each with its heads) that pool block by block."""
+        where, _ = attention.grid_cells(self._trace, self.by, self.layer, self.head)
+        groups: dict[int, list[int]] = {}
+        for layer, head in where:
+            groups.setdefault(layer, []).append(head)
+        return {
+            layer: heads
+            for layer, heads in groups.items()
+            if attention.pools_by_blocks(self._trace, layer, heads, self.size)
+        }
+
+    def _first_pass(self, long: dict[int, list[int]]) -> None:
+        """A long prompt's grid: first-pass heatmaps now, the exact ones while idle."""
+        tr = self._trace
+        where, labels = attention.grid_cells(tr, self.by, self.layer, self.head)
+        r = min(tr.seq_len, self.size)
+        cells = torch.empty(len(where), r, r)
+        index = {cell: i for i, cell in enumerate(where)}
+        for layer, heads in long.items():
+            first = attention.first_pass_pool(tr, layer, heads, self.size, mute_sink=self.mute_sink)
+            for h, cell in zip(heads, first, strict=True):
+                cells[index[layer, h]] = cell
+        for i, (layer, h) in enumerate(where):
+            if layer not in long:  # short enough: exact at once, as on a short prompt
+                m = tr.head(layer, h).float()
+                m = attention.without_sink(m) if self.mute_sink else m
+                cells[i] = attention.pool(m, self.size)
+        shown = range(self.n_layers) if self.by == "head" else [self.layer]
+        with self.hold_sync():
+            self.labels = labels
+            self.cells = [list(w) for w in where]
+            self.panel_a, self.panel_b, self.diff = cells, None, None
+            self.note = attention.notes(tr, shown)
+            self.exact = False
+            self.status = "first pass (one query row per pixel row); exact max-pooling: 0%"
+            self.error = ""
+        self._start_steps(self._exact_steps(long, cells, index))
+
+    def _exact_steps(self, long: dict[int, list[int]], cells: torch.Tensor, index: dict):
+        """One block of query rows a step; each layer's exact heatmaps replace its first pass."""
+        r = cells.shape[-1]
+        for n, (layer, heads) in enumerate(long.items()):
+            out = torch.empty(len(heads), r, r)
+            steps = attention.pool_blocks(
+                self._trace, layer, heads, self.size, out, mute_sink=self.mute_sink
+            )
+            for done in steps:
+                share = (n + done) / len(long)
+                self.status = f"first pass (one query row per pixel row); exact: {share:.0%}"
+                yield
+            for h, cell in zip(heads, out, strict=True):
+                cells[index[layer, h]] = cell
+            self.panel_a = cells
+        with self.hold_sync():
+            self.exact, self.status = True, ""
+
     def _refresh(self) -> None:
         opts = dict(
             by=self.by, layer=self.layer, head=self.head, size=self.size, mute_sink=self.mute_sink
         )
+        long = self._long_groups() if self.mode == "single" else {}
+        if long:
+            self._first_pass(long)
+            return
+        self._steps = None  # a short grid now: nothing of an earlier one is still to come
         a = b = diff = None
         if self.mode == "diff":
             diff = attention.grid_difference(self._trace, self._compare, **opts)
@@ -150,6 +220,7 @@ class AttentionGrid(LmscopeWidget):
             self.labels = labels
             self.cells = [list(w) for w in where]
             self.panel_a, self.panel_b, self.diff = a, b, diff
+            self.exact, self.status = True, ""
             shown = range(self.n_layers) if self.by == "head" else [self.layer]
             self.note = attention.notes(self._trace, shown)
             self.error = ""

@@ -33,6 +33,7 @@ handler or a value the browser set lands in the `error` string, which the shared
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -65,6 +66,15 @@ STREAM_TITLES = {
     "mlp_out": "MLP output",
     "resid_post": "residual stream",
 }
+
+
+def loop_running() -> bool:
+    """Whether this thread runs an event loop (a kernel does; a script does not)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def describe(err: BaseException) -> str:
@@ -348,10 +358,53 @@ class LmscopeWidget(ReportsErrors, Exportable, anywidget.AnyWidget):
             self._report(err)
         self.send(reply, buffers)
 
+    # -- work finished after the first state -------------------------------------------------
+    #: what the view still computes after its first state (see `_start_steps`)
+    _steps: Iterator[None] | None = None
+    _steps_generation = 0
+
+    def _start_steps(self, steps: Iterator[None]) -> None:
+        """Finish the view's data one step of `steps` at a time (a second or so of work each)
+        whenever the kernel's event loop is idle, so the view answers clicks meanwhile;
+        replaces unfinished earlier steps. Without a running loop (a script) nothing runs
+        until `fill_all()`."""
+        self._steps = steps
+        self._steps_generation += 1
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_soon(self._step, loop, self._steps_generation)
+
+    def _step(self, loop: asyncio.AbstractEventLoop, generation: int) -> None:
+        if self._closed or self._steps is None or generation != self._steps_generation:
+            return
+        with self.reporting_errors():
+            if self._next_step():
+                loop.call_soon(self._step, loop, generation)
+            return
+        self._steps = None  # a step failed: its error is shown, the first state stays
+
+    def _next_step(self) -> bool:
+        try:
+            next(self._steps)  # type: ignore[arg-type]
+        except StopIteration:
+            self._steps = None
+            return False
+        return True
+
+    def fill_all(self) -> LmscopeWidget:
+        """Compute now what the view would otherwise finish while the kernel is idle."""
+        with self.reporting_errors():
+            while self._steps is not None:
+                self._next_step()
+        return self
+
     def close(self) -> None:
         """Close the view and let go of its trace(s)."""
         super().close()
         self._closed = True
+        self._steps = None
         _release_traces(self)
 
     def synced_bytes(self) -> int:

@@ -24,8 +24,7 @@ the first pass when done: the same colors a short prompt gets. Without a running
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,6 +39,7 @@ from lmscope.widgets.base import (
     STREAM_TITLES,
     LmscopeWidget,
     index_check,
+    loop_running,
     reports_errors,
     static_bundle,
 )
@@ -110,12 +110,10 @@ class TokenColors(LmscopeWidget):
             exact=not long,
         )
         self.ready_layers = ready
-        self._steps: Iterator[None] | None = None
         if long:
             self._first_pass(layer)
             self.status = "first-pass colors (principal components); spectral colors to come"
-            self._steps = self._spectral_steps()
-            self._schedule()
+            self._start_steps(self._spectral_steps())
         else:
             self.colors = self._rgb
             self._update_neighbors()
@@ -168,37 +166,6 @@ class TokenColors(LmscopeWidget):
             self.trace, stream=stream, layer=layer, n_neighbors=self.n_neighbors
         )
 
-    def _schedule(self) -> None:
-        """Run the next step when the kernel's event loop is idle (nothing without a loop)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        loop.call_soon(self._step, loop.call_soon)
-
-    def _step(self, again: Callable) -> None:
-        if self._closed or self._steps is None:
-            return
-        with self.reporting_errors():
-            try:
-                next(self._steps)
-            except StopIteration:
-                self._steps = None
-                return
-            again(self._step, again)
-            return
-        self._steps = None  # a step failed: its error is shown, the first pass stays
-
-    def fill_all(self) -> TokenColors:
-        """Compute what a long prompt's view still lacks (spectral colors, neighbours) now."""
-        with self.reporting_errors():
-            while self._steps is not None:
-                try:
-                    next(self._steps)
-                except StopIteration:
-                    self._steps = None
-        return self
-
     def neighbor_table(self, layer: int) -> np.ndarray:
         """int32 [n_streams, seq, n_neighbors]: each token's nearest tokens at `layer`, one row
         per stream."""
@@ -219,19 +186,11 @@ class TokenColors(LmscopeWidget):
     def _on_layer(self, _change: dict) -> None:
         if self.layer not in self.ready_layers:
             self._first_pass(self.layer)
-        if self._steps is not None and asyncio_loop_running():
+        if self._steps is not None and loop_running():
             # a long prompt with work queued: this layer's neighbours go first
-            self._steps = _chain(self._neighbor_steps(), self._steps)
+            self._start_steps(_chain(self._neighbor_steps(), self._steps))
             return
         self._update_neighbors()
-
-
-def asyncio_loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _chain(*steps: Iterator[None]) -> Iterator[None]:
