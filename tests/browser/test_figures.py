@@ -8,6 +8,7 @@ import base64
 import math
 import os
 import pathlib
+import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -218,6 +219,21 @@ def test_token_colour_is_where_it_is_drawn(figures, page):
     x, y = float(first.get("x")), float(first.get("y"))
     pixel = read_png(page, png)[int(y * 2) + 3, int(x * 2) + 3, :3].astype(int)
     assert max(abs(a - b) for a, b in zip(pixel, fill, strict=True)) <= 2, (pixel, fill)
+
+
+def test_annotated_heatmap_weights_are_text():
+    """A short prompt's heatmaps write each weight in its cell on the canvas: in the figure
+    those weights are <text>, the first query's 1.00 (it attends to itself alone) among them,
+    over the cells' image."""
+    trace = _trace(6)
+    view = lmscope.AttentionGrid(trace, layer=1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    root = ET.fromstring(view.save_svg(OUT / "attention_grid_annotated.svg").read_bytes())
+    view.save_png(OUT / "attention_grid_annotated.png", scale=3)  # sharp digits: to look at
+    lines = [line.strip() for line in _texts(root).splitlines()]
+    assert lines.count("1.00") >= trace.n_heads  # row 0 of every head
+    assert sum(1 for line in lines if re.fullmatch(r"\.\d\d", line)) > 20
+    assert list(root.iter(f"{SVG}image"))
 
 
 def test_canvases_left_as_images_have_the_pictures_pixels(figures):
