@@ -1,7 +1,7 @@
 """NormPlot in Chromium: its saved page rendered offline (the strips on a canvas, the histograms
 and betas drawn by bqplot through Jupyter's HTML widget manager, token text in tooltips as text),
 and the live view in JupyterLab and Notebook 7 (a click on a point selects its token in the
-kernel). Its Python side: tests/test_norm_plot.py; at 4,096 tokens: test_long_prompts.py."""
+kernel). Its Python side: tests/test_norm_plot.py; at 4,096 tokens: test_long_prompt_views.py."""
 
 from __future__ import annotations
 
