@@ -4,7 +4,7 @@
 // chosen scale. The one drawing route: the in-view download control and Python's
 // save_svg/save_png (a headless browser on the saved page) both call figureSvg.
 
-import { attrs, drawingOf, escapeXml, round, SvgContext } from "./vector.js";
+import { attrs, drawingOf, escapeXml, round, SvgContext, TooManyMarks } from "./vector.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 /** Parts of a view that are not the picture: controls, notes, the download control. */
@@ -314,14 +314,14 @@ function canvasMarks(canvas, x, y, width, height) {
   const draw = drawingOf(canvas);
   if (!draw) return null;
   const base = [width / canvas.width, 0, 0, height / canvas.height, x, y];
-  const ctx = new SvgContext({ canvas, base, ...recorderTools });
+  const ctx = new SvgContext({ canvas, base, limit: MAX_MARKS, ...recorderTools });
   try {
     draw(ctx);
   } catch (err) {
-    console.warn("lmscope figure: a canvas is embedded as an image:", err);
+    // too many marks: stopped early, the image it is; anything else is a bug worth seeing
+    if (!(err instanceof TooManyMarks)) console.warn("lmscope figure: canvas as image:", err);
     return null;
   }
-  if (ctx.marks.length > MAX_MARKS) return null;
   const id = `lms-clip-${++clipIds}`;
   return (
     `<clipPath id="${id}">${rectSvg(x, y, width, height)}</clipPath>` +

@@ -102,17 +102,27 @@ const STATE = {
   matrix: [1, 0, 0, 1, 0, 0],
 };
 
+/** Thrown by an SvgContext past its `limit` of marks: the canvas is better as an image. */
+export class TooManyMarks extends Error {
+  constructor(limit) {
+    super(`more than ${limit} marks`);
+    this.name = "TooManyMarks";
+  }
+}
+
 /**
  * A 2D context that records marks as SVG in the canvas' CSS pixels.
  * @param {{canvas: any, base?: number[], measure?: (font: string, text: string) => any,
  *   color?: (css: string) => string, imageHref?: (image: any, crop?: number[]) => string}} opts
  *   `base`: canvas pixels -> CSS pixels; `measure`: measureText for a font; `color`: a CSS
- *   colour normalised (#rrggbb or rgba()); `imageHref`: a data URL of an image or its crop
+ *   colour normalised (#rrggbb or rgba()); `imageHref`: a data URL of an image or its crop;
+ *   `limit`: the most marks it records (past it, TooManyMarks)
  */
 export class SvgContext {
-  constructor({ canvas, base = [1, 0, 0, 1, 0, 0], measure, color, imageHref }) {
+  constructor({ canvas, base = [1, 0, 0, 1, 0, 0], measure, color, imageHref, limit = Infinity }) {
     this.canvas = canvas;
     this.marks = [];
+    this.limit = limit;
     this.base = base;
     this._measure =
       measure || ((font, text) => ({ width: text.length * parseFont(font).size * 0.6 }));
@@ -131,6 +141,11 @@ export class SvgContext {
         enumerable: true,
       });
     }
+  }
+
+  _add(mark) {
+    this.marks.push(mark);
+    if (this.marks.length > this.limit) throw new TooManyMarks(this.limit);
   }
 
   /** The figure's SVG for what was drawn. */
@@ -235,8 +250,8 @@ export class SvgContext {
   }
   _shape(geometry, paint) {
     if (!paint) return;
-    if (geometry.rect) this.marks.push(`<rect${attrs({ ...geometry.rect, ...paint })}/>`);
-    else this.marks.push(`<path${attrs({ d: geometry.d, ...paint })}/>`);
+    if (geometry.rect) this._add(`<rect${attrs({ ...geometry.rect, ...paint })}/>`);
+    else this._add(`<path${attrs({ d: geometry.d, ...paint })}/>`);
   }
   fillRect(x, y, w, h) {
     this._shape(this._box(x, y, w, h), this._paint("fill"));
@@ -321,9 +336,7 @@ export class SvgContext {
       "text-anchor": ANCHOR[this._s.textAlign] === "start" ? null : ANCHOR[this._s.textAlign],
       "dominant-baseline": BASELINE[this._s.textBaseline],
     });
-    this.marks.push(
-      `<text${a} xml:space="preserve" style="white-space:pre">${escapeXml(value)}</text>`,
-    );
+    this._add(`<text${a} xml:space="preserve" style="white-space:pre">${escapeXml(value)}</text>`);
   }
   strokeText() {} // no view outlines its text
   drawImage(image, ...args) {
@@ -341,7 +354,7 @@ export class SvgContext {
     const saved = this._s.matrix;
     this._s.matrix = [1, 0, 0, 1, 0, 0];
     const href = this._imageHref(data);
-    this.marks.push(
+    this._add(
       `<image${attrs({ x: px, y: py, width: qx - px, height: qy - py, preserveAspectRatio: "none", href })}/>`,
     );
     this._s.matrix = saved;
@@ -357,6 +370,6 @@ export class SvgContext {
       style: smooth ? null : "image-rendering:pixelated",
       href,
     });
-    this.marks.push(`<image${a}/>`);
+    this._add(`<image${a}/>`);
   }
 }

@@ -10,7 +10,7 @@ import {
   transparent,
   viewBoxSize,
 } from "../lib/figure.js";
-import { parseFont, SvgContext, splitAlpha } from "../lib/vector.js";
+import { parseFont, SvgContext, splitAlpha, TooManyMarks } from "../lib/vector.js";
 
 test("token markup stays text in a figure", () => {
   const t = textSvg(1, 2, '<img src=x onerror="a">&amp;');
@@ -95,4 +95,12 @@ test("canvas fonts split into SVG font attributes", () => {
   });
   assert.deepEqual(splitAlpha("rgba(1, 2, 3, 0.25)"), ["rgb(1,2,3)", 0.25]);
   assert.deepEqual(splitAlpha("#abcdef"), ["#abcdef", 1]);
+});
+
+test("a recorder stops past its limit of marks (the canvas is then embedded as an image)", () => {
+  const ctx = new SvgContext({ canvas: { width: 10, height: 10 }, limit: 3 });
+  ctx.fillRect(0, 0, 1, 1);
+  ctx.fillRect(1, 0, 1, 1);
+  ctx.fillRect(2, 0, 1, 1);
+  assert.throws(() => ctx.fillRect(3, 0, 1, 1), TooManyMarks);
 });
