@@ -244,6 +244,9 @@ function textNodeSvg(node, ox, oy) {
   return out;
 }
 
+// a theme's ink for plot text its stylesheet paints black (bqplot's titles and axis labels)
+let plotInk = null;
+
 function inlineSvg(node, r, ox, oy) {
   const copy = node.cloneNode(true);
   const src = [node, ...node.querySelectorAll("*")];
@@ -251,9 +254,10 @@ function inlineSvg(node, r, ox, oy) {
   src.forEach((s, i) => {
     const cs = getComputedStyle(s);
     const d = dst[i];
+    const black = plotInk && /^(text|tspan)$/i.test(s.tagName) && cs.fill === "rgb(0, 0, 0)";
     d.setAttribute(
       "style",
-      SVG_STYLE.map((p) => `${p}:${cs.getPropertyValue(p)}`)
+      SVG_STYLE.map((p) => `${p}:${black && p === "fill" ? plotInk : cs.getPropertyValue(p)}`)
         .filter((decl) => !decl.endsWith(":"))
         .join(";"),
     );
@@ -500,7 +504,12 @@ export function figureSvg(root, { title = "", width, height, theme = "light" } =
     for (const child of root.childNodes) content += nodeSvg(child, ox, oy);
     return svgDocument({ naturalWidth, naturalHeight, width, height, content });
   };
-  return withTheme(root, look.vars, () => withoutControls(root, draw));
+  plotInk = theme === "dark" ? look.ink : null;
+  try {
+    return withTheme(root, look.vars, () => withoutControls(root, draw));
+  } finally {
+    plotInk = null;
+  }
 }
 
 function themeBackground(node) {

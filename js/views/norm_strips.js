@@ -16,6 +16,7 @@ import {
 import CSS from "../styles/norm_strips.css";
 import { el } from "../lib/dom.js";
 import { cssVar } from "../lib/theme.js";
+import { drawsWith } from "../lib/vector.js";
 import { defineView, injectCss } from "../lib/view.js";
 import { decode } from "../lib/wire.js";
 
@@ -180,9 +181,12 @@ function render({ model, el: root }) {
     ctx.stroke();
   }
 
-  function drawOverlay() {
+  // the selection and hover in a figure's colours, as vector marks (the points stay an image)
+  drawsWith(overlay, (ctx) => paintOverlay(ctx));
+  const drawOverlay = () => paintOverlay(overlay.getContext("2d"));
+
+  function paintOverlay(ctx) {
     if (!scale) return;
-    const ctx = overlay.getContext("2d");
     ctx.setTransform(dpr(), 0, 0, dpr(), 0, 0);
     ctx.clearRect(0, 0, width, HEIGHT);
     const fg = cssVar(box, "--jp-ui-font-color0", "#111");
