@@ -14,7 +14,7 @@ import torch
 import transformers as tf
 
 import lmscope
-from _models import _DECODER, tiny_ids
+from _models import _DECODER, TINY_FAMILIES, hook_snapshot, tiny_ids, tiny_model
 from lmscope import _wire, attention, coloring, lens
 from lmscope.widgets import logit_lens as logit_lens_widget
 from lmscope.widgets import token_colors as token_colors_widget
@@ -308,3 +308,25 @@ def test_lines_at_long_length_hold_no_full_pattern(monkeypatch):
     # a score view or a word view still reads the whole pattern (and equals its own pruning)
     lines.values = "score"
     assert tr.cached_head(1, 3) is not None
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_attention_call_without_a_block_rerun_equals_the_stored_one(family):
+    model = tiny_model(family)
+    hooks = hook_snapshot(model)
+    kept = lmscope.Inspector(model, trace_internals="keep").run(tiny_ids())
+    redone = lmscope.Inspector(model, trace_internals="recompute").run(tiny_ids())
+    for layer in range(kept.n_layers):
+        (got_args, got_kwargs), (want_args, want_kwargs) = (
+            redone.attention_call(layer),
+            kept.attention_call(layer),
+        )
+        assert len(got_args) == len(want_args) and got_kwargs.keys() == want_kwargs.keys()
+        for got, want in zip(
+            [*got_args, *got_kwargs.values()], [*want_args, *want_kwargs.values()], strict=True
+        ):
+            if isinstance(want, torch.Tensor):
+                assert torch.equal(got, want)
+        assert torch.equal(redone.attention(layer), kept.attention(layer))
+    assert not redone._recomputed  # the block stopped at its attention: nothing rerun whole
+    assert hook_snapshot(model) == hooks

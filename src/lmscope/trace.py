@@ -220,7 +220,27 @@ class Trace:
         stored = getattr(self._rec, name)[layer]
         if stored is not None:
             return stored
+        if name == "attn_call" and self._light_attention_call(layer):
+            # a pattern needs only the attention's call: run the block up to its attention
+            with self._rerun_edits(layer):
+                call = capture.block_attention_call(
+                    self._parts,
+                    layer,
+                    self._rec.resid_pre[layer],
+                    self._rec.block_call[layer],
+                    place=self._place,
+                    dtype=self._rec.stream_dtype,
+                )
+            if call is not None:
+                return call
         return getattr(self._rerun(layer), name)[layer]
+
+    def _light_attention_call(self, layer: int) -> bool:
+        return (
+            layer not in self._recomputed
+            and self._parts.attentions[layer] is not None
+            and capture.stops_cleanly(self._parts, layer)
+        )
 
     def _rerun(self, layer: int) -> Recording:
         """Block `layer`'s internals, recomputed from its stored input (cached for a few blocks)."""
