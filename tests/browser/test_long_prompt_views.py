@@ -140,3 +140,25 @@ def test_lens_table_scrolls_to_the_last_position_and_hovers_it(page, long_trace)
     best = int(post.token_ids[-1, LAST, 0])
     assert best >= 0 and post.token_strings[best] in page.locator(".lms-ll .lms-tip").text_content()
     shot(page, "long_logit_lens.png")
+
+
+# -- token view: chips for the lines in its scroll window only --------------------------------
+def test_token_view_scrolls_to_the_last_token_hovers_and_selects_it(page, long_trace):
+    w = lmscope.TokenView(long_trace)
+    mount(page, w)
+    chips = page.locator(".lms-token")
+    assert 0 < chips.count() < 1000  # the window's lines, not 4,096 chips
+    assert chips.first.locator(".lms-token-text").text_content() == long_trace.tokens[0]
+    scroll_to_end(page, ".lms-tokens-row")
+    last = page.locator(f'.lms-token[data-i="{LAST}"]')
+    assert last.is_visible()
+    assert last.locator(".lms-token-id").text_content() == str(int(long_trace.input_ids[LAST]))
+    # hovering fetches every position's next tokens once; the last chip's tooltip shows them
+    last.hover()
+    page.locator("[data-prefetched='1']").wait_for(timeout=30_000)
+    assert "next: " in last.get_attribute("title")
+    last.click()
+    settle(page)
+    assert w.token == LAST and last.get_attribute("class") == "lms-token selected"
+    assert f"after token {LAST}" in page.locator(".lms-tokens-info").text_content()
+    shot(page, "long_token_view.png")
