@@ -40,6 +40,14 @@ function render({ model, el: root }) {
   const tip = el("div", { className: "lms-tip", parent: stage });
 
   const scratch = document.createElement("canvas");
+  // read each time: JupyterLab may switch light/dark while the view is open
+  const baseTheme = () => ({
+    grid: cssVar(box, "--jp-border-color2", "#d0d0d0"),
+    axis: cssVar(box, "--jp-ui-font-color2", "#777"),
+  });
+  // a figure redraws both canvases: lines and rings as vector marks, the points as one image
+  drawsWith(base, (ctx) => scale && paintBase(ctx, baseTheme()));
+  drawsWith(overlay, (ctx) => scale && paintOverlay(ctx));
   let data = null; // {norms, jitter, seq, nLayers, positions, colors}
   let scale = null;
   let index = null;
@@ -98,7 +106,7 @@ function render({ model, el: root }) {
     return true;
   }
 
-  function drawAxes(theme) {
+  function drawAxes() {
     const { box: b } = scale;
     axes.replaceChildren();
     const label = (text, x, y, cls) => {
@@ -113,7 +121,14 @@ function render({ model, el: root }) {
     for (const v of yTicks) label(v.toFixed(1), b.left - 6, scale.y(v), "y");
     label("layer", b.left + b.width / 2, b.top + b.height + 22, "x name");
     label(model.get("y_label"), b.left, b.top - 4, "y name");
-    const ctx = base.getContext("2d");
+  }
+
+  // grid and axis lines, then the points' picture over them: the canvas and a figure alike
+  function paintBase(ctx, theme) {
+    const { box: b } = scale;
+    const yTicks = niceTicks(data.yMin, data.yMax, 6);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, base.width, base.height);
     ctx.save();
     ctx.scale(dpr(), dpr());
     ctx.strokeStyle = theme.grid;
@@ -134,14 +149,11 @@ function render({ model, el: root }) {
     ctx.lineTo(b.left + b.width, b.top + b.height + 0.5);
     ctx.stroke();
     ctx.restore();
+    ctx.drawImage(scratch, 0, 0);
   }
 
   function drawBase() {
     if (!data?.norms || !size()) return;
-    const theme = {
-      grid: cssVar(box, "--jp-border-color2", "#d0d0d0"),
-      axis: cssVar(box, "--jp-ui-font-color2", "#777"),
-    };
     scale = makeScale(data, {
       left: MARGIN.left,
       top: MARGIN.top,
@@ -162,9 +174,8 @@ function render({ model, el: root }) {
     scratch.height = base.height;
     toBytes(buffer, image.data);
     scratch.getContext("2d").putImageData(image, 0, 0);
-    ctx.clearRect(0, 0, base.width, base.height);
-    drawAxes(theme);
-    ctx.drawImage(scratch, 0, 0);
+    drawAxes();
+    paintBase(ctx, baseTheme());
     index = buildIndex((emit) => eachPoint((x, y, _l, id) => emit(x, y, id)), {
       width,
       height: HEIGHT,
@@ -181,12 +192,14 @@ function render({ model, el: root }) {
     ctx.stroke();
   }
 
-  // the selection and hover in a figure's colours, as vector marks (the points stay an image)
-  drawsWith(overlay, (ctx) => paintOverlay(ctx));
-  const drawOverlay = () => paintOverlay(overlay.getContext("2d"));
-
-  function paintOverlay(ctx) {
+  function drawOverlay() {
     if (!scale) return;
+    paintOverlay(overlay.getContext("2d"));
+    box.dataset.selected = String(model.get("token"));
+  }
+
+  // the selected token's trail and rings, and the hovered point's ring
+  function paintOverlay(ctx) {
     ctx.setTransform(dpr(), 0, 0, dpr(), 0, 0);
     ctx.clearRect(0, 0, width, HEIGHT);
     const fg = cssVar(box, "--jp-ui-font-color0", "#111");
@@ -214,7 +227,6 @@ function render({ model, el: root }) {
       const p = hover % data.seq;
       ring(ctx, scale.x(xOf(l, p)), scale.y(data.norms[hover]), RADIUS + 2.5, fg, 1.5);
     }
-    box.dataset.selected = String(token);
   }
 
   function showTip(ev) {

@@ -97,6 +97,7 @@ function render({ model, el: root }) {
     const node = el("span", { className: "lms-token" });
     el("span", { className: "lms-token-text", parent: node });
     el("span", { className: "lms-token-id", parent: node });
+    node.addEventListener("pointerenter", prefetch);
     return node;
   }
 
@@ -136,9 +137,6 @@ function render({ model, el: root }) {
     root.dataset.last = String(to - 1);
   }
 
-  stage.addEventListener("pointerover", (ev) => {
-    if (ev.target.closest?.(".lms-token")) prefetch();
-  });
   stage.addEventListener("click", (ev) => {
     const node = ev.target.closest?.(".lms-token");
     if (!node) return;

@@ -237,12 +237,12 @@ def test_annotated_heatmap_weights_are_text():
 
 
 def test_canvases_left_as_images_have_the_pictures_pixels(figures):
-    """A canvas with no vector drawing (NormPlot's strips of every point) stays an image, drawn
+    """A picture too dense for marks (NormPlot's strips of every point) stays an image, drawn
     at 2 device pixels per CSS pixel for the SVG (the PNG's scale for a PNG), so it is as sharp
     as the text around it at 2x."""
     _, svg, _ = figures["norm_plot"]
-    # the strips' points come first (their selection overlay is vector marks); bqplot's own
-    # canvases after them draw at 1x whatever the page's pixel ratio
+    # the strips' points come first (their grid lines and rings are vector marks); bqplot's
+    # own canvases after them draw at 1x whatever the page's pixel ratio
     for image in list(ET.fromstring(svg).iter(f"{SVG}image"))[:1]:
         data = base64.b64decode(image.get("href").split(",", 1)[1])
         assert png_size(data)[0] >= 2 * float(image.get("width")) - 1, png_size(data)

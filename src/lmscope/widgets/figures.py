@@ -159,8 +159,9 @@ _READY = """
   const views = [...document.querySelectorAll("[data-lmscope-view]")];
   if (!views.every((v) => v.dataset.rendered === "1")) return false;
   const wanted = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
-  const drawn = document.querySelectorAll(".widget-subarea").length;
-  if (drawn < wanted) return false;
+  const areas = [...document.querySelectorAll(".widget-subarea")];
+  // each area holds its widget once the manager has created its view (the areas come first)
+  if (areas.length < wanted || !areas.every((a) => a.childElementCount > 0)) return false;
   // a bqplot figure is drawn once its axes have ticks and its marks their shapes (its
   // plot area alone appears at once, before either)
   const figs = [...document.querySelectorAll(".bqplot")];
