@@ -437,6 +437,16 @@ def test_real_model_residual_patch_restores_the_clean_answer(real):
         single = real.run(CORRUPTED, edits=[result.patch(layer, position)])
         alone = float(metric_of(single.logits[-1], result.answer, result.foil))
         assert result.metric[result.layers.index(layer), position] == pytest.approx(alone, abs=1e-3)
+    # with the last block's attention output at the last position restored in the corrupted
+    # run, patching the last block's input there gives back the clean logits
+    restored = real.run(
+        CORRUPTED, edits=[lmscope.Patch(source=clean, site="attn_out", layer=29, position=-1)]
+    )
+    last = lmscope.patching(
+        real, clean, restored, answer=" Paris", foil=" Berlin", layers=[29], progress=False
+    )
+    assert last.route == "prefix cache"
+    assert last.metric[0, -1] == pytest.approx(result.clean_metric, abs=1e-4)
 
 
 @pytest.mark.real_model

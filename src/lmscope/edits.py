@@ -345,7 +345,7 @@ def _mean_rows(edit: Ablate, mean: torch.Tensor, n_units: int, width: int, units
 
 def _plan_patch(edit: Patch, parts: ModelParts, seq_len: int) -> Edit:
     source = edit.source
-    if getattr(source, "_rec", None) is None:
+    if source.released:
         raise InputError("the source trace was released; run the source text again")
     if source.parts.blocks[0] is not parts.blocks[0]:
         raise InputError(

@@ -201,6 +201,11 @@ class Trace:
         return layer
 
     @property
+    def released(self) -> bool:
+        """True once `release()` dropped the recorded tensors."""
+        return self._rec is None
+
+    @property
     def stream_dtype(self) -> torch.dtype:
         """The dtype the model computed the residual stream in (what is stored may be lower)."""
         return self._rec.stream_dtype or self.dtype
