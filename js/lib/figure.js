@@ -404,7 +404,7 @@ export function controlsCaption(root) {
     const name = controlName(item);
     if (name) parts.push(`${name}: ${controlValue(input)}`); // unnamed: its row says it in words
   }
-  return parts.filter(Boolean).join(" · ");
+  return [...new Set(parts.filter(Boolean))].join(" · "); // a composite's views share some
 }
 
 /** Run `work` with the control rows (and any other control) of `root` hidden. */
