@@ -38,6 +38,7 @@ SUBSET = {
     "modernbert-decoder": "a prediction head between the final norm and the unembedding",
     "mpt": "attention outside the interface reading its own boolean mask",
     "granitemoehybrid": "an MLP that is experts plus a shared MLP, Mamba layers, multipliers",
+    "inkling_text": "a short convolution after each sub-layer is what is added; mup logit scale",
 }
 
 
@@ -289,3 +290,12 @@ def test_a_side_that_adds_two_modules_is_their_sum_and_edits_refuse_it_in_words(
     )
     with pytest.raises(UnsupportedArchitectureError, match="sum of two modules' outputs"):
         ins.run(_ids(), edits=[lmscope.Patch(source=trace, site="mlp_out", layer=0)])
+
+
+def test_a_module_reading_the_sub_layer_output_is_what_is_added():
+    ins = _inspector("inkling_text")
+    block = ins.parts.blocks[0]
+    assert ins.parts.attn_outs[0] is block.attn_sconv and ins.parts.mlp_outs[0] is block.mlp_sconv
+    trace = ins.run(_ids())
+    with pytest.raises(UnsupportedArchitectureError):  # a convolution is not a norm to freeze
+        trace.attribution(5)

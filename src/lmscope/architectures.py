@@ -89,6 +89,11 @@ def _first_attr(config, names) -> int | None:
     return None
 
 
+def is_norm(module: nn.Module) -> bool:
+    """A normalisation layer, by its type (LayerNorm, GroupNorm or a family's *Norm)."""
+    return _is_norm(module)
+
+
 def _is_norm(module: nn.Module) -> bool:
     if isinstance(module, nn.Embedding):  # Inkling's "NormedEmbedding" is an embedding
         return False
@@ -513,6 +518,8 @@ def discover(model: nn.Module, layout: Layout | None = None) -> Candidates:
     n_heads = _first_attr(text_config, _HEAD_COUNT_ATTRS) or 0
     n_ctx = _first_attr(text_config, CONTEXT_ATTRS)
     logit_scale = float(getattr(text_config, "logit_scale", None) or 1.0)
+    if getattr(text_config, "logits_mup_width_multiplier", None):  # Inkling divides by it
+        logit_scale /= float(text_config.logits_mup_width_multiplier)
     logit_scales = [logit_scale]
     if getattr(text_config, "logits_scaling", None):
         # Granite divides by it, HyperCLOVA X multiplies (MuP): the proof checks which
@@ -588,16 +595,22 @@ def _out_choices(
     block: nn.Module, sublayer: nn.Module | None, proj: nn.Module | None, path: str | None
 ) -> list[nn.Module]:
     """Modules whose output may be what `sublayer` adds to the residual stream: the user's
-    choice alone; otherwise the sub-layer itself, every norm child of the block (a post-norm
-    reads the sub-layer's output; the proof checks which one does) and the output projection
-    (Bloom's attention and MLP add the residual inside, after it)."""
+    choice alone; otherwise the sub-layer itself, every norm or other child of the block (a
+    post-norm or Inkling's short convolution reads the sub-layer's output; the proof checks
+    which one does) and the output projection (Bloom's attention and MLP add the residual
+    inside, after it)."""
     if path is not None:
         chosen = _get(block, path)
         return [chosen] if chosen is not None else []
     if sublayer is None:
         return []
     choices = [sublayer]
-    choices += [c for _, c in block.named_children() if _is_norm(c)]
+    # a norm or other module of the block reading the sub-layer's output (the proof checks)
+    choices += [
+        c
+        for _, c in block.named_children()
+        if c is not sublayer and (_is_norm(c) or any(True for _ in c.parameters()))
+    ]
     if proj is not None:
         choices.append(proj)
     return choices

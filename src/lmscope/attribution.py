@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lmscope import capture, frozen_norm, placement
+from lmscope import architectures, capture, frozen_norm, placement
 from lmscope.errors import InputError, UnsupportedArchitectureError, check_index
 from lmscope.lens import resolve_targets
 from lmscope.options import keyword_options
@@ -291,7 +291,16 @@ def _layer_heads(trace: Trace, layer: int, pos: int, direction: torch.Tensor, to
             f"({' + '.join(type(m).__name__ for m in parts.attn_outs[layer])}): the heads' "
             "shares of that sum are not defined, so its parts cannot be attributed"
         )
-    if parts.attn_outs[layer] is parts.attentions[layer]:
+    added = parts.attn_outs[layer]
+    direct = added is parts.attentions[layer] or added is parts.attn_projs[layer]
+    if not direct and not architectures.is_norm(added):
+        raise UnsupportedArchitectureError(
+            f"layer {layer} adds what its {type(added).__name__} makes of the attention "
+            "output (not a norm lmscope can freeze), so the heads' shares of it are not "
+            "defined and its parts cannot be attributed"
+        )
+    # the attention's output, or its projection's (Bloom adds the residual inside, after it)
+    if direct:
         _check(
             scale * projected,
             recorded,

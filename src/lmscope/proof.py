@@ -422,23 +422,23 @@ def _as_stream(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _valid(choices: list[nn.Module], sublayer: nn.Module | None, tape: _Tape) -> list[nn.Module]:
-    """Candidates that ran, the sub-layer itself first; a norm only if it reads the
-    sub-layer's output (a post-norm), never the input side."""
-    out = []
+    """Candidates that ran: the sub-layer, a module inside it (Bloom's projection), or a
+    module of the block only if it reads the sub-layer's output (a post-norm, Inkling's short
+    convolution after each sub-layer), never the input side."""
+    out, readers = [], []
     sub_out = tape.outputs.get(id(sublayer)) if sublayer is not None else None
+    inside = {id(m) for m in sublayer.modules()} if sublayer is not None else set()
     for module in choices:
         if id(module) not in tape.outputs:
             continue
-        if (
-            module is sublayer
-            or (module is not choices[0] and not _is_norm_choice(module))
-            or (sub_out is not None and _same(tape.inputs.get(id(module)), sub_out, 0.0))
-        ):
+        reads = sub_out is not None and _same(tape.inputs.get(id(module)), sub_out, 0.0)
+        if module is not sublayer and reads:
+            readers.append(module)
+            continue
+        if id(module) in inside:
             out.append(module)
-    # a post-norm, when there is one, is what is added: try it before the sub-layer
-    norms = [m for m in out if m is not sublayer and _is_norm_choice(m)]
-    rest = [m for m in out if m not in norms]
-    return norms + rest
+    # a module after the sub-layer, when there is one, is what is added: try it first
+    return readers + out
 
 
 def _is_norm_choice(module: nn.Module) -> bool:
