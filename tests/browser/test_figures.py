@@ -120,6 +120,14 @@ CAPTIONS = {
     "norm_plot": ["lags: 2", "mute first token: on"],
 }
 
+# ... and are not drawn themselves: a select's value, a button's label
+NOT_DRAWN = {
+    "attention_grid": ["all heads of a layer"],
+    "attention_lines": ["probabilities"],
+    "logit_lens": ["after each block"],
+    "token_colors": ["▶ play"],
+}
+
 
 def _px(size: float) -> int:
     """Pixels as JS rounds them (Math.round: halves up; Python's round() goes to even)."""
@@ -175,6 +183,8 @@ def test_every_view_saves_svg_and_png(figures, page, name):
     if name in CAPTIONS:
         caption = texts.splitlines()[1].split(" · ")
         assert all(part in caption for part in CAPTIONS[name]), caption
+    for control_text in NOT_DRAWN.get(name, []):
+        assert control_text not in lines, f"{name}: a control drawn ({control_text!r})"
     for text in CANVAS_TEXT.get(name, []):
         assert text.strip() in lines, f"{name}: {text!r} is not a <text>"
     pixels = read_png(page, png)
