@@ -179,3 +179,14 @@ def test_zero_updates_are_a_clear_error():
     tr.stream("attn_out", 1).zero_()  # as if the layer's attention were ablated
     with pytest.raises(InputError, match=r"zero vector .* layer\(s\) \[1\]"):
         norm_regression(tr)
+
+
+def test_norm_regression_from_norms_at_hand_is_the_same_fit():
+    tr = tiny_inspector("llama").run(tiny_ids(40))
+    norms = log_norms(tr, stream="mlp_out")
+    given = norm_regression(tr, stream="mlp_out", lags=3, norms=norms)
+    own = norm_regression(tr, stream="mlp_out", lags=3)
+    torch.testing.assert_close(given.betas, own.betas)
+    torch.testing.assert_close(given.pvalues, own.pvalues)
+    with pytest.raises(InputError, match=r"norms must be \[n_layers, seq\]"):
+        norm_regression(tr, stream="mlp_out", norms=norms[:, :-1])

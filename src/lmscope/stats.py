@@ -131,17 +131,23 @@ def lagged_ols(y: torch.Tensor, lags: int = 2, start: int = SKIP_FIRST) -> dict[
 
 
 @keyword_options
-def norm_regression(trace: Trace, *, stream: str = "attn_out", lags: int = 2) -> NormRegression:
+def norm_regression(
+    trace: Trace, *, stream: str = "attn_out", lags: int = 2, norms: torch.Tensor | None = None
+) -> NormRegression:
     """Regress each token's log norm on its `lags` predecessors', every layer in one batch.
 
     `y[t] = b0 + b1*y[t-1] + ... + b_lags*y[t-lags]`, fitted for t = lags+1 .. seq-1 (the first
     token is left out, see the module docstring). Equal to
-    `statsmodels.api.OLS(y[lags+1:], design).fit()` per layer.
+    `statsmodels.api.OLS(y[lags+1:], design).fit()` per layer. `norms`: `log_norms(trace,
+    stream=stream)` when the caller has it already (on a trace that recomputes its internals,
+    taking them reruns every block).
     """
     check_choice("stream", stream, STREAMS)
     most = max((trace.seq_len - SKIP_FIRST - 2) // 2, 1)
     lags = check_count("lags", lags, high=most, context=f" for a {trace.seq_len}-token trace")
-    y = log_norms(trace, stream=stream)
+    y = log_norms(trace, stream=stream) if norms is None else torch.as_tensor(norms)
+    if y.shape != (trace.n_layers, trace.seq_len):
+        raise InputError(f"norms must be [n_layers, seq] = {[trace.n_layers, trace.seq_len]}")
     used = y[:, SKIP_FIRST:]
     if not torch.isfinite(used).all():
         bad = (~torch.isfinite(used)).any(-1).nonzero().flatten().tolist()

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import bqplot as bq
 import ipywidgets as ipw
 import numpy as np
+import torch
 import traitlets as t
 
 from lmscope import stats
@@ -155,7 +156,12 @@ class NormPlot(LmscopeComposite):
     def fit(self) -> stats.NormRegression:
         key = (self.stream, self.lags)
         if key not in self._fits:
-            self._fits[key] = stats.norm_regression(self.trace, stream=self.stream, lags=self.lags)
+            # from the norms the strips show: taking them again would rerun every block of a
+            # trace that recomputes its internals (at 8,192 tokens, minutes)
+            norms = torch.from_numpy(self.log_norms())
+            self._fits[key] = stats.norm_regression(
+                self.trace, stream=self.stream, lags=self.lags, norms=norms
+            )
         return self._fits[key]
 
     def shown_positions(self) -> np.ndarray:
