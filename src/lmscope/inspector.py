@@ -112,8 +112,10 @@ class Inspector:
         prove: bool = True,
     ) -> None:
         """`layout` names the parts of a model lmscope cannot map by itself; `prove=False`
-        skips the load-time proof (one short forward, see `lmscope.proof`), leaving the
-        modules lmscope found unchecked."""
+        skips the load-time proof (one short forward, see `lmscope.proof`): only the residual
+        stream entering and leaving each block is then shown, and what rests on the proof's
+        choices (attention/MLP outputs, the unembedding and lens, patterns, attribution) is
+        refused in words naming prove=False."""
         self.parts = architectures.resolve(model, layout, prove=prove)
         self.model = model
         self.tokenizer = tokenizer
