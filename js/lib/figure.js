@@ -313,6 +313,17 @@ const recorderTools = {
   imageHref,
 };
 
+/** Whether a canvas (2D or WebGL) paints no pixel at all. */
+function blank(canvas) {
+  const probe = document.createElement("canvas");
+  [probe.width, probe.height] = [canvas.width, canvas.height];
+  const ctx = probe.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(canvas, 0, 0);
+  const pixels = ctx.getImageData(0, 0, probe.width, probe.height).data;
+  for (let i = 3; i < pixels.length; i += 4) if (pixels[i] !== 0) return false;
+  return true;
+}
+
 /** A canvas' registered drawing redrawn as SVG marks in its box, or null (embed it instead). */
 function canvasMarks(canvas, x, y, width, height) {
   const draw = drawingOf(canvas);
@@ -358,6 +369,7 @@ function nodeSvg(node, ox, oy) {
     if (!node.width || !node.height) return out;
     const marks = canvasMarks(node, x, y, width, height);
     if (marks !== null) return out + marks;
+    if (blank(node)) return out; // a plot's unused WebGL layer: nothing to embed
     const href = node.toDataURL("image/png");
     return `${out}<image${attrs({ x, y, width, height, preserveAspectRatio: "none", href })}/>`;
   }

@@ -98,9 +98,9 @@ SHOW_TOKENS = {
     "dashboard",
 }
 # views whose canvases are redrawn as vector marks: no embedded image at all (the attention
-# grid's heatmap cells stay images, its labels and weights text; the lens table is marks, its
-# bqplot scatter's WebGL canvas an image)
-VECTOR = {"attention_lines", "token_colors", "attribution", "patching", "token_view"}
+# grid's heatmap cells stay images, its labels and weights text; a plot's blank WebGL layer
+# is left out)
+VECTOR = {"attention_lines", "token_colors", "attribution", "patching", "token_view", "logit_lens"}
 # text a view draws on its canvas (or in a plot), found as SVG text
 CANVAS_TEXT = {
     "logit_lens": ["input", "L0", "L2"],
