@@ -301,9 +301,18 @@ def test_lines_at_long_length_hold_no_full_pattern(monkeypatch):
     monkeypatch.setattr(attention, "BLOCK_BYTES", 64 * 2**20)
     tr = long_trace()
     before = tr.stored_bytes()
-    lines = lmscope.AttentionLines(tr, layer=1, head=3)
+    lines = lmscope.AttentionLines(tr, layer=1, head=3, threshold=0.02)
+    # first the top FIRST_ROWS query rows (the top of the view), the rest while idle
+    query = _decoded(lines.lines["query"])
+    assert not lines.exact and "0-255 of 4096" in lines.status
+    assert len(query) > 0 and query.max() < 256
+    lines.fill_all()
+    assert lines.exact and lines.status == ""
     assert tr.stored_bytes() == before and tr.cached_head(1, 3) is None
-    n = len(lines.lines["query"]["data"]) // 2  # uint16 query indices
+    want = attention.head_lines(tr, 1, 3, threshold=0.02, top_k=16)
+    for field in ("query", "key"):
+        np.testing.assert_array_equal(_decoded(lines.lines[field]), getattr(want, field))
+    n = len(want)
     assert 0 < n <= 16 * LONG and lines.synced_bytes() < 16 * LONG * 14 + 200_000
     # a score view or a word view still reads the whole pattern (and equals its own pruning)
     lines.values = "score"

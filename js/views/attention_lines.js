@@ -257,8 +257,11 @@ function render({ model, el: root }) {
       status.textContent = focusText(lines, idx, focus, tokens, model.get("values"));
     } else {
       const what = model.get("fuse_words") ? "words" : "tokens";
-      status.textContent = `${tokens.length} ${what}, ${lines.query.length} lines · hover a token to isolate its lines, click to pin`;
+      // a long prompt's lines come a block of query rows at a time: say how far they are
+      const coming = model.get("status") ? `${model.get("status")} · ` : "";
+      status.textContent = `${coming}${tokens.length} ${what}, ${lines.query.length} lines · hover a token to isolate its lines, click to pin`;
     }
+    root.dataset.exact = model.get("exact") === false ? "0" : "1";
   }
 
   const hit = (ev) => {
@@ -305,6 +308,7 @@ function render({ model, el: root }) {
   model.on("change:lines", onLines);
   model.on("change:tokens", onLines);
   model.on("change:error", describe);
+  model.on("change:status", describe);
   // every control the lines are tagged with (AttentionLines' `lines.of`)
   for (const name of Object.keys(model.get("lines")?.of || {})) {
     model.on(`change:${name}`, onControl);

@@ -414,17 +414,43 @@ def head_lines(
     """`prune` of one head's probabilities (after `without_sink` when muted), block of query
     rows by block: each row keeps its own lines, so the result is the pruned full pattern
     without the [seq, seq] pattern existing whole."""
-    step = max(1, BLOCK_BYTES // (trace.seq_len * 4 * 3))
-    starts = range(0, trace.seq_len, step)
-    blocks = [list(range(a, min(a + step, trace.seq_len))) for a in starts]
-    parts = []
-    for a, weights in zip(starts, _probe_rows(trace, layer, [head], blocks), strict=True):
-        m = without_sink(weights[0]) if mute_sink else weights[0]
-        found = prune(m, threshold=threshold, top_k=top_k)
-        parts.append(Lines(found.query + a, found.key, found.value, found.strength))
+    blocks = head_line_blocks(
+        trace, layer, head, threshold=threshold, top_k=top_k, mute_sink=mute_sink
+    )
+    return join_lines([lines for _, lines in blocks])
+
+
+def join_lines(parts: Sequence[Lines]) -> Lines:
+    """Line lists of consecutive query blocks as one (still sorted by query, then key)."""
     return Lines(
         *(np.concatenate([getattr(p, f) for p in parts]) for f in Lines.__dataclass_fields__)
     )
+
+
+def head_line_blocks(
+    trace: Trace,
+    layer: int,
+    head: int,
+    *,
+    threshold: float = 0.0,
+    top_k: int | None = None,
+    mute_sink: bool = False,
+    first_rows: int | None = None,
+) -> Iterator[tuple[int, Lines]]:
+    """The lines of `head_lines`, one block of query rows at a time (the first `first_rows`
+    rows alone when given: a view shows its top rows first), each with the row it stops at."""
+    step = max(1, BLOCK_BYTES // (trace.seq_len * 4 * 3))
+    starts = [0, first_rows] if first_rows else [0]
+    while starts[-1] + step < trace.seq_len:
+        starts.append(starts[-1] + step)
+    starts = [a for a in starts if a < trace.seq_len]
+    stops = [*starts[1:], trace.seq_len]
+    blocks = [list(range(a, b)) for a, b in zip(starts, stops, strict=True)]
+    probed = _probe_rows(trace, layer, [head], blocks)
+    for a, b, weights in zip(starts, stops, probed, strict=True):
+        m = without_sink(weights[0]) if mute_sink else weights[0]
+        found = prune(m, threshold=threshold, top_k=top_k)
+        yield b, Lines(found.query + a, found.key, found.value, found.strength)
 
 
 def long_enough_for_blocks(trace: Trace, layer: int, heads: list[int]) -> bool:

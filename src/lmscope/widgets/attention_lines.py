@@ -1,6 +1,10 @@
 """AttentionLines: one head (or an aggregate of heads and layers) as lines between two token
 columns. Python keeps the trace, prunes the pattern to a line list and syncs only that list:
-query/key indices, a uint8 drawing strength and the float16 value for tooltips."""
+query/key indices, a uint8 drawing strength and the float16 value for tooltips.
+
+On a long prompt one head's lines come a block of query rows at a time: the first
+`FIRST_ROWS` rows (the top of the view) at once, the rest while the kernel is idle (`status`
+says how far, `exact` turns True; `fill_all()` without a loop)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ from lmscope.widgets.traits import WireDict
 
 if TYPE_CHECKING:
     from lmscope.trace import Trace
+
+#: query rows of a long prompt's line diagram computed before it is first shown
+FIRST_ROWS = 256
 
 #: the controls a line list answers (the view compares `lines.of` with them)
 CONTROLS = (
@@ -52,6 +59,8 @@ class AttentionLines(LmscopeWidget):
     top_k = t.Int(16).tag(sync=True)
     fuse_words = t.Bool(False).tag(sync=True)
     mute_sink = t.Bool(False).tag(sync=True)
+    exact = t.Bool(True).tag(sync=True)  # False while a long prompt's lines are still coming
+    status = t.Unicode("").tag(sync=True)  # how far they are, "" when all are in
     tokens = t.List(t.Unicode()).tag(sync=True)
     lines = WireDict(kinds={"strength": "unit", "value": "activation"}).tag(sync=True)
 
@@ -140,21 +149,35 @@ class AttentionLines(LmscopeWidget):
     def _refresh(self) -> None:
         tr = self._trace
         if self._by_blocks():
-            found = attention.head_lines(
+            blocks = attention.head_line_blocks(
                 tr,
                 self.layer,
                 self.head,
                 threshold=self.threshold,
                 top_k=self.top_k,
                 mute_sink=self.mute_sink,
+                first_rows=FIRST_ROWS,
             )
-            rows = tr.seq_len
-        else:
-            m = self.matrix()
-            found = attention.prune(
-                m, threshold=self.threshold, top_k=self.top_k, values=self.values
-            )
-            rows = m.shape[0]
+            done, first = next(blocks)
+            self._sync(first, tr.seq_len, done=done if done < tr.seq_len else None)
+            self._start_steps(self._rest(blocks, [first]))
+            return
+        self._steps = None  # nothing of an earlier long selection is still to come
+        m = self.matrix()
+        found = attention.prune(m, threshold=self.threshold, top_k=self.top_k, values=self.values)
+        self._sync(found, m.shape[0])
+
+    def _rest(self, blocks, found: list):
+        """A long prompt's remaining blocks of query rows, one a step."""
+        for done, block in blocks:
+            found.append(block)
+            rows = self._trace.seq_len
+            self._sync(attention.join_lines(found), rows, done=done if done < rows else None)
+            yield
+
+    def _sync(self, found: attention.Lines, rows: int, done: int | None = None) -> None:
+        """Send `found`; `done`: a long prompt's lines so far cover the query rows below it."""
+        tr = self._trace
         index = "uint16" if rows < 65536 else "int32"
         tokens = attention.word_labels(tr.tokens, tr.word_groups) if self.fuse_words else tr.tokens
         with self.hold_sync():
@@ -169,4 +192,9 @@ class AttentionLines(LmscopeWidget):
                 "of": {name: getattr(self, name) for name in CONTROLS},
             }
             self.note = attention.notes(tr, attention.layer_span(tr, self.layer, self.layer_end))
+            if done is None:
+                self.exact, self.status = True, ""
+            else:
+                self.exact = False
+                self.status = f"lines of query tokens 0-{min(done, rows) - 1} of {rows} so far"
             self.error = ""
