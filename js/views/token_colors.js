@@ -85,7 +85,17 @@ function render({ model, el: root }) {
         return tokenAt(lay, ev.clientX - rect.left, ev.clientY - rect.top + scroll.scrollTop);
       };
       scroll.addEventListener("scroll", () => {
-        for (const other of rows) if (other !== row) other.scroll.scrollTop = scroll.scrollTop;
+        // a row scrolled to follow another only redraws: passing its (by then older)
+        // position on would pull the row being scrolled back, frame after frame
+        if (row.following === scroll.scrollTop) {
+          row.following = null;
+          return draw();
+        }
+        for (const other of rows) {
+          if (other === row || other.scroll.scrollTop === scroll.scrollTop) continue;
+          other.scroll.scrollTop = scroll.scrollTop;
+          other.following = other.scroll.scrollTop;
+        }
         draw();
       });
       canvas.addEventListener("mousemove", (ev) => {
