@@ -144,20 +144,21 @@ async ([target, frames]) => {
   const [pos, size, client] = axis === 'x'
     ? ['scrollLeft', 'scrollWidth', 'clientWidth'] : ['scrollTop', 'scrollHeight', 'clientHeight'];
   if (!scroller || scroller[size] <= scroller[client]) return null;
-  const end = scroller[size] - scroller[client];
+  // read each frame: the page may still change width (bqplot figures drawing late)
+  const endNow = () => scroller[size] - scroller[client];
   // from the start to the end (the lens opens scrolled to its last position)
   scroller[pos] = 0;
   await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
   const times = [];
   let last = await new Promise((r) => requestAnimationFrame(r));
   for (let i = 1; i <= frames; i++) {
-    scroller[pos] = (end * i) / frames;
+    scroller[pos] = (endNow() * i) / frames;
     const now = await new Promise((r) => requestAnimationFrame(r));
     times.push(now - last);
     last = now;
   }
   await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-  const atEnd = Math.abs(scroller[pos] - end) < 2;
+  const atEnd = Math.abs(scroller[pos] - endNow()) < 2;
   times.sort((a, b) => a - b);
   const mean = times.reduce((a, b) => a + b, 0) / times.length;
   return {mean, p95: times[Math.floor(times.length * 0.95)], max: times[times.length - 1], atEnd};
