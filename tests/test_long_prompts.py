@@ -292,8 +292,12 @@ def test_lines_pruned_block_by_block_equal_pruning_the_whole_pattern(monkeypatch
     got = attention.head_lines(tr, 2, 1, threshold=0.02, top_k=5, mute_sink=mute_sink)
     m = tr.head(2, 1).float()
     want = attention.prune(attention.without_sink(m) if mute_sink else m, threshold=0.02, top_k=5)
-    for field in ("query", "key", "value", "strength"):
+    # the lines kept are the same; their weights come from a matmul over fewer query rows,
+    # which BLAS may round differently in the last bit (seen on a loaded 2-core machine)
+    for field in ("query", "key"):
         np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+    for field in ("value", "strength"):
+        np.testing.assert_allclose(getattr(got, field), getattr(want, field), rtol=1e-5, atol=0)
 
 
 def test_lines_at_long_length_hold_no_full_pattern(monkeypatch):

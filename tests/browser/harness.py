@@ -273,3 +273,23 @@ def run_cell(page: Any, index: int) -> None:
 
 def cell_output(page: Any, index: int) -> Any:
     return page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea-output")
+
+
+LENS_CELL_W, LENS_CELL_H, LENS_GUTTER = 66, 19, 58  # the lens table's geometry
+
+
+def click_lens_cell(page: Any, column: int, row: int) -> None:
+    """Click one cell of the (only visible) lens table. The table scrolls to its focus in an
+    animation frame after it is shown, so the scroll is read two frames later, not before."""
+    scroll = (
+        page.locator(".lms-ll-scroll")
+        .filter(visible=True)
+        .first.evaluate(
+            "n => new Promise(r => requestAnimationFrame(() =>"
+            " requestAnimationFrame(() => r(n.scrollLeft))))"
+        )
+    )
+    x = LENS_GUTTER + column * LENS_CELL_W - scroll + 20
+    page.locator(".lms-ll-canvas").filter(visible=True).first.click(
+        position={"x": x, "y": row * LENS_CELL_H + 8}
+    )

@@ -131,14 +131,13 @@ _DASHBOARD_CELLS = [
     "top = lens and int(lens.results['post'].token_ids[dash.selection.layer, view.token, 0])\n"
     "print('asked', view.token, view.target == top, dash.selection)",
 ]
-LENS_CELL_W, LENS_CELL_H, LENS_GUTTER = 66, 19, 58  # the lens table's geometry
 
 
 @pytest.mark.e2e
 @pytest.mark.real_model
 @pytest.mark.parametrize("app", ["lab", "notebooks"])
 def test_dashboard_links_attribution_in_jupyter(browser, jupyter_server, app):
-    from harness import cell_output, run_cell
+    from harness import cell_output, click_lens_cell, run_cell
 
     def tab(title: str) -> None:
         page.locator(".widget-tab .lm-TabBar-tab", has_text=title).click()
@@ -163,8 +162,7 @@ def test_dashboard_links_attribution_in_jupyter(browser, jupyter_server, app):
         tab("Logit lens")
         canvas = page.locator(".lms-ll-canvas")
         canvas.wait_for(timeout=120_000)
-        scroll = page.locator(".lms-ll-scroll").evaluate("n => n.scrollLeft")
-        canvas.click(position={"x": LENS_GUTTER + 3 * LENS_CELL_W - scroll + 20, "y": 4 * 19 + 8})
+        click_lens_cell(page, 3, 4)
         # the kernel has heard the click once the dashboard's status line names the token
         page.locator(".lms-dashboard .widget-label", has_text="token 3 ").wait_for(timeout=60_000)
         run_cell(page, 1)

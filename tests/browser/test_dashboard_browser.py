@@ -8,7 +8,7 @@ import pathlib
 import shutil
 
 import pytest
-from harness import cell_output, open_notebook, run_cell, shot
+from harness import cell_output, click_lens_cell, open_notebook, run_cell, shot
 
 from _models import tiny_ids, tiny_inspector
 from lmscope.widgets.dashboard import Dashboard
@@ -16,7 +16,6 @@ from lmscope.widgets.dashboard import Dashboard
 pytestmark = pytest.mark.browser
 QUICKSTART = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "quickstart.ipynb"
 SELECTION_CELL = 4  # `dash.selection` (markdown cells count)
-LENS_CELL_W, LENS_CELL_H, LENS_GUTTER = 66, 19, 58
 
 
 def _tab(page, title: str):
@@ -27,7 +26,7 @@ def _tab(page, title: str):
 
 def _selection_printed(page, text: str) -> None:
     run_cell(page, SELECTION_CELL)
-    cell_output(page, SELECTION_CELL).filter(has_text=text).wait_for(timeout=30_000)
+    cell_output(page, SELECTION_CELL).filter(has_text=text).wait_for(timeout=120_000)
 
 
 @pytest.mark.e2e
@@ -68,9 +67,7 @@ def test_quickstart_dashboard_in_jupyter(browser, jupyter_server, app):
         canvas = page.locator(".lms-ll-canvas")
         canvas.wait_for(timeout=120_000)
         page.locator(".widget-tab .bqplot").filter(visible=True).first.wait_for(timeout=60_000)
-        scroll = page.locator(".lms-ll-scroll").evaluate("n => n.scrollLeft")
-        x = LENS_GUTTER + 3 * LENS_CELL_W - scroll + 20
-        canvas.click(position={"x": x, "y": 4 * LENS_CELL_H + 8})
+        click_lens_cell(page, 3, 4)
         _selection_printed(page, "Selection(token=3,")
         shot(page, f"dashboard_{app}_lens.png")
         page.locator(".lms-dashboard").screenshot(

@@ -37,7 +37,7 @@ def test_ablate_buttons_edit_the_run_in_jupyterlab(browser, jupyter_server):
         cells.nth(8).wait_for(timeout=180_000)
         page.locator('.lms-ag-cell[data-head="4"]').click()  # select head 4 of layer 20
         run_cell(page, EDITS_CELL)
-        cell_output(page, EDITS_CELL).filter(has_text="head=4)").wait_for(timeout=30_000)
+        cell_output(page, EDITS_CELL).filter(has_text="head=4)").wait_for(timeout=120_000)
 
         menu = page.locator(".lms-dashboard .widget-dropdown select")
         menu.select_option(label="zero")
@@ -47,7 +47,7 @@ def test_ablate_buttons_edit_the_run_in_jupyterlab(browser, jupyter_server):
         grid_mode = page.locator(".lms-ag select").first
         page.wait_for_function(
             "() => [...document.querySelectorAll('.lms-ag select')].some(s => s.value === 'diff')",
-            timeout=30_000,
+            timeout=120_000,
         )
         note = page.locator(".lms-edits").filter(visible=True).first
         assert note.text_content() == "edited: Ablate(20, head=4)"
@@ -69,14 +69,14 @@ def test_ablate_buttons_edit_the_run_in_jupyterlab(browser, jupyter_server):
         page.locator(".lms-dashboard .widget-label", has_text="2 edit(s)").wait_for(timeout=60_000)
         run_cell(page, EDITS_CELL)
         printed = cell_output(page, EDITS_CELL).filter(has_text="mode='mean'")
-        printed.wait_for(timeout=30_000)
+        printed.wait_for(timeout=120_000)
         assert "(Ablate(20, head=4), Ablate(22, neuron=0, mode='mean'))" in printed.text_content()
 
         # the lens of the edited run names both edits
         page.locator(".widget-tab .lm-TabBar-tab", has_text="Logit lens").click()
         page.locator(".lms-ll-canvas").wait_for(timeout=120_000)
         lens_note = page.locator(".lms-edits").filter(visible=True).first
-        lens_note.filter(has_text="neuron=0").wait_for(timeout=30_000)
+        lens_note.filter(has_text="neuron=0").wait_for(timeout=120_000)
         assert lens_note.text_content() == (
             "edited: Ablate(20, head=4); Ablate(22, neuron=0, mode='mean')"
         )

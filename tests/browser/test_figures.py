@@ -410,6 +410,14 @@ def test_download_control_in_jupyter(browser, jupyter_server, app):
         shot(page, f"figure_control_{app}_failed.png")
         raise
     finally:
+        if app == "lab":  # the theme is a server setting: later tests on this server start light
+            page.evaluate(
+                "() => window.jupyterapp.commands.execute('apputils:change-theme',"
+                " {theme: 'JupyterLab Light'})"
+            )
+            page.wait_for_function(
+                "() => document.body.dataset.jpThemeLight === 'true'", timeout=30_000
+            )
         page.close()
 
 
