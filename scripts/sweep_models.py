@@ -349,6 +349,10 @@ def check(model_type: str) -> dict:
         n = trace.n_layers
         if parts.hidden_states_are == "inputs":
             pairs = [(trace.resid_pre(i), ref.hidden_states[i][0]) for i in range(n)]
+            if parts.stream_entry is not None:  # RWKV: the stream starts at block 0's pre_ln
+                with torch.no_grad():
+                    entered = parts.stream_entry(ref.hidden_states[0])[0]
+                pairs[0] = (trace.resid_pre(0), entered)
         else:  # Mamba's hidden_states are the block outputs
             pairs = [(trace.resid_post(i), ref.hidden_states[i][0]) for i in range(n - 1)]
         if not all(_close(a, b) for a, b in pairs):

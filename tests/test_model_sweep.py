@@ -39,6 +39,8 @@ SUBSET = {
     "mpt": "attention outside the interface reading its own boolean mask",
     "granitemoehybrid": "an MLP that is experts plus a shared MLP, Mamba layers, multipliers",
     "inkling_text": "a short convolution after each sub-layer is what is added; mup logit scale",
+    "gemma4_text": "a per-layer-input branch added after the MLP's post-norm",
+    "rwkv": "block 0 normalises its input first (pre_ln); a time mix, not attention",
 }
 
 
@@ -299,3 +301,56 @@ def test_a_module_reading_the_sub_layer_output_is_what_is_added():
     trace = ins.run(_ids())
     with pytest.raises(UnsupportedArchitectureError):  # a convolution is not a norm to freeze
         trace.attribution(5)
+
+
+def test_a_branch_after_the_mlp_post_norm_is_part_of_the_mlp_side():
+    ins = _inspector("gemma4_text")
+    block = ins.parts.blocks[0]
+    # Gemma 4 adds its per-layer-input branch (gate, projection, norm) after the MLP's
+    assert ins.parts.mlp_outs[0] == (
+        block.post_feedforward_layernorm,
+        block.post_per_layer_input_norm,
+    )
+    assert "post_per_layer_input_norm" in ins.parts.contribution_notes[("mlp", 0)]
+    trace = ins.run(_ids())
+    for layer in range(trace.n_layers):
+        torch.testing.assert_close(
+            trace.resid_mid(layer) + trace.mlp_out(layer),
+            trace.resid_post(layer),
+            atol=5e-5,
+            rtol=1e-4,
+        )
+    result = trace.attribution(
+        5
+    )  # checks embeddings + every attn/MLP output == last block's output
+    assert abs(result.unexplained) < 1e-3 * max(1.0, abs(result.total))
+
+
+def test_rwkv_stream_starts_at_block_0_pre_ln_and_its_time_mix_is_not_attention():
+    ins = _inspector("rwkv")
+    parts = ins.parts
+    assert parts.stream_entry is parts.blocks[0].pre_ln
+    assert parts.attention_layers == []
+    with pytest.raises(UnsupportedArchitectureError, match="RwkvSelfAttention mixes tokens"):
+        parts.check_attention(0)
+    ids, other = _ids(), _ids(8).repeat(3)
+    trace = ins.run(ids)
+    assert parts.hidden_states_are == "outputs"  # RWKV lists block outputs, not embeddings
+    with torch.no_grad():
+        ref = ins.model(input_ids=ids[None], output_hidden_states=True)
+        entered = parts.blocks[0].pre_ln(ins.model.get_input_embeddings()(ids))
+    torch.testing.assert_close(trace.embeddings, entered)
+    torch.testing.assert_close(trace.resid_post(0), ref.hidden_states[0][0])
+    # an edit of resid_pre 0 replaces the stream after pre_ln: patching all of it is the source
+    source = ins.run(other)
+    patched = ins.run(ids, edits=[lmscope.Patch(source=source, site="resid_pre", layer=0)])
+    torch.testing.assert_close(patched.logits, source.logits, atol=5e-5, rtol=1e-4)
+
+
+def test_rwkv_halving_its_stream_between_blocks_is_refused_in_words():
+    config = sweep_models.tiny_config("rwkv")
+    config.rescale_every = 1  # at inference RWKV halves the stream after every block
+    torch.manual_seed(0)
+    model = __import__("transformers").AutoModelForCausalLM.from_config(config).eval()
+    with pytest.raises(UnsupportedArchitectureError, match="hidden_states"):
+        lmscope.Inspector(model)

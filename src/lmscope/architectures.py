@@ -57,7 +57,10 @@ class Layout:
 
 
 # Real quirks only: what no declaration says. Keyed by config.model_type.
-OVERRIDES: dict[str, Layout] = {}
+OVERRIDES: dict[str, Layout] = {
+    # its time mix is recorded under the name "attention" but keeps no softmax pattern
+    "rwkv": Layout(attention=""),
+}
 
 
 def _get(root: nn.Module, path: str) -> nn.Module | None:
@@ -155,6 +158,12 @@ class ModelParts:
     pattern_route: dict[int, str] = field(default_factory=dict)
     #: why a layer's pattern rows do not sum to one (gpt-oss's learned attention sinks)
     attention_notes: dict[int, str] = field(default_factory=dict)
+    #: a module block 0 applies to its input before anything else (RWKV's pre_ln): the stream
+    #: lmscope decomposes starts at its output, so resid_pre(0) and the embeddings are that
+    #: output (the proof checks block 0's output is it plus what block 0 adds)
+    stream_entry: nn.Module | None = None
+    #: why a side is the sum of two modules' outputs (Gemma 4's per-layer-input branch)
+    contribution_notes: dict[tuple[str, int], str] = field(default_factory=dict)
     proven: bool = False
 
     # -- attention -------------------------------------------------------------------------

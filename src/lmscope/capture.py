@@ -202,6 +202,10 @@ def recording(
 
         return hook
 
+    def on_stream_entry(_module, _args, output):
+        # RWKV's block 0 normalises its input first: the stream starts at that norm's output
+        rec.resid_pre[0] = place(0, _first_tensor(output)[0])
+
     def on_attention_call(layer: int):
         def hook(_module, args, kwargs):
             if place is _keep:
@@ -259,6 +263,8 @@ def recording(
         for layer in layers:
             block = parts.blocks[layer]
             handles.append(block.register_forward_pre_hook(on_block_input(layer), with_kwargs=True))
+            if layer == 0 and parts.stream_entry is not None:
+                handles.append(parts.stream_entry.register_forward_hook(on_stream_entry))
             if not internals:
                 continue
             if parts.attentions[layer] is not None:
@@ -292,6 +298,23 @@ def recording(
         lock.release()
 
 
+@contextmanager
+def entered(parts: ModelParts, layer: int) -> Iterator[None]:
+    """Block `layer` is called on a stream lmscope recorded: for block 0 of a family whose
+    stream starts at a module inside it (`parts.stream_entry`, RWKV's pre_ln) that module
+    passes its input through, since the recorded stream is already its output. Runs before
+    every other hook on it (an edit of resid_pre 0 rewrites what it passes on)."""
+    entry = parts.stream_entry if layer == 0 else None
+    if entry is None:
+        yield
+        return
+    handle = entry.register_forward_hook(lambda _m, args, _out: args[0], prepend=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 @torch.no_grad()
 def rerun_block(
     parts: ModelParts,
@@ -311,7 +334,7 @@ def rerun_block(
     hidden = hidden.to(device=device, dtype=dtype or hidden.dtype)[None]
     args, kwargs = call.with_hidden(hidden)
     rec = Recording(len(parts.blocks))
-    with recording(parts, place=place, layers=[layer], rec=rec):
+    with entered(parts, layer), recording(parts, place=place, layers=[layer], rec=rec):
         block(*args, **kwargs)
     # the stream itself is the caller's; keep only what was recomputed
     rec.resid_pre[layer] = rec.block_call[layer] = rec.final_resid = None

@@ -457,6 +457,9 @@ def hook_site(
     The tensor is [batch, seq, width] (heads side by side for "head"). The caller removes the
     handle; `applied()` and the sweeps do so in a `finally`.
     """
+    if site == "resid_pre" and layer == 0 and parts.stream_entry is not None:
+        # RWKV: the stream starts at block 0's pre_ln, so resid_pre 0 is that norm's output
+        return parts.stream_entry.register_forward_hook(lambda _m, _a, out: rewrite(out))
     if site == "resid_pre":
 
         def block_input(_module, args, kwargs):

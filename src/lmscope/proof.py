@@ -277,8 +277,10 @@ def _choose_contributions(
     plus the mixer's contribution (serial) or not (parallel)."""
     s = found.residual_scale
     parallel_layers = []
+    parts.stream_entry = None
     for layer, block in enumerate(found.blocks):
         block_in, block_out = tape.inputs.get(id(block)), tape.outputs.get(id(block))
+        entries = _entry_choices(found, tape) if layer == 0 else []
         mixer = found.mixers[layer]
         choice = None
         # a block without a token mixer (Nemotron-H's MLP-only blocks) adds its MLP alone
@@ -293,7 +295,15 @@ def _choose_contributions(
             mixer_side += [(mixer, x) for x in extras]
         mlp = found.mlps[layer]
         if mlp is not None and mlp in mlp_side:
+            # an extra branch may sit after a post-norm of the MLP (Gemma 4's per-layer
+            # inputs): each MLP-side choice is paired with it, the plain MLP first
             mlp_side += [(mlp, x) for x in extras]
+            mlp_side += [
+                (m, x)
+                for m in mlp_side
+                if m is not mlp and not isinstance(m, tuple)
+                for x in extras
+            ]
         for a in mixer_side:
             for m in mlp_side:
                 if (a is None and m is None) or _overlap(a, m):
@@ -306,7 +316,17 @@ def _choose_contributions(
                 total = parts_out[0] if len(parts_out) == 1 else parts_out[0] + parts_out[1]
                 if total.shape != block_out.shape:
                     continue  # never let broadcasting pass for an identity
-                if block_in is not None and _same(block_in + s * total, block_out, tol):
+                if block_in is None:
+                    continue
+                if _same(block_in + s * total, block_out, tol):
+                    choice = (a, m)
+                    break
+                entry = next(
+                    (e for e in entries if _same(outputs[id(e)] + s * total, block_out, tol)),
+                    None,
+                )
+                if entry is not None:  # block 0 normalises its input first (RWKV)
+                    parts.stream_entry, block_in = entry, outputs[id(entry)]
                     choice = (a, m)
                     break
             if choice:
@@ -324,6 +344,12 @@ def _choose_contributions(
             parts.parallel_residual = False
             return False
         parts.attn_outs[layer], parts.mlp_outs[layer] = choice
+        for kind, side in zip(("attn", "mlp"), choice, strict=True):
+            if isinstance(side, tuple):
+                parts.contribution_notes[(kind, layer)] = (
+                    f"layer {layer}'s {kind}_out is the sum of what its "
+                    f"{' and '.join(_child_name(block, x) for x in side)} add to the stream"
+                )
         if choice[0] is not None and choice[1] is not None:
             mid = block_in + s * _summed(choice[0], outputs, block_out)
             readers = [found.mlps[layer], *(c for _, c in block.named_children())]
@@ -337,6 +363,26 @@ def _choose_contributions(
                 parallel_layers.append(layer)
     parts.parallel_residual = bool(parallel_layers)
     return True
+
+
+def _entry_choices(found: Candidates, tape: _Tape) -> list[nn.Module]:
+    """Norms of block 0 that read its input exactly and that no other block has (RWKV's
+    pre_ln, applied to the embeddings in block 0 only): what may start the stream."""
+    first = found.blocks[0]
+    later = {name for b in found.blocks[1:] for name, _ in b.named_children()}
+    block_in = tape.inputs.get(id(first))
+    return [
+        child
+        for name, child in first.named_children()
+        if name not in later
+        and _is_norm_choice(child)
+        and id(child) in tape.outputs
+        and _same(tape.inputs.get(id(child)), block_in, 0.0)
+    ]
+
+
+def _child_name(block: nn.Module, module: nn.Module) -> str:
+    return next((n for n, c in block.named_modules() if c is module), type(module).__name__)
 
 
 def _members(side) -> tuple:
@@ -361,14 +407,23 @@ def _other_adders(found: Candidates, layer: int, tape: _Tape) -> list[nn.Module]
     """Children of a block that ran, have weights and are neither its mixer, its MLP nor a
     norm: what may add to the stream beside them."""
     known = {id(m) for m in (found.mixers[layer], found.mlps[layer]) if m is not None}
-    return [
+    children = [c for _, c in found.blocks[layer].named_children() if id(c) in tape.outputs]
+    adders = [
         child
-        for _, child in found.blocks[layer].named_children()
+        for child in children
         if id(child) not in known
-        and id(child) in tape.outputs
         and not _is_norm_choice(child)
         and any(True for _ in child.parameters())
     ]
+    # a norm reading an adder's output is what the block adds (Gemma 4's per-layer-input
+    # branch ends in post_per_layer_input_norm): tried first
+    readers = [
+        norm
+        for norm in children
+        if _is_norm_choice(norm)
+        and any(_same(tape.inputs.get(id(norm)), tape.outputs[id(a)], 0.0) for a in adders)
+    ]
+    return readers + adders
 
 
 _MULTIPLIER_NAME = ("alpha", "beta", "scale", "scalar", "multiplier", "factor", "add_idx")

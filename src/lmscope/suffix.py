@@ -201,7 +201,8 @@ def run_copies(
     for layer in range(joins[0], ins.n_layers):
         hidden = _join(parts, trace, layer, start, hidden, rows[layer])
         args, kwargs = calls[layer].with_hidden(hidden)
-        out = parts.blocks[layer](*args, **kwargs)
+        with capture.entered(parts, layer):  # RWKV's block 0: the stream is past its pre_ln
+            out = parts.blocks[layer](*args, **kwargs)
         hidden = out[0] if isinstance(out, tuple | list) else out
     return trace.unembed(hidden[:, -1])
 

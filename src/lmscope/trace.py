@@ -132,7 +132,8 @@ class Trace:
     # -- residual stream and sub-layer outputs ----------------------------------------
     @property
     def embeddings(self) -> torch.Tensor:
-        """[seq, d_model] the input of block 0 (token + position embeddings, as the model adds them)."""
+        """[seq, d_model] the input of block 0 (token + position embeddings, as the model adds
+        them); for RWKV, whose block 0 normalises its input first, that norm's output."""
         return self._rec.resid_pre[0]
 
     def resid_pre(self, layer: int) -> torch.Tensor:
