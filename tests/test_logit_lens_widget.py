@@ -49,3 +49,17 @@ def test_composite_links_table_and_plots():
     one.table.stage = "mid"  # what the browser's stage menu sets
     assert list(one.results) == ["post", "mid"] and one.table.stages == ["post", "mid"]
     assert one.table.top["mid"]["shape"] == [3, 12, 3]
+
+
+def test_plots_name_whole_layers_and_keep_legends_short():
+    from lmscope.widgets import plots
+
+    tr = tiny_inspector("llama").run(tiny_ids(6))
+    w = LogitLens(tr, top_k=3)
+    # a 2-layer model gets ticks 0 and 1, not bqplot's fractions printed as '0 0 0 1 1'
+    np.testing.assert_array_equal(w.line_fig.axes[0].tick_values, np.arange(tr.n_layers))
+    np.testing.assert_array_equal(plots.layer_ticks(30), np.arange(0, 30, 2))
+    assert len(plots.layer_ticks(100)) <= 16
+    long = "<script>window.pwned=2</script>"
+    assert plots.legend_text(long) == long[:23] + "…" and plots.legend_text("Paris") == "Paris"
+    assert all(len(m.labels[0]) <= 24 for m in w._scatter if m.visible)

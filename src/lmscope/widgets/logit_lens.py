@@ -298,7 +298,13 @@ class LogitLens(LmscopeComposite):
             display_legend=True,
         )
         frame = plots.axes(
-            x, y, x_label="layer", y_label="probability", x_format="d", y_format=".2f"
+            x,
+            y,
+            x_label="layer",
+            y_label="probability",
+            x_format="d",
+            y_format=".2f",
+            x_ticks=plots.layer_ticks(self.trace.n_layers),
         )
         margin = (40, 40, 55, 10)
         fig = plots.figure([lines], frame, **_HALF, margin=margin, legend_location="top-left")
@@ -365,7 +371,7 @@ class LogitLens(LmscopeComposite):
                         ys.append(r.target_probs[:, pos].T.numpy())
                     else:
                         ys.append(r.target_ranks[:, pos].T.numpy().astype(float))
-                    labels += [f"{name} ({s})" for name in r.target_tokens]
+                    labels += [plots.legend_text(f"{name} ({s})") for name in r.target_tokens]
                 y = np.concatenate(ys)
                 scale = self._lines.scales["y"]
                 if self.metric == "prob":
@@ -393,7 +399,7 @@ class LogitLens(LmscopeComposite):
                     mark.y = values.clamp_min(1e-12).numpy()
                     mark.names = lens.token_strings(self._tokenizer, ids.tolist())
                     mark.display_names = False
-                    mark.labels = [f"{p}: {tokens[p]}"]
+                    mark.labels = [plots.legend_text(f"{p}: {tokens[p]}")]
                     mark.visible = mark.display_legend = True
             self.scatter_fig.title = f"softmax at layer {layer} ({stage})"
 

@@ -280,7 +280,7 @@ class NormPlot(LmscopeComposite):
             y_label="beta",
             x_format="d",
             y_format=".2f",
-            x_ticks=np.arange(L),
+            x_ticks=plots.layer_ticks(L),
             grid_x="none",
             grid_y="dashed",
         )

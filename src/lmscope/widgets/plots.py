@@ -3,10 +3,12 @@ every plot in lmscope has the same margins, label styles and layout rules."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import bqplot as bq
 import ipywidgets as ipw
+import numpy as np
 
 
 def axes(
@@ -34,6 +36,18 @@ def axes(
         axis(x, x_label, x_format, x_ticks, grid_x),
         axis(y, y_label, y_format, y_ticks, grid_y, orientation="vertical"),
     ]
+
+
+def layer_ticks(n_layers: int, most: int = 16) -> np.ndarray:
+    """Whole layer numbers for an axis, at most `most` of them: bqplot's own ticks on a short
+    range are fractions, which an integer format prints as '0 0 0 1 1 1'."""
+    step = max(1, math.ceil(n_layers / most))
+    return np.arange(0, n_layers, step)
+
+
+def legend_text(text: str, most: int = 24) -> str:
+    """A legend entry cut to `most` characters: bqplot grows a legend past its figure's edge."""
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def figure(
