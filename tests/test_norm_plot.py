@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _models import tiny_ids, tiny_inspector
+from _models import tiny_ids, tiny_inspector, tiny_model
+from lmscope import Inspector, capture
 from lmscope.errors import InputError
 from lmscope.stats import norm_regression
+from lmscope.trace import VIEW_STREAMS
 from lmscope.widgets.norm_plot import NormPlot, emptiest_corner
 from lmscope.widgets.traits import WireArray
 
@@ -64,6 +66,21 @@ def test_composite_draws_fit_and_selection():
     assert w.strips.y_label == "log ‖mlp_out‖" and w.strips.title.startswith("MLP output")
     w.mute_sink = False
     assert _drawn(w)[1].shape == (L, 40) and (w._hist.y.sum(1) == 40).all()
+
+
+def test_a_recomputing_trace_builds_the_plot_without_rerunning_a_block(monkeypatch):
+    """The norms were recorded during the run: every stream the plot offers, no block rerun."""
+    kept = Inspector(tiny_model("llama"), trace_internals="keep").run(tiny_ids(40))
+    redone = Inspector(tiny_model("llama"), trace_internals="recompute").run(tiny_ids(40))
+    assert not redone.internals_kept
+    reruns = []
+    monkeypatch.setattr(capture, "rerun_block", lambda *a, **k: reruns.append(a[1]))
+    monkeypatch.setattr(capture, "block_attention_call", lambda *a, **k: reruns.append(a[1]))
+    w = NormPlot(redone)
+    for stream in VIEW_STREAMS:
+        w.stream = stream
+        np.testing.assert_array_equal(w.log_norms(), NormPlot(kept, stream=stream).log_norms())
+    assert reruns == [] and not redone._recomputed
 
 
 def test_beta_legend_goes_to_the_emptiest_corner():

@@ -8,9 +8,10 @@ import torch
 
 import lmscope
 from _models import TINY_FAMILIES, hook_snapshot, tiny_ids, tiny_model
-from lmscope import memory
+from lmscope import capture, memory
 from lmscope.errors import MemoryBudgetError
 from lmscope.inspector import _oom_device
+from lmscope.trace import STREAMS
 
 INTERNALS = ("attn_out", "resid_mid", "mlp_out", "mlp_activations")
 
@@ -39,6 +40,40 @@ def test_recomputed_internals_equal_the_stored_ones(family):
         assert torch.equal(got, want)
         assert torch.equal(redone.attention(layer), kept.attention(layer))
     assert hook_snapshot(model) == hooks  # the reruns' hooks are gone too
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_recorded_norms_equal_the_norms_of_the_kept_internals(family, monkeypatch):
+    """The run records each sub-layer output's per-token norms: bitwise the norms of the kept
+    tensor, and a recomputing trace gives the same ones without rerunning a block."""
+    model = tiny_model(family)
+    kept = lmscope.Inspector(model, trace_internals="keep").run(tiny_ids())
+    redone = lmscope.Inspector(model, trace_internals="recompute").run(tiny_ids())
+    reruns = []
+    monkeypatch.setattr(capture, "rerun_block", lambda *a, **k: reruns.append(a[1]))
+    monkeypatch.setattr(capture, "block_attention_call", lambda *a, **k: reruns.append(a[1]))
+    for stream in STREAMS:
+        for layer in range(kept.n_layers):
+            want = capture.token_norms(kept.stream(stream, layer))
+            assert torch.equal(kept.token_norms(stream, layer), want), (stream, layer)
+            if stream in capture.NORMS and getattr(kept._rec, stream)[layer] is not None:
+                recorded = getattr(kept._rec, capture.NORMS[stream])[layer]
+                assert torch.equal(recorded, want), (stream, layer)
+            if stream != "resid_mid":  # resid_mid = resid_pre + attn_out: not recorded
+                assert torch.equal(redone.token_norms(stream, layer), want), (stream, layer)
+    assert reruns == []
+    recorded = [n for n in (*kept._rec.attn_out_norm, *kept._rec.mlp_out_norm) if n is not None]
+    assert recorded and all(n.dtype == torch.float64 for n in recorded)
+
+
+def test_recorded_norms_are_those_of_the_tensor_as_stored():
+    low = lmscope.Inspector(
+        tiny_model("llama"), trace_dtype=torch.bfloat16, trace_internals="keep"
+    ).run(tiny_ids())
+    for layer in range(low.n_layers):
+        stored = low.mlp_out(layer)
+        assert stored.dtype == torch.bfloat16
+        assert torch.equal(low._rec.mlp_out_norm[layer], capture.token_norms(stored))
 
 
 def test_a_trace_without_internals_holds_little_more_than_the_stream():

@@ -109,6 +109,13 @@ def _first_tensor(value: Any) -> torch.Tensor:
 
 #: what a recording keeps per layer besides the residual stream, when asked for internals
 INTERNALS = ("attn_out", "mlp_out", "mlp_hidden", "attn_call")
+#: sub-layer output -> the Recording field of its per-token norms
+NORMS = {"attn_out": "attn_out_norm", "mlp_out": "mlp_out_norm"}
+
+
+def token_norms(tensor: torch.Tensor) -> torch.Tensor:
+    """float64 `[seq]` norm of each row of `tensor` ([seq, width]), where the tensor is."""
+    return torch.linalg.vector_norm(tensor, dim=-1, dtype=torch.float64)
 
 
 @dataclass
@@ -140,12 +147,16 @@ class Recording:
     attn_call: list[tuple[tuple, dict] | None] = field(default_factory=list)
     block_call: list[BlockCall | None] = field(default_factory=list)
     router: list[Any] = field(default_factory=list)  # each MoE router's raw output
+    #: float64 [seq] norms of each token's attention / MLP contribution as stored, taken as
+    #: they pass by (`recording(norms=True)`): what a norm plot reads without a block rerun
+    attn_out_norm: list[torch.Tensor | None] = field(default_factory=list)
+    mlp_out_norm: list[torch.Tensor | None] = field(default_factory=list)
     final_resid: torch.Tensor | None = None
     #: the dtype the model computed the stream in (stored tensors may be in another)
     stream_dtype: torch.dtype | None = None
 
     def __post_init__(self) -> None:
-        for name in ("resid_pre", *INTERNALS, "block_call", "router"):
+        for name in ("resid_pre", *INTERNALS, "block_call", "router", *NORMS.values()):
             setattr(self, name, [None] * self.n_layers)
 
 
@@ -174,6 +185,7 @@ def recording(
     parts: ModelParts,
     *,
     internals: bool = True,
+    norms: bool = False,
     place: Place | None = None,
     layers: list[int] | None = None,
     rec: Recording | None = None,
@@ -182,6 +194,8 @@ def recording(
     the forward raises.
 
     `internals=False` keeps only each block's input and call (and the last block's output).
+    `norms=True` also records each sub-layer output's per-token norms (`token_norms` of the
+    tensor as stored), with or without internals: small, and no rerun needed to plot them.
     `place(layer, tensor)` decides where and in which dtype a kept tensor is stored (default:
     the reference itself). Holds the model's lock throughout, so two threads (two dashboards on
     one inspector) never record each other's activations.
@@ -223,7 +237,13 @@ def recording(
     # a family that adds to a sub-layer's output in place (Falcon) would change a kept reference
     copy_first = parts.copy_contributions and place is _keep
 
-    def on_output(store: list, layer: int, pending: dict | None = None, count: int = 1):
+    def on_output(
+        store: list | None,
+        norm_store: list | None,
+        layer: int,
+        pending: dict | None = None,
+        count: int = 1,
+    ):
         def hook(_module, _args, output):
             added = _first_tensor(output)
             # [1, seq, d]; some MoE blocks return their tokens flattened, [seq, d]
@@ -236,9 +256,13 @@ def recording(
                 added = first + second
             if scale != 1.0:  # Granite scales what each sub-layer adds
                 added = added * scale
-            elif copy_first:
+            elif copy_first and store is not None:
                 added = added.clone()
-            store[layer] = place(layer, added)
+            stored = place(layer, added)
+            if store is not None:
+                store[layer] = stored
+            if norm_store is not None:  # now: a family adding in place (Falcon) changes it later
+                norm_store[layer] = token_norms(stored)
 
         return hook
 
@@ -265,6 +289,21 @@ def recording(
             handles.append(block.register_forward_pre_hook(on_block_input(layer), with_kwargs=True))
             if layer == 0 and parts.stream_entry is not None:
                 handles.append(parts.stream_entry.register_forward_hook(on_stream_entry))
+            if internals or norms:
+                for side, name in (
+                    (parts.attn_outs[layer], "attn_out"),
+                    (parts.mlp_outs[layer], "mlp_out"),
+                ):
+                    store = getattr(rec, name) if internals else None
+                    norm_store = getattr(rec, NORMS[name]) if norms else None
+                    if isinstance(side, tuple):
+                        pending: dict = {}
+                        hook = on_output(store, norm_store, layer, pending, len(side))
+                        handles += [module.register_forward_hook(hook) for module in side]
+                    elif side is not None:
+                        handles.append(
+                            side.register_forward_hook(on_output(store, norm_store, layer))
+                        )
             if not internals:
                 continue
             if parts.attentions[layer] is not None:
@@ -273,16 +312,6 @@ def recording(
                         on_attention_call(layer), with_kwargs=True
                     )
                 )
-            for side, store in (
-                (parts.attn_outs[layer], rec.attn_out),
-                (parts.mlp_outs[layer], rec.mlp_out),
-            ):
-                if isinstance(side, tuple):
-                    pending: dict = {}
-                    hook = on_output(store, layer, pending, len(side))
-                    handles += [module.register_forward_hook(hook) for module in side]
-                elif side is not None:
-                    handles.append(side.register_forward_hook(on_output(store, layer)))
             if parts.mlp_downs[layer] is not None:
                 handles.append(
                     parts.mlp_downs[layer].register_forward_pre_hook(on_mlp_hidden(layer))

@@ -438,7 +438,7 @@ class Inspector:
                 self._eval_mode(),
                 torch.no_grad(),
                 edits_module.applied(self.parts, planned),  # before recording: it sees the edits
-                capture.recording(self.parts, internals=internals, place=place) as rec,
+                capture.recording(self.parts, internals=internals, norms=True, place=place) as rec,
             ):
                 output = self.model(input_ids=batch, use_cache=False)
         except torch.OutOfMemoryError as err:

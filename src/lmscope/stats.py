@@ -42,13 +42,12 @@ SKIP_FIRST = 1
 def log_norms(trace: Trace, *, stream: str = "attn_out") -> torch.Tensor:
     """`log ||stream(layer)[t]||` for every layer and token: float64 `[n_layers, seq]` on the CPU.
 
-    Norms are taken in float64 whatever the trace's dtype. A zero vector gives `-inf`.
+    Norms are taken in float64 whatever the trace's dtype. A zero vector gives `-inf`. The
+    attention and MLP outputs' norms were recorded during the run (`Trace.token_norms`): no
+    block is rerun for them when the trace recomputes its internals.
     """
     check_choice("stream", stream, STREAMS)
-    rows = [
-        torch.linalg.vector_norm(trace.stream(stream, layer), dim=-1, dtype=torch.float64).cpu()
-        for layer in range(trace.n_layers)
-    ]
+    rows = [trace.token_norms(stream, layer).cpu() for layer in range(trace.n_layers)]
     return torch.stack(rows).log()
 
 

@@ -298,6 +298,26 @@ class Trace:
             raise ValueError(f"unknown stream {name!r}; choose one of {', '.join(STREAMS)}")
         return getattr(self, name)(layer)
 
+    def token_norms(self, name: str, layer: int) -> torch.Tensor:
+        """float64 `[seq]` norm of each token's vector in stream `name` at `layer`, where the
+        trace keeps it. When internals are recomputed, a sub-layer output's norms are the ones
+        recorded during the run (no block rerun); otherwise they come from the stored tensor."""
+        if name not in STREAMS:
+            raise ValueError(f"unknown stream {name!r}; choose one of {', '.join(STREAMS)}")
+        layer = self._layer(layer)
+        kind = {"attn_out": "mixer", "mlp_out": "mlp"}.get(name)
+        if kind is not None:
+            self._parts.check_view("decomposition")
+        if (
+            kind is not None
+            and (kind, layer) not in self._parts.missing
+            and getattr(self._rec, name)[layer] is None  # not kept: use the recorded norms
+        ):
+            recorded = getattr(self._rec, capture.NORMS[name])[layer]
+            if recorded is not None:
+                return recorded
+        return capture.token_norms(self.stream(name, layer))
+
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits from any residual-stream vector(s): the final norm once, then the unembedding
         (the modules themselves are called, so offloaded weights are brought in as they are)."""
