@@ -11,6 +11,7 @@ so a trace never holds layers × heads × seq² unless a caller asks for every l
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -228,15 +229,7 @@ class Trace:
             return stored
         if name == "attn_call" and self._light_attention_call(layer):
             # a pattern needs only the attention's call: run the block up to its attention
-            with self._rerun_edits(layer):
-                call = capture.block_attention_call(
-                    self._parts,
-                    layer,
-                    self._rec.resid_pre[layer],
-                    self._rec.block_call[layer],
-                    place=self._place,
-                    dtype=self._rec.stream_dtype,
-                )
+            call = self._replay(capture.block_attention_call, layer)
             if call is not None:
                 return call
         return getattr(self._rerun(layer), name)[layer]
@@ -248,21 +241,26 @@ class Trace:
             and capture.stops_cleanly(self._parts, layer)
         )
 
+    def _replay(self, run: Callable[..., Any], layer: int) -> Any:
+        """`run` (capture.rerun_block or block_attention_call) on block `layer`'s stored input
+        and call, with the run's edits applied again."""
+        with self._rerun_edits(layer):
+            return run(
+                self._parts,
+                layer,
+                self._rec.resid_pre[layer],
+                self._rec.block_call[layer],
+                place=self._place,
+                dtype=self._rec.stream_dtype,
+            )
+
     def _rerun(self, layer: int) -> Recording:
         """Block `layer`'s internals, recomputed from its stored input (cached for a few blocks)."""
         if layer in self._recomputed:
             self._recomputed.move_to_end(layer)
             return self._recomputed[layer]
         try:
-            with self._rerun_edits(layer):
-                rec = capture.rerun_block(
-                    self._parts,
-                    layer,
-                    self._rec.resid_pre[layer],
-                    self._rec.block_call[layer],
-                    place=self._place,
-                    dtype=self._rec.stream_dtype,
-                )
+            rec = self._replay(capture.rerun_block, layer)
         except torch.OutOfMemoryError:
             memory.empty_caches()
             raise MemoryBudgetError(
