@@ -189,22 +189,31 @@ def test_grid_at_long_length_starts_from_a_first_pass_and_holds_no_full_pattern(
     assert grid.panel_a["shape"] == [tr.n_layers, 128, 128] and grid.exact
 
 
+def _built_under_a_running_loop(build):
+    """The view `build()` makes inside a running asyncio loop, once it says it is exact, and
+    every status it showed on the way. It must not be exact when built: the rest runs between
+    other work. The loop is its own, in a thread: another test's browser may own this thread's."""
+
+    async def show_and_wait():
+        view = build()
+        assert not view.exact
+        seen = set()
+        for _ in range(10_000):
+            seen.add(view.status)
+            if view.exact:
+                break
+            await asyncio.sleep(0)
+        return view, seen
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, show_and_wait()).result()
+
+
 def test_grid_fills_while_the_event_loop_is_idle(monkeypatch):
     monkeypatch.setattr(attention, "BLOCK_BYTES", 700 * 4 * 3 * 4 * 37)  # blocks of 37 rows
     tr = long_trace(700)
 
-    async def show_and_wait():
-        grid = AttentionGrid(tr, layer=1, size=64)
-        seen = set()
-        for _ in range(10_000):
-            seen.add(grid.status)
-            if grid.exact:
-                break
-            await asyncio.sleep(0)
-        return grid, seen
-
-    with ThreadPoolExecutor(1) as pool:
-        grid, seen = pool.submit(asyncio.run, show_and_wait()).result()
+    grid, seen = _built_under_a_running_loop(lambda: AttentionGrid(tr, layer=1, size=64))
     assert grid.exact and len(seen) > 3
     want = attention.grid(tr, layer=1, size=64)[0]
     np.testing.assert_array_equal(_decoded(grid.panel_a), _as_wire(want, "unit"))
@@ -252,20 +261,7 @@ def test_token_colors_fill_while_the_event_loop_is_idle(monkeypatch):
     monkeypatch.setattr(token_colors_widget, "EAGER_TOKENS", 100)
     tr = long_trace(200)
 
-    async def show_and_wait() -> TokenColors:
-        w = TokenColors(tr, layer=0, n_neighbors=3)
-        assert not w.exact  # built at once; the rest runs between other work
-        seen = set()
-        for _ in range(10_000):
-            seen.add(w.status)
-            if w.exact:
-                break
-            await asyncio.sleep(0)
-        return w, seen
-
-    # a loop of its own, in a thread: another test's browser may own this thread's loop
-    with ThreadPoolExecutor(1) as pool:
-        w, seen = pool.submit(asyncio.run, show_and_wait()).result()
+    w, seen = _built_under_a_running_loop(lambda: TokenColors(tr, layer=0, n_neighbors=3))
     assert w.exact and len(seen) > 3  # progress was reported along the way
     np.testing.assert_array_equal(_decoded(w.colors), _eager_colors(200, w.streams))
     np.testing.assert_array_equal(_decoded(w.neighbors), w.neighbor_table(0))

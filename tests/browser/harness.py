@@ -293,3 +293,17 @@ def click_lens_cell(page: Any, column: int, row: int) -> None:
     page.locator(".lms-ll-canvas").filter(visible=True).first.click(
         position={"x": x, "y": row * LENS_CELL_H + 8}
     )
+
+
+def hover_norm_point(page: Any, layer: int, position: int) -> None:
+    """Move the mouse onto the norm strips' point of `position` at `layer`, as a person would."""
+    x, y = page.evaluate(
+        """([layer, position]) => {
+          const box = document.querySelector('.lms-ns');
+          const p = box.pointAt(layer, position);
+          const r = box.querySelector('.lms-ns-stage').getBoundingClientRect();
+          return [r.left + p.x, r.top + p.y];
+        }""",
+        [layer, position],
+    )
+    page.mouse.move(x, y)

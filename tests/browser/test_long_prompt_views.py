@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import transformers as tf
-from harness import mount, settle, shot
+from harness import hover_norm_point, mount, settle, shot
 
 import lmscope
 from _models import _DECODER
@@ -62,16 +62,7 @@ def test_norm_strips_draw_every_point_and_hover_any_token(page, long_trace):
     order = [LAST, *np.argsort(-norms[1:])[:50] + 1]
     token = page.evaluate(_SELF_HIT, [layer, [int(p) for p in order]])
     assert token > 0
-    x, y = page.evaluate(
-        """([layer, p]) => {
-          const box = document.querySelector('.lms-ns');
-          const at = box.pointAt(layer, p);
-          const r = box.querySelector('.lms-ns-stage').getBoundingClientRect();
-          return [r.left + at.x, r.top + at.y];
-        }""",
-        [layer, token],
-    )
-    page.mouse.move(x, y)
+    hover_norm_point(page, layer, token)
     assert strips.get_attribute("data-hover") == f"{layer}:{token}"
     tip = strips.locator(".lms-tip").text_content()
     assert f"#{token} {long_trace.tokens[token]}" in tip

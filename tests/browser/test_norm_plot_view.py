@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import shot
+from harness import hover_norm_point, shot
 
 from _models import default_inspector
 from lmscope.widgets.norm_plot import NormPlot
@@ -49,20 +49,6 @@ def clear_layer(page, position: int) -> int:
     return layer
 
 
-def hover_point(page, layer: int, position: int) -> None:
-    """Move the mouse onto the strips' point of `position` at `layer`, as a person would."""
-    x, y = page.evaluate(
-        """([layer, position]) => {
-          const box = document.querySelector('.lms-ns');
-          const p = box.pointAt(layer, position);
-          const r = box.querySelector('.lms-ns-stage').getBoundingClientRect();
-          return [r.left + p.x, r.top + p.y];
-        }""",
-        [layer, position],
-    )
-    page.mouse.move(x, y)
-
-
 @pytest.mark.browser
 @pytest.mark.real_model
 def test_saved_page_renders_offline_with_text_tooltips(browser, tmp_path):
@@ -91,7 +77,7 @@ def test_saved_page_renders_offline_with_text_tooltips(browser, tmp_path):
     # hover the token with markup in it: the tooltip shows it as text, no element is created
     markup = next(i for i, s in enumerate(tr.tokens) if "<" in s)
     layer = clear_layer(page, markup)
-    hover_point(page, layer, markup)
+    hover_norm_point(page, layer, markup)
     tip = strips.locator(".lms-tip")
     assert strips.get_attribute("data-hover") == f"{layer}:{markup}"
     assert f"#{markup} {tr.tokens[markup]}" in tip.text_content()
@@ -145,7 +131,7 @@ def test_live_click_selects_token_and_stream_switches(browser, jupyter_server, a
         # a click on layer 3's point of token 5: the kernel selects it and answers with the status
         tr = default_inspector().run(HOSTILE)
         strips.scroll_into_view_if_needed()
-        hover_point(page, clear_layer(page, 5), 5)
+        hover_norm_point(page, clear_layer(page, 5), 5)
         page.mouse.down()
         page.mouse.up()
         expected = f"token 5: {tr.tokens[5]}"
