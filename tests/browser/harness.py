@@ -265,9 +265,18 @@ def run_notebook(
 
 
 def run_cell(page: Any, index: int) -> None:
-    """Run one cell with Shift+Enter, as a person would."""
+    """Run one cell with Shift+Enter, as a person would. The key goes only once that cell's
+    editor has the focus: a view above that changes height can move the cell between the
+    click's aim and its landing, and Shift+Enter would then rerun the cell that was active."""
     cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
-    cell.locator(".jp-InputArea-editor").click()
+    editor = cell.locator(".jp-InputArea-editor")
+    for _ in range(5):
+        editor.click()
+        if editor.evaluate("n => n.contains(document.activeElement)"):
+            break
+        page.wait_for_timeout(200)
+    else:
+        raise AssertionError(f"cell {index}'s editor did not take the focus")
     page.keyboard.press("Shift+Enter")
 
 

@@ -42,7 +42,7 @@ def test_ablate_buttons_edit_the_run_in_jupyterlab(browser, jupyter_server):
         menu = page.locator(".lms-dashboard .widget-dropdown select")
         menu.select_option(label="zero")
         _button(page, "ablate selected head").click()
-        status = page.locator(".lms-dashboard .widget-label", has_text="1 edit(s)")
+        status = page.locator(".lms-dashboard .widget-label", has_text="1 edit(s) · last token")
         status.wait_for(timeout=60_000)
         grid_mode = page.locator(".lms-ag select").first
         page.wait_for_function(
@@ -66,7 +66,9 @@ def test_ablate_buttons_edit_the_run_in_jupyterlab(browser, jupyter_server):
         # a mean ablation of a neuron of the layer now selected, with the texts set from Python
         menu.select_option(label="mean of 2 text(s)")
         _button(page, "ablate neuron").click()
-        page.locator(".lms-dashboard .widget-label", has_text="2 edit(s)").wait_for(timeout=60_000)
+        page.locator(".lms-dashboard .widget-label", has_text="2 edit(s) · last token").wait_for(
+            timeout=120_000
+        )
         run_cell(page, EDITS_CELL)
         printed = cell_output(page, EDITS_CELL).filter(has_text="mode='mean'")
         printed.wait_for(timeout=120_000)
