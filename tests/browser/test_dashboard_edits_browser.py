@@ -1,4 +1,4 @@
-"""The dashboard's edit controls clicked in a live JupyterLab kernel: select a head in the
+"""The dashboard's edit controls clicked in a live kernel, in JupyterLab and in Notebook 7: select a head in the
 attention grid, ablate it (zero), then a neuron of a later layer (mean over texts set from Python), and see the
 grid switch to the difference against the original, the lens name the edits, and `dash.edits`
 in Python hold both."""
@@ -29,9 +29,10 @@ def _button(page, text: str):
 
 @pytest.mark.e2e
 @pytest.mark.real_model
-def test_ablate_buttons_edit_the_run_in_jupyterlab(browser, jupyter_server):
-    name = write_notebook(jupyter_server.root, "dashboard_edits_lab.ipynb", _CELLS)
-    page = open_notebook(browser, jupyter_server, name, "lab")
+@pytest.mark.parametrize("app", ["lab", "notebooks"])
+def test_ablate_buttons_edit_the_run_in_jupyter(browser, jupyter_server, app):
+    name = write_notebook(jupyter_server.root, f"dashboard_edits_{app}.ipynb", _CELLS)
+    page = open_notebook(browser, jupyter_server, name, app)
     try:
         cells = page.locator(".lms-ag-cell")
         cells.nth(8).wait_for(timeout=180_000)
@@ -61,7 +62,7 @@ def test_ablate_buttons_edit_the_run_in_jupyterlab(browser, jupyter_server):
             "() => !document.querySelector('.lms-ag-legend').textContent.endsWith('±1.000')",
             timeout=60_000,
         )
-        shot(page, "dashboard_edits_lab_head.png")
+        shot(page, f"dashboard_edits_{app}_head.png")
 
         # a mean ablation of a neuron of the layer now selected, with the texts set from Python
         menu.select_option(label="mean of 2 text(s)")
@@ -85,10 +86,10 @@ def test_ablate_buttons_edit_the_run_in_jupyterlab(browser, jupyter_server):
         assert page.locator(".lms-dashboard .widget-label", has_text="Error").count() == 0
         assert not widget_errors(page)
         page.locator(".lms-dashboard").screenshot(
-            path="test-output/screenshots/dashboard_edits_lab_lens.png"
+            path=f"test-output/screenshots/dashboard_edits_{app}_lens.png"
         )
     except Exception:
-        shot(page, "dashboard_edits_lab_failed.png")
+        shot(page, f"dashboard_edits_{app}_failed.png")
         raise
     finally:
         page.close()
