@@ -347,10 +347,36 @@ def test_rwkv_stream_starts_at_block_0_pre_ln_and_its_time_mix_is_not_attention(
     torch.testing.assert_close(patched.logits, source.logits, atol=5e-5, rtol=1e-4)
 
 
-def test_rwkv_halving_its_stream_between_blocks_is_refused_in_words():
+def test_rwkv_rescale_every_is_refused_naming_it_and_is_exact_without_it():
+    """Real RWKV checkpoints set rescale_every: in inference mode the model halves the stream
+    after every N blocks, outside them. The refusal says so (not that block 0's input is wrong),
+    and the same weights loaded with rescale_every=0 are exact, with the same logits."""
+    from transformers import AutoModelForCausalLM
+
     config = sweep_models.tiny_config("rwkv")
-    config.rescale_every = 1  # at inference RWKV halves the stream after every block
+    config.num_hidden_layers, config.rescale_every = 4, 2
     torch.manual_seed(0)
-    model = __import__("transformers").AutoModelForCausalLM.from_config(config).eval()
-    with pytest.raises(UnsupportedArchitectureError, match="hidden_states"):
+    model = AutoModelForCausalLM.from_config(config).eval()
+    plain = AutoModelForCausalLM.from_config(
+        config.__class__(**{**config.to_dict(), "rescale_every": 0})
+    )
+    plain.load_state_dict(model.state_dict())  # before the first eval forward divides weights
+    ids = _ids()
+    with torch.no_grad():
+        rescaled_logits = model(input_ids=ids[None]).logits[0]
+    # the stream is halved after blocks 1 and 3 (of 0..3): what the message names
+    with pytest.raises(UnsupportedArchitectureError) as refused:
         lmscope.Inspector(model)
+    message = str(refused.value)
+    assert "rescale_every=2" in message and "halves its residual stream" in message
+    assert "block 2's input is 0.5 x block 1's output" in message
+    assert "rescale_every=0" in message and "block 0" not in message
+
+    ins = lmscope.Inspector(plain.eval())
+    trace = ins.run(ids)
+    assert ins.parts.refused == {}
+    # LayerNorm is scale-invariant up to its eps: the halving changes the logits only by that
+    torch.testing.assert_close(trace.logits, rescaled_logits, atol=1e-4, rtol=1e-4)
+    # the stream is the embeddings plus every block's time mix and channel mix, exactly
+    total = trace.embeddings + sum(trace.attn_out(i) + trace.mlp_out(i) for i in range(4))
+    torch.testing.assert_close(total, trace.resid_post(3), atol=1e-5, rtol=1e-5)

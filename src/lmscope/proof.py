@@ -229,7 +229,7 @@ def _prove(model: nn.Module, found: Candidates, parts: ModelParts) -> None:
     finally:
         if was_training:
             model.train()
-    _check_residual(found, parts, tape, output, tol)
+    _check_residual(found, parts, tape, output, tol, model.config.get_text_config(decoder=True))
     if not _choose_contributions(found, parts, tape, tol, tape.outputs):
         refusal = parts.refused.pop("decomposition")
         if _choose_contributions(found, parts, tape, tol, tape.copies):
@@ -240,7 +240,9 @@ def _prove(model: nn.Module, found: Candidates, parts: ModelParts) -> None:
     _check_patterns(found, parts, tape, tol, model.config.get_text_config(decoder=True))
 
 
-def _check_residual(found: Candidates, parts: ModelParts, tape: _Tape, output, tol: float) -> None:
+def _check_residual(
+    found: Candidates, parts: ModelParts, tape: _Tape, output, tol: float, config
+) -> None:
     """Block inputs equal hidden_states[0..n-1] (the usual convention), or, for families whose
     hidden_states list block outputs without the embeddings (Mamba), outputs equal them."""
     hidden = getattr(output, "hidden_states", None)
@@ -262,11 +264,47 @@ def _check_residual(found: Candidates, parts: ModelParts, tape: _Tape, output, t
     ):
         parts.hidden_states_are = "outputs"
         return
+    rescaled = _rescaled_between_blocks(ins, outs)
+    if rescaled is not None:
+        raise UnsupportedArchitectureError(_rescaled_refusal(found.model_type, config, *rescaled))
     raise UnsupportedArchitectureError(
         f"{found.model_type}: the input of block {bad} ({name}) is not the model's "
         f"hidden_states[{bad}] (relative gap {_gap(ins[bad], hidden[bad]):.2g}), so "
         "these blocks are not the residual stream lmscope would show"
     )
+
+
+def _rescaled_between_blocks(ins: list, outs: list) -> tuple[int, float] | None:
+    """The first block whose output reaches the next block multiplied by a number other than
+    one (RWKV halves it every `rescale_every` blocks at inference), and that number; None when
+    the stream is not rescaled between blocks (or is changed in some other way)."""
+    for layer in range(len(outs) - 1):
+        out, nxt = outs[layer], ins[layer + 1]
+        if out is None or nxt is None or out.shape != nxt.shape or _same(nxt, out, 0.0):
+            continue
+        o, n = out.detach().double().flatten(), nxt.detach().double().flatten()
+        factor = float(o @ n / (o @ o).clamp_min(1e-300))
+        if factor != 1.0 and _same(n, factor * o, 1e-6):
+            return layer, factor
+        return None
+    return None
+
+
+def _rescaled_refusal(model_type: str, config, layer: int, factor: float) -> str:
+    """The refusal of a stream rescaled between blocks, naming the config setting that does it
+    where it is known (RWKV's rescale_every) and how to load the model without it."""
+    seen = f"block {layer + 1}'s input is {factor:.4g} x block {layer}'s output"
+    why = "so the blocks' outputs do not add up to one stream and lmscope cannot show its parts"
+    every = getattr(config, "rescale_every", 0)
+    if isinstance(every, int) and not isinstance(every, bool) and every > 0:
+        return (
+            f"{model_type}: with config.rescale_every={every} the model halves its residual "
+            f"stream after every {every} block(s) in inference mode, outside the blocks ({seen}; "
+            f"the later blocks' output weights are divided to match), {why}; loaded with "
+            "rescale_every=0 it is not rescaled (the rescale guards float16 against overflow): "
+            "AutoModelForCausalLM.from_pretrained(name, rescale_every=0), then Inspector(model, tokenizer)"
+        )
+    return f"{model_type}: the model rescales its residual stream between blocks ({seen}), {why}"
 
 
 def _choose_contributions(
