@@ -222,20 +222,64 @@ def test_grid_fills_while_the_event_loop_is_idle(monkeypatch):
 def test_token_colors_first_state_is_a_first_pass_of_the_shown_layer():
     tr = long_trace()
     w = TokenColors(tr, layer=1)
-    assert not w.exact and w.ready_layers == [1] and "spectral colors" in w.status
-    colors = _decoded(w.colors)  # [streams, layers, seq, 3]
-    for i, stream in enumerate(w.streams):
+    assert tr.internals_kept  # every row is at hand: all three in the first state
+    assert not w.exact and w.color_slices == [[0, 1], [1, 1], [2, 1]]
+    assert "spectral colors" in w.status and "recomputing" not in w.status
+    for stream in w.streams:
         want = coloring.first_pass_colors(tr, stream=stream, layer=1)
-        np.testing.assert_array_equal(colors[i, 1], _as_wire(want, "unit"))
-    assert not colors[:, [0, 2]].any()  # no other layer yet
+        np.testing.assert_array_equal(w.colors_at(stream, 1), _as_wire(want, "unit"))
+    assert w.colors_at("attn_out", 0) is None  # no other layer yet
     assert w.neighbors is None and w.neighbors_layer == -1  # they come with the spectral work
-    assert w.synced_bytes() < 3 * 3 * LONG * 3 + 200_000
+    assert w.colors["shape"] == [3, LONG, 3]  # what was computed, no padding
+    assert w.synced_bytes() < 3 * LONG * 3 + 200_000
     w.layer = 2  # the slider: that layer's first pass
-    assert w.ready_layers == [1, 2]
+    assert w.color_slices == [[0, 1], [0, 2], [1, 1], [1, 2], [2, 1], [2, 2]]
     np.testing.assert_array_equal(
-        _decoded(w.colors)[0, 2],
+        w.colors_at("attn_out", 2),
         _as_wire(coloring.first_pass_colors(tr, stream="attn_out", layer=2), "unit"),
     )
+
+
+@cache
+def recomputing_trace(n: int = 300):
+    """A trace that keeps only the residual stream: sub-layer outputs need their block rerun."""
+    model = long_inspector().model
+    return lmscope.Inspector(model, trace_internals="recompute").run(tiny_ids(n, seed=3))
+
+
+def test_token_colors_show_the_residual_row_before_any_block_rerun(monkeypatch):
+    monkeypatch.setattr(token_colors_widget, "EAGER_TOKENS", 100)
+    tr = recomputing_trace()
+    model = long_inspector().model
+    hooks = hook_snapshot(model)
+    assert not tr.internals_kept and not tr.stream_stored("attn_out", 1)
+    w = TokenColors(tr, layer=1, n_neighbors=4)
+    # the residual stream's row only: the block was not rerun for the other two
+    assert not tr.stream_stored("attn_out", 1) and not tr.stream_stored("mlp_out", 1)
+    assert w.color_slices == [[2, 1]] and w.colors["shape"] == [1, 300, 3]
+    np.testing.assert_array_equal(
+        w.colors_at("resid_post", 1),
+        _as_wire(coloring.first_pass_colors(tr, stream="resid_post", layer=1), "unit"),
+    )
+    assert "attention output, MLP output: recomputing block 1" in w.status
+    # the first step reruns block 1: its two rows arrive, the same as from a kept trace's
+    w._next_step()
+    assert w.color_slices == [[0, 1], [1, 1], [2, 1]] and "recomputing" not in w.status
+    kept = long_inspector().run(tiny_ids(300, seed=3))
+    for stream in w.streams:
+        want = coloring.first_pass_colors(kept, stream=stream, layer=1)
+        np.testing.assert_array_equal(w.colors_at(stream, 1), _as_wire(want, "unit"))
+    # a layer change in a script (no loop to run steps later): all of its rows at once
+    w.layer = 2
+    assert [s for s in w.color_slices if s[1] == 2] == [[0, 2], [1, 2], [2, 2]]
+    w.fill_all()
+    assert w.exact and w.status == ""
+    assert w.colors["shape"] == [3 * tr.n_layers, 300, 3]
+    np.testing.assert_array_equal(
+        _decoded(w.colors).reshape(3, tr.n_layers, 300, 3), _eager_colors(300, w.streams)
+    )
+    np.testing.assert_array_equal(_decoded(w.neighbors), w.neighbor_table(2))
+    assert hook_snapshot(model) == hooks  # every block rerun removed its hooks
 
 
 def _eager_colors(n: int, streams) -> np.ndarray:
@@ -251,8 +295,10 @@ def test_token_colors_filled_later_equal_the_eager_colors(monkeypatch):
     w = TokenColors(tr, layer=1, n_neighbors=4)
     assert not w.exact
     w.fill_all()
-    assert w.exact and w.status == "" and w.ready_layers == [0, 1, 2]
-    np.testing.assert_array_equal(_decoded(w.colors), _eager_colors(300, w.streams))
+    assert w.exact and w.status == ""
+    assert w.color_slices == [[r, layer] for r in range(3) for layer in range(3)]
+    colors = _decoded(w.colors).reshape(3, tr.n_layers, 300, 3)
+    np.testing.assert_array_equal(colors, _eager_colors(300, w.streams))
     assert w.neighbors_layer == 1
     np.testing.assert_array_equal(_decoded(w.neighbors), w.neighbor_table(1))
 
@@ -263,7 +309,8 @@ def test_token_colors_fill_while_the_event_loop_is_idle(monkeypatch):
 
     w, seen = _built_under_a_running_loop(lambda: TokenColors(tr, layer=0, n_neighbors=3))
     assert w.exact and len(seen) > 3  # progress was reported along the way
-    np.testing.assert_array_equal(_decoded(w.colors), _eager_colors(200, w.streams))
+    colors = _decoded(w.colors).reshape(3, tr.n_layers, 200, 3)
+    np.testing.assert_array_equal(colors, _eager_colors(200, w.streams))
     np.testing.assert_array_equal(_decoded(w.neighbors), w.neighbor_table(0))
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from _models import tiny_ids, tiny_inspector
+from lmscope import _wire
 from lmscope.errors import InputError, OutOfRangeError
 from lmscope.widgets.token_colors import TokenColors
 
@@ -14,7 +15,10 @@ from lmscope.widgets.token_colors import TokenColors
 def test_widget_state_and_errors():
     tr = tiny_inspector("llama").run(tiny_ids(12))
     w = TokenColors(tr, layer=1, n_neighbors=3)
-    assert w.colors["dtype"] == "uint8" and w.colors["shape"] == [3, 3, 12, 3]
+    # every row of every layer: slices (row, layer) in order
+    assert w.colors["dtype"] == "uint8" and w.colors["shape"] == [9, 12, 3]
+    assert w.color_slices == [[r, layer] for r in range(3) for layer in range(3)]
+    assert w.colors_at("mlp_out", 2).tolist() == _wire.decode(w.colors)[5].tolist()
     assert w.neighbors["dtype"] == "int32" and w.neighbors["shape"] == [3, 12, 3]
     assert w.neighbors_layer == 1 and w.titles[0] == "attention output"
     assert isinstance(w.colors["data"], memoryview)
@@ -35,4 +39,6 @@ def test_widget_state_and_errors():
     with pytest.raises(OutOfRangeError):
         TokenColors(tr, layer=5)
     one = TokenColors(tr, streams=("mlp_out",))
-    assert one.colors["shape"] == [1, 3, 12, 3]
+    assert one.colors["shape"] == [3, 12, 3] and one.color_slices == [[0, 0], [0, 1], [0, 2]]
+    with pytest.raises(InputError, match="stream"):
+        one.colors_at("attn_out", 0)

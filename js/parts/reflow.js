@@ -52,9 +52,9 @@ export function tokenAt(lay, x, y) {
   return -1;
 }
 
-/** [r, g, b] of `token` in stream row `s` at `layer`, from the [streams, layers, seq, 3] bytes. */
-export function colorAt(colors, { s, layer, token, nLayers, seq }) {
-  const i = ((s * nLayers + layer) * seq + token) * 3;
+/** [r, g, b] of `token` in slice `slice` of the [slices, seq, 3] colour bytes. */
+export function colorAt(colors, { slice, token, seq }) {
+  const i = (slice * seq + token) * 3;
   return [colors[i], colors[i + 1], colors[i + 2]];
 }
 

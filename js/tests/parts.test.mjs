@@ -288,7 +288,7 @@ test("text reflows in lines; newlines start one; hits find the token", () => {
 
 test("colours and neighbours are read from their flat tables", () => {
   const colors = Uint8Array.from({ length: 2 * 2 * 3 * 3 }, (_, i) => i);
-  assert.deepEqual(colorAt(colors, { s: 1, layer: 0, token: 2, nLayers: 2, seq: 3 }), [24, 25, 26]);
+  assert.deepEqual(colorAt(colors, { slice: 2, token: 2, seq: 3 }), [24, 25, 26]);
   const table = Int32Array.from([1, 2, 0, -1, 0, 1]);
   assert.deepEqual(neighborsOf(table, { s: 0, token: 1, k: 2, seq: 3 }), [0]);
   const tokens = ["a", "b", "c"];

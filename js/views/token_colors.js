@@ -1,9 +1,10 @@
 // Spectral token colors: the text reflowed on a canvas, each token on its color, one row per
-// stream (attention output, MLP output, residual stream) at the selected layer. The colors of
-// every layer arrive once as uint8 RGB, so the slider and play need no kernel; the neighbour
-// table of the current layer comes from Python (`neighbors`, valid for `neighbors_layer`). A long
-// prompt starts from first-pass colors of the layers in `ready_layers` (the others are drawn
-// plain until Python sends theirs) and `status` says how far the spectral colors are.
+// stream (attention output, MLP output, residual stream) at the selected layer. Colors arrive
+// as uint8 RGB slices, one per (row, layer) in `color_slices`; once spectral, every layer's are
+// here, so the slider and play need no kernel. The neighbour table of the current layer comes
+// from Python (`neighbors`, valid for `neighbors_layer`). A long prompt starts from first-pass
+// colors of what Python computed so far: a row without a slice at the shown layer is drawn
+// plain and its title says it is to come; `status` says what is pending.
 import { colorAt, infoText, LINE, neighborsOf, reflow, tokenAt } from "../parts/reflow.js";
 import CSS from "../styles/token_colors.css";
 import { control } from "../lib/controls.js";
@@ -54,6 +55,7 @@ function render({ model, el: root }) {
   let rows = []; // {scroll, canvas, spacer, index}
   let lay = null;
   let colors = null;
+  let slices = new Map(); // row * n_layers + layer -> slice of `colors`
   let neighbors = null;
   let hover = null; // {row, token}
   let timer = null;
@@ -74,12 +76,13 @@ function render({ model, el: root }) {
   function buildRows() {
     rowsBox.replaceChildren();
     rows = model.get("titles").map((title, s) => {
-      el("div", { className: "lms-tc-title", text: title, parent: rowsBox });
+      const head = el("div", { className: "lms-tc-title", text: title, parent: rowsBox });
       const scroll = el("div", { className: "lms-tc-scroll", parent: rowsBox });
       const canvas = el("canvas", { parent: scroll });
       drawsWith(canvas, (ctx) => lay && colors && drawRow(row, themeColors(), ctx));
       canvas.dataset.stream = model.get("streams")[s];
-      const row = { scroll, canvas, spacer: el("div", { parent: scroll }), index: s };
+      const spacer = el("div", { parent: scroll });
+      const row = { scroll, canvas, spacer, index: s, head, title };
       const hit = (ev) => {
         const rect = canvas.getBoundingClientRect();
         return tokenAt(lay, ev.clientX - rect.left, ev.clientY - rect.top + scroll.scrollTop);
@@ -147,18 +150,14 @@ function render({ model, el: root }) {
     ctx.clearRect(0, 0, width, viewH);
     ctx.font = font;
     ctx.textBaseline = "middle";
-    const where = {
-      s: row.index,
-      layer: model.get("layer"),
-      nLayers: model.get("n_layers"),
-      seq: seq(),
-    };
+    const slice = sliceOf(row.index);
+    const where = { slice, seq: seq() };
     const last = Math.min(lay.byLine.length - 1, Math.floor((top + viewH) / LINE));
-    const ready = model.get("ready_layers").includes(where.layer);
     for (let line = Math.max(0, Math.floor(top / LINE)); line <= last; line++) {
       const y = line * LINE - top;
       for (const c of lay.byLine[line]) {
-        const rgb = ready ? colorAt(colors, { ...where, token: c.token }) : theme.plain;
+        const rgb =
+          slice === undefined ? theme.plain : colorAt(colors, { ...where, token: c.token });
         ctx.fillStyle = `rgb(${rgb.join(",")})`;
         ctx.fillRect(c.x + 4, y + 1, c.w, LINE - 2);
         ctx.fillStyle = textOn(rgb);
@@ -185,7 +184,16 @@ function render({ model, el: root }) {
     plain: [224, 224, 224], // a layer whose colors are not here yet
   });
 
+  const sliceOf = (s) => slices.get(s * model.get("n_layers") + model.get("layer"));
+  function readSlices() {
+    const L = model.get("n_layers");
+    slices = new Map(model.get("color_slices").map(([s, layer], i) => [s * L + layer, i]));
+  }
+
   function draw() {
+    for (const r of rows) {
+      r.head.textContent = sliceOf(r.index) === undefined ? `${r.title} · to come` : r.title;
+    }
     if (!lay || !colors) return;
     const theme = themeColors();
     for (const r of rows) drawRow(r, theme);
@@ -250,6 +258,7 @@ function render({ model, el: root }) {
   const on = {
     colors: () => {
       colors = decode(model.get("colors"));
+      readSlices();
       draw();
     },
     neighbors: () => {
@@ -265,7 +274,7 @@ function render({ model, el: root }) {
     token: () => refresh(),
   };
   on.neighbors_layer = on.neighbors;
-  on.ready_layers = () => draw();
+  on.color_slices = on.colors;
   on.status = () => describe();
   on.exact = on.status;
   on.n_layers = on.layer;
@@ -273,6 +282,7 @@ function render({ model, el: root }) {
 
   buildRows();
   colors = decode(model.get("colors"));
+  readSlices();
   neighbors = decode(model.get("neighbors"));
   syncControls();
   describe();

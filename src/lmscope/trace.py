@@ -296,6 +296,24 @@ class Trace:
             raise ValueError(f"unknown stream {name!r}; choose one of {', '.join(STREAMS)}")
         return getattr(self, name)(layer)
 
+    def stream_stored(self, name: str, layer: int) -> bool:
+        """Whether `stream(name, layer)` is at hand without rerunning block `layer`: the
+        residual stream always is; a sub-layer output when the run kept its internals, when
+        the block's recomputed ones are still cached, or when the block has no such part."""
+        if name not in STREAMS:
+            raise ValueError(f"unknown stream {name!r}; choose one of {', '.join(STREAMS)}")
+        layer = self._layer(layer)
+        internal = {"attn_out": "attn_out", "resid_mid": "attn_out", "mlp_out": "mlp_out"}
+        if name not in internal:
+            return True
+        self._parts.check_view("decomposition")  # the same refusal as reading it
+        kind = "mixer" if internal[name] == "attn_out" else "mlp"
+        return (
+            (kind, layer) in self._parts.missing
+            or getattr(self._rec, internal[name])[layer] is not None
+            or layer in self._recomputed
+        )
+
     def token_norms(self, name: str, layer: int) -> torch.Tensor:
         """float64 `[seq]` norm of each token's vector in stream `name` at `layer`, where the
         trace keeps it. When internals are recomputed, a sub-layer output's norms are the ones

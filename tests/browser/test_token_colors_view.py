@@ -20,8 +20,10 @@ def prose_code():
 
 
 def colors_of(w: TokenColors) -> np.ndarray:
+    """[rows, layers, seq, 3]: the spectral colors sent, every (row, layer) slice in order."""
+    assert w.exact and len(w.color_slices) == len(w.streams) * w.n_layers
     env = w.colors
-    return np.frombuffer(bytes(env["data"]), np.uint8).reshape(env["shape"])
+    return np.frombuffer(bytes(env["data"]), np.uint8).reshape(len(w.streams), w.n_layers, -1, 3)
 
 
 def box(page, token: int) -> dict:
@@ -182,7 +184,8 @@ def test_jupyter_end_to_end(browser, jupyter_server, app):
 
 
 def test_long_prompt_draws_the_first_pass_and_says_so(page, monkeypatch):
-    from _models import tiny_ids, tiny_inspector
+    import lmscope
+    from _models import tiny_ids, tiny_model
     from lmscope import coloring
     from lmscope.widgets import token_colors
 
@@ -191,19 +194,42 @@ def test_long_prompt_draws_the_first_pass_and_says_so(page, monkeypatch):
     monkeypatch.setattr(
         TokenColors, "_start_steps", lambda self, steps: setattr(self, "_steps", steps)
     )
-    tr = tiny_inspector("llama").run(tiny_ids(200, seed=5))
+    # internals recomputed: the attention and MLP rows wait for block 1's rerun
+    ins = lmscope.Inspector(tiny_model("llama"), trace_internals="recompute")
+    tr = ins.run(tiny_ids(200, seed=5))
     w = TokenColors(tr, layer=1)
     mount(page, w)
     root = page.locator(".lms-tc")
     assert root.get_attribute("data-exact") == "0"
-    assert "spectral colors" in root.locator(".lms-bar").text_content()
-    first = (coloring.first_pass_colors(tr, stream="mlp_out", layer=1).numpy() * 255).round()
+    assert "recomputing block 1" in root.locator(".lms-bar").text_content()
+    titles = root.locator(".lms-tc-title")
+    assert titles.all_text_contents() == [
+        "attention output · to come",
+        "MLP output · to come",
+        "residual stream",
+    ]
+
+    def painted(row: int, stream: str, layer: int) -> bool:
+        want = (coloring.first_pass_colors(tr, stream=stream, layer=layer).numpy() * 255).round()
+        return np.abs(np.array(pixel(page, row, b["x"] + 1, b["y"] + 1)) - want[20]).max() <= 2
+
     b = box(page, 20)
-    assert np.abs(np.array(pixel(page, 1, b["x"] + 1, b["y"] + 1)) - first[20]).max() <= 2
-    # the slider reaches a layer without colors: Python sends its first pass
+    assert painted(2, "resid_post", 1)
+    assert pixel(page, 1, b["x"] + 1, b["y"] + 1) == [224, 224, 224]  # plain until it comes
+    w._next_step()  # the rerun: the other two rows arrive (the harness shows them remounted)
+    mount(page, w)
+    assert titles.all_text_contents() == ["attention output", "MLP output", "residual stream"]
+    assert painted(0, "attn_out", 1) and painted(1, "mlp_out", 1)
+    assert "spectral colors" in root.locator(".lms-bar").text_content()
+    # the slider reaches a layer without colors: Python sends its residual row at once, the
+    # other two wait for block 2's rerun, queued first
     page.locator(".lms-tc .lms-bar input[type=range]").fill("2")
     settle(page)
-    assert w.ready_layers == [1, 2]
-    first = (coloring.first_pass_colors(tr, stream="mlp_out", layer=2).numpy() * 255).round()
-    assert np.abs(np.array(pixel(page, 1, b["x"] + 1, b["y"] + 1)) - first[20]).max() <= 2
+    assert [s for s in w.color_slices if s[1] == 2] == [[2, 2]]
+    assert painted(2, "resid_post", 2)
+    assert titles.all_text_contents()[:2] == ["attention output · to come", "MLP output · to come"]
+    assert "recomputing block 2" in root.locator(".lms-bar").text_content()
+    w._next_step()
+    mount(page, w)
+    assert painted(1, "mlp_out", 2) and painted(0, "attn_out", 2)
     shot(page, "token_colors_first_pass.png")

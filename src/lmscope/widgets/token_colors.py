@@ -5,21 +5,24 @@ Rows: attention output, MLP output and residual stream at the selected layer (co
 through the layers; hovering a token outlines its `n_neighbors` nearest neighbours at that
 layer; clicking selects it (`token`, which a Dashboard links to the other views' selection).
 
-What travels: the colors of every layer as one uint8 array `[3, n_layers, seq, 3]` (3 bytes per
-token per layer per row: 270 KB for 30 layers at 1024 tokens), so playing through layers and a
-saved HTML page need no kernel; and, for the current layer only, an int32
-`[3, seq, n_neighbors]`
-neighbour table recomputed in Python when the layer changes. Token text is a list of strings
-rendered with `fillText` on a canvas, never as markup.
+What travels: only colors that were computed, as one uint8 array `[n_slices, seq, 3]`
+(`colors`) whose slices are the (row, layer) pairs listed in `color_slices`, 3 bytes per token
+per slice. Once the spectral colors are in, every row of every layer is there (270 KB for 30
+layers at 1024 tokens), so playing through layers and a saved HTML page need no kernel. For the
+current layer only, an int32 `[3, seq, n_neighbors]` neighbour table recomputed in Python when
+the layer changes. Token text is a list of strings rendered with `fillText` on a canvas, never
+as markup.
 
 A long prompt (more than `EAGER_TOKENS`) would take minutes before anything showed (90
 normalized cuts at 8,192 tokens, and every attention and MLP output recomputed). It starts from
-a cheap first pass instead: the shown layer's colors from `coloring.first_pass_colors`
-(principal components; `ready_layers` lists the layers that have colors, `exact` is False),
-another layer's when the slider reaches it. The spectral colors and the neighbour table are
-then computed a step at a time while the kernel is idle (`status` says how far), and replace
-the first pass when done: the same colors a short prompt gets. Without a running event loop
-(a script) `fill_all()` computes them.
+a cheap first pass instead (`exact` is False): the shown layer's colors from
+`coloring.first_pass_colors` (principal components), another layer's when the slider reaches
+it. Only rows whose activations the trace holds are in the first state: when it recomputes its
+internals (long prompts), the attention and MLP rows need their block rerun, which runs as the
+first of the steps done while the kernel is idle, after the residual stream's row is on screen.
+Then the neighbour table, then the spectral colors a normalized cut at a time (`status` says
+what is pending and how far); they replace the first pass when done: the same colors a short
+prompt gets. Without a running event loop (a script) `fill_all()` computes them.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import torch
 import traitlets as t
 
 from lmscope import coloring
-from lmscope.errors import check_choices, check_count, check_index
+from lmscope.errors import check_choice, check_choices, check_count, check_index
 from lmscope.options import keyword_options
 from lmscope.trace import VIEW_STREAMS
 from lmscope.widgets.base import (
@@ -63,15 +66,15 @@ class TokenColors(LmscopeWidget):
     titles = t.List(t.Unicode()).tag(sync=True)
     n_layers = t.Int(1).tag(sync=True)
     layer = t.Int(0).tag(sync=True)
-    colors = WireArray(kind="unit").tag(sync=True)  # [n_streams, n_layers, seq, 3]
+    colors = WireArray(kind="unit").tag(sync=True)  # [n_slices, seq, 3], see color_slices
+    color_slices = t.List(t.List(t.Int())).tag(sync=True)  # [row, layer] of each slice
     n_neighbors = t.Int(5).tag(sync=True)
     neighbors = WireArray(kind="index").tag(sync=True)  # [n_streams, seq, n_neighbors], -1 = none
     neighbors_layer = t.Int(-1).tag(sync=True)  # the layer `neighbors` belongs to
     token = t.Int(-1).tag(sync=True)
     play_interval = t.Int(600).tag(sync=True)  # ms per layer while playing
-    ready_layers = t.List(t.Int()).tag(sync=True)  # layers `colors` holds colors of
-    exact = t.Bool(True).tag(sync=True)  # False while they are the first pass
-    status = t.Unicode("").tag(sync=True)  # progress of the spectral colors, "" when done
+    exact = t.Bool(True).tag(sync=True)  # False while the colors are the first pass
+    status = t.Unicode("").tag(sync=True)  # what is still being computed, "" when done
 
     @keyword_options
     def __init__(
@@ -92,12 +95,7 @@ class TokenColors(LmscopeWidget):
         self.trace = trace
         self.seed = seed
         long = trace.seq_len > EAGER_TOKENS
-        if long:
-            self._rgb = torch.zeros(len(streams), trace.n_layers, trace.seq_len, 3)
-            ready = []
-        else:
-            self._rgb = self._spectral(streams)
-            ready = list(range(trace.n_layers))
+        rgb = None if long else self._spectral(streams)
         super().__init__(
             texts=list(trace.token_texts),
             tokens=list(trace.tokens),
@@ -109,44 +107,94 @@ class TokenColors(LmscopeWidget):
             token=token,
             exact=not long,
         )
-        self.ready_layers = ready
+        #: first-pass colors by (row, layer), float [seq, 3]; empty once the spectral ones are in
+        self._first: dict[tuple[int, int], torch.Tensor] = {}
+        self._spectral_done = 0
         if long:
-            self._first_pass(layer)
-            self.status = "first-pass colors (principal components); spectral colors to come"
-            self._start_steps(self._spectral_steps())
+            with self.hold_sync():
+                self._first_pass(layer, rerun=False)  # what needs no block rerun
+                self._show_progress()
+            self._start_steps(_chain(self._pending_steps(layer), self._long_steps()))
         else:
-            self.colors = self._rgb
+            self._send_spectral(rgb)
             self._update_neighbors()
         self.observe(self._on_layer, names=["layer"])
+
+    def colors_at(self, stream: str, layer: int) -> np.ndarray | None:
+        """uint8 [seq, 3]: the colors sent for `stream` at `layer`, None while not computed."""
+        row = self.streams.index(check_choice("stream", stream, tuple(self.streams)))
+        layer = check_index("layer", layer, self.n_layers)
+        if [row, layer] not in self.color_slices:
+            return None
+        return WireArray.to_numpy(self.colors)[self.color_slices.index([row, layer])]
 
     def _spectral(self, streams: list[str] | tuple[str, ...]) -> torch.Tensor:
         return torch.stack(
             [coloring.token_colors(self.trace, stream=s, seed=self.seed) for s in streams]
         )
 
-    def _first_pass(self, layer: int) -> None:
-        """The first-pass colors of `layer` (a long prompt, before the spectral ones are in)."""
-        for i, stream in enumerate(self.streams):
-            self._rgb[i, layer] = coloring.first_pass_colors(self.trace, stream=stream, layer=layer)
+    def _send_spectral(self, rgb: torch.Tensor) -> None:
+        """Every row of every layer: the spectral colors, [n_streams, n_layers, seq, 3]."""
+        rows, layers = rgb.shape[:2]
         with self.hold_sync():
-            self.colors = self._rgb
-            self.ready_layers = sorted({*self.ready_layers, layer})
+            self.colors = rgb.reshape(rows * layers, *rgb.shape[2:])
+            self.color_slices = [[r, layer] for r in range(rows) for layer in range(layers)]
 
-    def _spectral_steps(self) -> Iterator[None]:
+    def _pending(self, layer: int) -> list[int]:
+        """The rows without first-pass colors at `layer` (before the spectral ones are in)."""
+        return [r for r in range(len(self.streams)) if (r, layer) not in self._first]
+
+    def _first_pass(self, layer: int, *, rerun: bool) -> None:
+        """First-pass colors of `layer`'s rows not yet sent: those whose activations the trace
+        holds, and with `rerun` the others too (a sub-layer output recomputed by its block)."""
+        rows = [
+            r
+            for r in self._pending(layer)
+            if rerun or self.trace.stream_stored(self.streams[r], layer)
+        ]
+        for r in rows:
+            self._first[r, layer] = coloring.first_pass_colors(
+                self.trace, stream=self.streams[r], layer=layer
+            )
+        if rows:
+            keys = sorted(self._first)
+            with self.hold_sync():
+                self.colors = torch.stack([self._first[k] for k in keys])
+                self.color_slices = [list(k) for k in keys]
+
+    def _show_progress(self) -> None:
+        todo = len(self.streams) * self.n_layers
+        spectral = (
+            f"spectral colors: {self._spectral_done}/{todo}"
+            if self._spectral_done
+            else "spectral colors to come"
+        )
+        pending = [self.titles[r] for r in self._pending(self.layer)]
+        rerun = f"; {', '.join(pending)}: recomputing block {self.layer}…" if pending else ""
+        self.status = f"first-pass colors (principal components){rerun}; {spectral}"
+
+    def _pending_steps(self, layer: int) -> Iterator[None]:
+        """The first pass of `layer`'s rows that need their block rerun (one step)."""
+        if self._pending(layer):
+            self._first_pass(layer, rerun=True)
+            self._show_progress()
+            yield
+
+    def _long_steps(self) -> Iterator[None]:
         """The rest of a long prompt's work, one normalized cut (or neighbour table) a step:
         the shown layer's neighbours first, then every layer's embedding, then the colors."""
         yield from self._neighbor_steps()
-        todo = [(s, layer) for s in self.streams for layer in range(self.n_layers)]
-        for done, (stream, layer) in enumerate(todo):
-            self.status = (
-                f"first-pass colors (principal components); spectral colors: {done}/{len(todo)}"
-            )
-            coloring.spectral_embedding(self.trace, stream, [layer], self.seed)  # cached
-            yield
-        self._rgb = self._spectral(self.streams)
+        # layer by layer: a recomputed block serves its attention and MLP rows in turn
+        for layer in range(self.n_layers):
+            for stream in self.streams:
+                coloring.spectral_embedding(self.trace, stream, [layer], self.seed)  # cached
+                self._spectral_done += 1
+                self._show_progress()
+                yield
+        rgb = self._spectral(self.streams)
         with self.hold_sync():
-            self.colors = self._rgb
-            self.ready_layers = list(range(self.n_layers))
+            self._send_spectral(rgb)
+            self._first = {}
             self.exact = True
             self.status = ""
 
@@ -184,12 +232,18 @@ class TokenColors(LmscopeWidget):
 
     @reports_errors
     def _on_layer(self, _change: dict) -> None:
-        if self.layer not in self.ready_layers:
-            self._first_pass(self.layer)
-        if self._steps is not None and loop_running():
-            # a long prompt with work queued: this layer's neighbours go first
-            self._start_steps(_chain(self._neighbor_steps(), self._steps))
-            return
+        if not self.exact:
+            # a long prompt with work queued: this layer's rows that need a block rerun, then
+            # its neighbours, go first; without a loop to run them later, all of it now
+            queued = self._steps is not None and loop_running()
+            with self.hold_sync():
+                self._first_pass(self.layer, rerun=not queued)
+                self._show_progress()
+            if queued:
+                layer = self.layer
+                steps = _chain(self._pending_steps(layer), self._neighbor_steps(), self._steps)
+                self._start_steps(steps)
+                return
         self._update_neighbors()
 
 
