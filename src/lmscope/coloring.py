@@ -24,7 +24,8 @@ the cache forgets it when it is garbage-collected).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
@@ -160,11 +161,26 @@ def spectral_embedding(
     return torch.stack(aligned)
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """A small dense decomposition in one thread: LAPACK's threads wait on each other when the
+    cores are busy (a 576 x 576 eigh took 0.2-5.3 s with 2 threads on 2 loaded cores, 0.12 s
+    in one), and the matrix is too small to gain from more."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def embedding_to_rgb(emb: torch.Tensor, clip: float = COLOR_CLIP) -> torch.Tensor:
     """[..., k] embedding -> [..., 3] RGB in [0, 1]: one PCA and one robust range over all rows."""
     flat = emb.reshape(-1, emb.shape[-1]).float()
     centered = flat - flat.mean(0, keepdim=True)
-    _, vecs = torch.linalg.eigh(centered.T @ centered)
+    covariance = centered.T @ centered
+    with _one_thread():
+        _, vecs = torch.linalg.eigh(covariance)
     axes = vecs[:, -3:].flip(-1)  # three largest, largest first
     # eigh's sign is arbitrary: point each axis at its heavier tail so seeds agree
     proj = centered @ axes
