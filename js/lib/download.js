@@ -66,11 +66,14 @@ export function downloadControl(model, host, { composite = false } = {}) {
     b.addEventListener("click", async () => {
       const title = model.get("figure_title") || "";
       const root = figureRoot(host, composite);
-      const svg = figureSvg(root, { title, theme: theme.value });
       const print = scale.value === "print";
+      const ratio = print ? PRINT_DPI / CSS_DPI : Number(scale.value);
+      // a canvas that stays an image is drawn at the PNG's scale (at least 2x in an SVG)
+      const pixelRatio = format === "png" ? ratio : Math.max(2, window.devicePixelRatio || 1);
+      const svg = figureSvg(root, { title, theme: theme.value, pixelRatio });
       let blob = new Blob([svg], { type: "image/svg+xml" });
       if (format === "png") {
-        blob = await pngBlob(svg, { scale: print ? PRINT_DPI / CSS_DPI : Number(scale.value) });
+        blob = await pngBlob(svg, { scale: ratio });
         if (print) {
           const bytes = withDpi(new Uint8Array(await blob.arrayBuffer()), PRINT_DPI);
           blob = new Blob([bytes], { type: "image/png" });

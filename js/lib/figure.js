@@ -4,7 +4,15 @@
 // chosen scale. The one drawing route: the in-view download control and Python's
 // save_svg/save_png (a headless browser on the saved page) both call figureSvg.
 
-import { attrs, drawingOf, escapeXml, round, SvgContext, TooManyMarks } from "./vector.js";
+import {
+  attrs,
+  drawingOf,
+  escapeXml,
+  multiply,
+  round,
+  SvgContext,
+  TooManyMarks,
+} from "./vector.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 /** Parts of a view that are not the picture: controls, notes, the download control. */
@@ -18,6 +26,16 @@ const CAPTION_FONT = { family: "system-ui, sans-serif", size: "12px" };
 const CONTROL = "select, input, textarea";
 const CONTROL_ROWS = ".lms-bar, .widget-inline-hbox";
 const PAD = 8;
+// bqplot's colours that its stylesheet resolves on :root or on the theme's <body> (the dark
+// theme's orange titles), not on the figure: set on the view, they win over the page's
+function bqplotVars(ink, background) {
+  return {
+    "--bq-content-font-color": ink,
+    "--bq-content-scatter-font-color": ink,
+    "--bq-default-stroke": ink,
+    "--bq-background": background,
+  };
+}
 // light colours for the theme variables the views read, so a figure is light by default
 const LIGHT = {
   "--jp-layout-color0": "#ffffff",
@@ -37,6 +55,7 @@ const LIGHT = {
   "--jp-widgets-input-background-color": "#ffffff",
   "--jp-widgets-input-color": "rgba(0,0,0,0.87)",
   "--jp-widgets-color": "rgba(0,0,0,0.87)",
+  ...bqplotVars("rgba(0,0,0,0.87)", "#ffffff"),
 };
 // JupyterLab's dark theme's colours, for a dark figure from anywhere (Python included)
 const DARK = {
@@ -57,6 +76,7 @@ const DARK = {
   "--jp-widgets-input-background-color": "#424242",
   "--jp-widgets-input-color": "rgba(255,255,255,0.87)",
   "--jp-widgets-color": "rgba(255,255,255,0.87)",
+  ...bqplotVars("#ffffff", "#111111"),
 };
 /** The figure themes: the variables set while drawing, and the page behind (null: as is). */
 export const THEMES = {
@@ -324,14 +344,18 @@ function blank(canvas) {
   return true;
 }
 
+// while a figure is drawn: the pixels per CSS pixel of a canvas embedded as an image (the
+// PNG's scale), and the most marks a canvas becomes before it is one
+let raster = { pixelRatio: 1, maxMarks: MAX_MARKS };
+
 /** A canvas' registered drawing redrawn as SVG marks in its box, or null (embed it instead). */
 function canvasMarks(canvas, x, y, width, height) {
   const draw = drawingOf(canvas);
   if (!draw) return null;
   const base = [width / canvas.width, 0, 0, height / canvas.height, x, y];
-  const ctx = new SvgContext({ canvas, base, limit: MAX_MARKS, ...recorderTools });
+  const ctx = new SvgContext({ canvas, base, limit: raster.maxMarks, ...recorderTools });
   try {
-    draw(ctx);
+    draw(ctx, { pixelRatio: raster.pixelRatio });
   } catch (err) {
     // too many marks: stopped early, the image it is; anything else is a bug worth seeing
     if (!(err instanceof TooManyMarks)) console.warn("lmscope figure: canvas as image:", err);
@@ -342,6 +366,57 @@ function canvasMarks(canvas, x, y, width, height) {
     `<clipPath id="${id}">${rectSvg(x, y, width, height)}</clipPath>` +
     `<g clip-path="url(#${id})">${ctx.svg()}</g>`
   );
+}
+
+/**
+ * A canvas with a registered drawing painted again at the figure's pixel ratio, as a PNG data
+ * URL (null if its drawing fails): a canvas too dense for marks is then as sharp as the PNG
+ * around it, not at the screen's resolution. The drawing sees its own canvas (its size) and
+ * transforms in that canvas' pixels; the context maps them onto the larger one.
+ */
+function rasterHref(canvas, width, height) {
+  const draw = drawingOf(canvas);
+  const ratio = raster.pixelRatio;
+  if (!draw || width * ratio <= canvas.width + 0.5) return null; // as sharp already
+  const out = document.createElement("canvas");
+  out.width = Math.max(1, Math.round(width * ratio));
+  out.height = Math.max(1, Math.round(height * ratio));
+  const real = out.getContext("2d");
+  const base = [out.width / canvas.width, 0, 0, out.height / canvas.height, 0, 0];
+  const setTransform = (a, b, c, d, e, f) => {
+    if (typeof a === "object" && a !== null) ({ a, b, c, d, e, f } = a);
+    real.setTransform(...multiply(base, a === undefined ? [1, 0, 0, 1, 0, 0] : [a, b, c, d, e, f]));
+  };
+  const putImageData = (data, dx, dy) => {
+    // device pixels of the small canvas: drawn scaled onto the large one
+    const tmp = document.createElement("canvas");
+    [tmp.width, tmp.height] = [data.width, data.height];
+    tmp.getContext("2d").putImageData(data, 0, 0);
+    real.save();
+    real.setTransform(...base);
+    real.drawImage(tmp, dx, dy);
+    real.restore();
+  };
+  const own = { canvas, setTransform, resetTransform: () => setTransform(), putImageData };
+  const ctx = new Proxy(real, {
+    get(target, key) {
+      if (key in own) return own[key];
+      const value = target[key];
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+    set(target, key, value) {
+      target[key] = value;
+      return true;
+    },
+  });
+  real.setTransform(...base);
+  try {
+    draw(ctx, { pixelRatio: ratio });
+  } catch (err) {
+    console.warn("lmscope figure: canvas at screen resolution:", err);
+    return null;
+  }
+  return out.toDataURL("image/png");
 }
 
 function nodeSvg(node, ox, oy) {
@@ -370,7 +445,8 @@ function nodeSvg(node, ox, oy) {
     const marks = canvasMarks(node, x, y, width, height);
     if (marks !== null) return out + marks;
     if (blank(node)) return out; // a plot's unused WebGL layer: nothing to embed
-    const href = node.toDataURL("image/png");
+    // a canvas without a drawing of its own (another library's) as the screen shows it
+    const href = rasterHref(node, width, height) ?? node.toDataURL("image/png");
     return `${out}<image${attrs({ x, y, width, height, preserveAspectRatio: "none", href })}/>`;
   }
   let inner = "";
@@ -486,9 +562,14 @@ function withTheme(root, vars, work) {
  * The picture of `root` as drawn now, as an SVG document string, with `title` above it and
  * the settings of the controls it leaves out under that. Options: `width`/`height` (output
  * size; the other keeps the aspect), `theme`: "light" (default), "dark" (the theme's
- * colours replaced by those while drawing) or "current" (as it is on screen).
+ * colours replaced by those while drawing) or "current" (as it is on screen), `pixelRatio`
+ * (pixels per CSS pixel of a canvas that stays an image: the PNG's scale; default the
+ * screen's), `maxMarks` (the most marks a canvas becomes before it is embedded as an image).
  */
-export function figureSvg(root, { title = "", width, height, theme = "light" } = {}) {
+export function figureSvg(
+  root,
+  { title = "", width, height, theme = "light", pixelRatio, maxMarks = MAX_MARKS } = {},
+) {
   const look = THEMES[theme];
   if (!look) throw new Error(`theme must be one of ${Object.keys(THEMES).join(", ")}`);
   const caption = controlsCaption(root);
@@ -517,10 +598,12 @@ export function figureSvg(root, { title = "", width, height, theme = "light" } =
     return svgDocument({ naturalWidth, naturalHeight, width, height, content });
   };
   plotInk = theme === "dark" ? look.ink : null;
+  raster = { pixelRatio: pixelRatio || window.devicePixelRatio || 1, maxMarks };
   try {
     return withTheme(root, look.vars, () => withoutControls(root, draw));
   } finally {
     plotInk = null;
+    raster = { pixelRatio: 1, maxMarks: MAX_MARKS };
   }
 }
 

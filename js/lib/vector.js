@@ -78,7 +78,8 @@ const BASELINE = {
   ideographic: "ideographic",
 };
 
-const multiply = (m, n) => [
+/** The product of two 2D affine matrices [a, b, c, d, e, f] (`m` applied after `n`). */
+export const multiply = (m, n) => [
   m[0] * n[0] + m[2] * n[1],
   m[1] * n[0] + m[3] * n[1],
   m[0] * n[2] + m[2] * n[3],

@@ -46,7 +46,7 @@ function render({ model, el: root }) {
     axis: cssVar(box, "--jp-ui-font-color2", "#777"),
   });
   // a figure redraws both canvases: lines and rings as vector marks, the points as one image
-  drawsWith(base, (ctx) => scale && paintBase(ctx, baseTheme()));
+  drawsWith(base, (ctx, figure) => scale && paintBase(ctx, baseTheme(), figure?.pixelRatio));
   drawsWith(overlay, (ctx) => scale && paintOverlay(ctx));
   let data = null; // {norms, jitter, seq, nLayers, positions, colors}
   let scale = null;
@@ -123,8 +123,25 @@ function render({ model, el: root }) {
     label(model.get("y_label"), b.left, b.top - 4, "y name");
   }
 
-  // grid and axis lines, then the points' picture over them: the canvas and a figure alike
-  function paintBase(ctx, theme) {
+  // the points blended on `target` at `ratio` device pixels per CSS pixel; how many drawn
+  function blendOnto(target, ratio) {
+    target.width = Math.round(width * ratio);
+    target.height = Math.round(HEIGHT * ratio);
+    const image = new ImageData(target.width, target.height);
+    const buffer = new Float32Array(image.data.length);
+    const drawn = blendPoints(buffer, target.width, target.height, (e) => eachPoint(e, ratio), {
+      radius: RADIUS * ratio,
+      colors: data.colors,
+      opacity: OPACITY,
+    });
+    toBytes(buffer, image.data);
+    target.getContext("2d").putImageData(image, 0, 0);
+    return drawn;
+  }
+
+  // grid and axis lines, then the points' picture over them: the canvas and a figure alike (a
+  // figure at a finer `pixelRatio` than the screen's gets the points blended at that ratio)
+  function paintBase(ctx, theme, pixelRatio = dpr()) {
     const { box: b } = scale;
     const yTicks = niceTicks(data.yMin, data.yMax, 6);
     ctx.setTransform(1, 0, 0, 1, 0, 0);
@@ -149,7 +166,9 @@ function render({ model, el: root }) {
     ctx.lineTo(b.left + b.width, b.top + b.height + 0.5);
     ctx.stroke();
     ctx.restore();
-    ctx.drawImage(scratch, 0, 0);
+    const points = pixelRatio > dpr() ? document.createElement("canvas") : scratch;
+    if (points !== scratch) blendOnto(points, pixelRatio);
+    ctx.drawImage(points, 0, 0, base.width, base.height);
   }
 
   function drawBase() {
@@ -161,19 +180,9 @@ function render({ model, el: root }) {
       height: HEIGHT - MARGIN.top - MARGIN.bottom,
     });
     const ctx = base.getContext("2d");
-    const image = ctx.createImageData(base.width, base.height);
-    const buffer = new Float32Array(image.data.length);
-    const drawn = blendPoints(buffer, base.width, base.height, (emit) => eachPoint(emit, dpr()), {
-      radius: RADIUS * dpr(),
-      colors: data.colors,
-      opacity: OPACITY,
-    });
     // grid lines under the points: the points go through a scratch canvas, since
     // putImageData replaces pixels instead of drawing over them
-    scratch.width = base.width;
-    scratch.height = base.height;
-    toBytes(buffer, image.data);
-    scratch.getContext("2d").putImageData(image, 0, 0);
+    const drawn = blendOnto(scratch, dpr());
     drawAxes();
     paintBase(ctx, baseTheme());
     index = buildIndex((emit) => eachPoint((x, y, _l, id) => emit(x, y, id)), {

@@ -259,6 +259,62 @@ def test_canvases_left_as_images_have_the_pictures_pixels(figures):
         assert png_size(data)[0] >= 2 * float(image.get("width")) - 1, png_size(data)
 
 
+def _image_pixels_per_css_px(svg: bytes) -> list[float]:
+    """For each embedded image: its PNG's pixels per CSS pixel of the box it fills."""
+    ratios = []
+    for image in ET.fromstring(svg).iter(f"{SVG}image"):
+        data = base64.b64decode(image.get("href").split(",", 1)[1])
+        ratios.append(png_size(data)[0] / float(image.get("width")))
+    return ratios
+
+
+def test_control_draws_the_strips_points_at_the_figures_scale(page):
+    """On a screen of one device pixel per CSS pixel, the view's own control draws NormStrips'
+    points (blended pixels, too many for marks) at the figure's scale, not at the screen's:
+    2 px per CSS px in an SVG, 3 in a 3x PNG (a 3x PNG of a 1x picture is blurry)."""
+    from harness import mount
+
+    strips = lmscope.NormPlot(_trace()).strips
+    mount(page, strips)
+    page.locator(".lms-ns[data-points]").wait_for()
+    assert page.evaluate("devicePixelRatio") == 1
+    with page.expect_download() as got:
+        page.click(".lms-figure-control button[data-format=svg]")
+    svg = pathlib.Path(got.value.path()).read_bytes()
+    ratios = _image_pixels_per_css_px(svg)
+    assert len(ratios) == 1 and ratios[0] >= 2 - 0.01, ratios  # the points' one image
+    page.select_option(".lms-figure-control select[title='PNG scale']", "3")
+    with page.expect_download() as got:
+        page.click(".lms-figure-control button[data-format=png]")
+    png = pathlib.Path(got.value.path()).read_bytes()
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "norm_strips_control_3x.png").write_bytes(png)
+    # blended at 3x, a point's disk (radius 6.3 px) is one flat colour inside: many pixels of
+    # exactly its colour; a 1x disk (radius 2.1 px) scaled up is a smooth blur, fewer
+    pixels = read_png(page, png)[..., :3].reshape(-1, 3)
+    inked = pixels[(pixels.max(axis=1) - pixels.min(axis=1)) > 60]  # the points' colours
+    _, counts = np.unique(inked, axis=0, return_counts=True)
+    assert counts.max() > 800, counts.max()  # 1,134 here; 518 when drawn at the screen's 1x
+
+
+def test_a_canvas_too_dense_for_marks_is_drawn_at_the_figures_scale(page, tmp_path):
+    """A canvas with more marks than a figure takes is embedded as an image: its drawing is
+    painted again at the figure's pixel ratio, not copied at the screen's."""
+    from lmscope.widgets.export import render_html
+    from lmscope.widgets.figures import _READY
+
+    path = tmp_path / "colors.html"
+    path.write_text(render_html(lmscope.TokenColors(_trace())), encoding="utf-8")
+    page.goto(path.as_uri())
+    page.wait_for_function(_READY, timeout=60_000)
+    svg = page.evaluate(
+        "() => lmscopeStatic.figureSvg(document.getElementById('lms-export-root'),"
+        " {maxMarks: 3, pixelRatio: 3})"
+    )
+    ratios = _image_pixels_per_css_px(svg.encode())
+    assert ratios and all(abs(r - 3) < 0.02 for r in ratios), ratios  # the screen's is 1
+
+
 def test_size_and_dpi_options(tmp_path, page):
     view = lmscope.AttentionLines(_trace(), layer=1, head=0)
     svg = ET.fromstring(view.save_svg(tmp_path / "a.svg", width=500).read_bytes())
@@ -289,7 +345,8 @@ def test_dark_theme_from_python(tmp_path, page):
     title = next(
         e for e in ET.fromstring(svg.read_bytes()).iter(f"{SVG}text") if "~ b0" in (e.text or "")
     )
-    assert "fill:#ffffff" in title.get("style").replace(" ", ""), title.get("style")
+    style = title.get("style").replace(" ", "")
+    assert re.search(r"fill:(#ffffff|rgb\(255,255,255\))", style), style
 
 
 def test_missing_browser_says_what_to_install(tmp_path, monkeypatch):
@@ -422,15 +479,19 @@ def test_download_control_in_jupyter(browser, jupyter_server, app):
         page.close()
 
 
+_TAB_DRAWN = {"Attention": ".widget-tab .lms-ag canvas", "Logit lens": ".widget-tab .bqplot .tick"}
+
+
 def _dashboard_control(page, app: str) -> None:
     """The dashboard's own control (the first in it: its error area, above the tabs) saves
-    the tab on show, titled by it; after a click on another tab, that tab."""
+    the tab on show, titled by it; after a click on another tab, that tab. In Lab this runs
+    in the dark theme: the Logit lens tab's bqplot plots come out light."""
     control = page.locator(".lms-dashboard .lms-figure-control").first
     control.wait_for(timeout=60_000)
-    for tab in ("Tokens", "Attention"):
+    for tab in ("Tokens", "Attention", "Logit lens"):
         if tab != "Tokens":
             page.locator(".widget-tab .lm-TabBar-tab", has_text=tab).click()
-            page.locator(".widget-tab .lms-ag canvas").filter(visible=True).first.wait_for()
+            page.locator(_TAB_DRAWN[tab]).filter(visible=True).first.wait_for()
         expected = f"Dashboard: {tab} · LlamaForCausalLM · 14 tokens"
         for _ in range(50):  # the kernel retitles the figure when the tab changes
             with page.expect_download() as got:
@@ -444,3 +505,34 @@ def _dashboard_control(page, app: str) -> None:
         (OUT / f"jupyter_{app}_dashboard_{tab}.svg").write_bytes(svg)
         if tab == "Attention":  # the tab's heatmaps, not the Tokens tab's chips
             assert list(ET.fromstring(svg).iter(f"{SVG}image"))
+        if tab == "Logit lens":
+            _plots_are_light(page, control, svg, app)
+
+
+_ORANGE = np.array([255, 165, 0])  # bqplot's titles and axis labels in Jupyter's dark theme
+
+
+def _plots_are_light(page, control, svg: bytes, app: str) -> None:
+    """A light figure's bqplot plots: dark titles and labels (not the dark theme's orange,
+    which bqplot's stylesheet sets on the page, not on the plot), on a white plot area."""
+    heading = next(
+        e for e in ET.fromstring(svg).iter(f"{SVG}text") if "softmax at layer" in (e.text or "")
+    )
+    fill = re.search(r"fill:\s*rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)", heading.get("style"))
+    assert fill and max(float(v) for v in fill.groups()) < 100, heading.get("style")
+    with page.expect_download() as got:
+        control.locator("button[data-format=png]").click()
+    png = pathlib.Path(got.value.path()).read_bytes()
+    (OUT / f"jupyter_{app}_dashboard_lens.png").write_bytes(png)
+    pixels = read_png(page, png)[..., :3].astype(int)
+    orange = (np.abs(pixels - _ORANGE).max(axis=-1) < 10).sum()
+    assert orange == 0, f"{orange} orange pixels"
+    # a pixel of the first plot's area, between its grid lines (from the SVG: the plot's
+    # place, its plot group's offset, its area's size), is light at 2x
+    plot = next(e for e in ET.fromstring(svg).iter(f"{SVG}svg") if e.get("x") is not None)
+    group = plot.find(f"{SVG}g")
+    area = next(e for e in group if "plotarea_background" in (e.get("class") or ""))
+    tx, ty = (float(v) for v in re.findall(r"[-\d.]+", group.get("transform"))[:2])
+    x = float(plot.get("x")) + tx + 0.6 * float(area.get("width"))
+    y = float(plot.get("y")) + ty + 0.35 * float(area.get("height"))
+    assert pixels[int(y * 2), int(x * 2)].min() > 200, pixels[int(y * 2), int(x * 2)]
