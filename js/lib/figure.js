@@ -109,10 +109,11 @@ export function rectSvg(x, y, width, height, { fill, stroke, strokeWidth, rx } =
   return `<rect${attrs({ x, y, width, height, fill: fill || "none", stroke, "stroke-width": strokeWidth, rx })}/>`;
 }
 
-export function textSvg(x, y, text, { fill, font = {}, anchor } = {}) {
+export function textSvg(x, y, text, { fill, font = {}, anchor, rotate } = {}) {
   const a = attrs({
     x,
     y,
+    transform: rotate ? `rotate(${round(rotate)} ${round(x)} ${round(y)})` : null,
     fill,
     "font-family": font.family,
     "font-size": font.size,
@@ -219,6 +220,17 @@ function clipped(parent, style, rect, text) {
   return `${chars.slice(0, lo).join("")}…`;
 }
 
+/** Degrees a line of text is turned on screen: by a vertical writing mode (a column label),
+ * plus its element's own rotation; 0 for horizontal text. */
+function textTurn(style) {
+  const mode = style.writingMode;
+  let turn = /^vertical|^sideways-rl/.test(mode) ? 90 : mode === "sideways-lr" ? -90 : 0;
+  if (!turn) return 0;
+  const m = /^matrix\(([^,]+),\s*([^,]+)/.exec(style.transform);
+  if (m) turn += (Math.atan2(Number(m[2]), Number(m[1])) * 180) / Math.PI;
+  return ((Math.round(turn) + 540) % 360) - 180; // in [-180, 180)
+}
+
 function textNodeSvg(node, ox, oy) {
   const text = node.textContent;
   if (!text?.trim()) return "";
@@ -231,6 +243,17 @@ function textNodeSvg(node, ox, oy) {
   if (rects.length === 0) return "";
   const collapse = !/^pre/.test(style.whiteSpace);
   const show = (s) => (collapse ? s.replace(/\s+/g, " ") : s);
+  const turn = textTurn(style);
+  if (turn) {
+    // one turned line, centred on its glyphs' box as on screen (drawn level at its left
+    // edge, labels of different lengths stood at different heights)
+    const left = Math.min(...rects.map((r) => r.left));
+    const top = Math.min(...rects.map((r) => r.top));
+    const right = Math.max(...rects.map((r) => r.right));
+    const bottom = Math.max(...rects.map((r) => r.bottom));
+    const [cx, cy] = [(left + right) / 2 - ox, (top + bottom) / 2 - oy];
+    return textSvg(cx, cy, show(text), { ...opts, anchor: "middle", rotate: turn });
+  }
   // one line: a single rect, or a line cut by an ellipsis (which splits its rects in two)
   const cut = style.textOverflow === "ellipsis" && /^(pre|nowrap)$/.test(style.whiteSpace);
   if (rects.length === 1 || (cut && !text.includes("\n"))) {

@@ -232,6 +232,28 @@ def test_token_colour_is_where_it_is_drawn(figures, page):
     assert max(abs(a - b) for a, b in zip(pixel, fill, strict=True)) <= 2, (pixel, fill)
 
 
+def test_column_labels_stand_as_on_screen(figures, page):
+    """Patching's column labels are vertical text (each token under its column, read upwards,
+    its end at the heatmap): in the figure each is one <text> turned -90 degrees, centred on
+    its column, and their ends line up under the heatmap whatever their lengths."""
+    view, svg, _ = figures["patching"]
+    tokens = view.result.corrupted.tokens
+    page.set_content(f"<html><body style='margin:0'>{svg.decode()}</body></html>")
+    boxes = page.evaluate(
+        """() => [...document.querySelectorAll('text[transform]')].map(t => {
+          const r = t.getBoundingClientRect();
+          return [t.textContent, t.getAttribute('transform'), r.left, r.top, r.right, r.bottom];
+        })"""
+    )
+    labels = [b for b in boxes if b[0] in tokens]
+    assert [b[0] for b in labels] == tokens and all(b[1].startswith("rotate(-90 ") for b in labels)
+    tops = [b[3] for b in labels]
+    assert max(tops) - min(tops) < 1.5, tops  # ends aligned (they stood at two heights)
+    assert len({len(t) for t in tokens}) > 1  # labels of different lengths
+    centres = np.diff([(b[2] + b[4]) / 2 for b in labels])
+    assert centres.min() > 0 and centres.max() - centres.min() < 1.5, centres  # one per column
+
+
 def test_annotated_heatmap_weights_are_text():
     """A short prompt's heatmaps write each weight in its cell on the canvas: in the figure
     those weights are <text>, the first query's 1.00 (it attends to itself alone) among them,
