@@ -254,7 +254,7 @@ def test_a_residual_stream_that_is_not_the_sum_of_its_parts_is_refused():
     model = tiny_model("llama")
     block = model.model.layers[1]
     trace = _run_with_hook(model, block, lambda _m, _a, out: out + 1.0)  # a hidden steering add
-    with pytest.raises(UnsupportedArchitectureError, match="is not the embeddings plus"):
+    with pytest.raises(UnsupportedArchitectureError, match="block 1's output is not its input"):
         trace.attribution(TARGET)
 
 
@@ -350,6 +350,20 @@ def test_default_model_parts_add_up_and_agree_with_hugging_face(default_run):
         )
 
 
+def test_default_model_recomputed_trace_gives_the_kept_shares(default_run):
+    """SmolLM2 (grouped-query attention, rotary): one position of each block against its keys
+    and values gives the kept run's shares, with no block rerun over the prompt."""
+    ins, kept = default_run
+    recompute = lmscope.Inspector(ins.model, ins.tokenizer, trace_internals="recompute")
+    trace = recompute.run(PROMPT)
+    for position in (-1, 4):
+        want = kept.attribution(" Poland", position=position, foil=" Warsaw")
+        result = trace.attribution(" Poland", position=position, foil=" Warsaw")
+        _same_shares(result, want)
+        assert "rerun" not in result.route
+    assert not trace._recomputed
+
+
 def test_widget_syncs_the_shares_and_answers_a_head_selection():
     from lmscope.widgets.attribution import Attribution
     from lmscope.widgets.traits import WireArray
@@ -425,16 +439,68 @@ def test_an_edited_run_is_attributed_as_it_ran():
         edited.attribution(TARGET)
 
 
-@pytest.mark.parametrize("family", ["gpt2", "gemma2"])
-def test_a_trace_that_recomputes_its_internals_gives_the_same_shares(family):
-    kept = family_trace(family).attribution(TARGET, position=5, foil=FOIL)
-    ins = lmscope.Inspector(perturbed_model(family), trace_internals="recompute")
-    trace = ins.run(tiny_ids(24))
+def _same_shares(result, kept) -> None:
+    for name in ("heads", "attn_bias", "mlps"):
+        torch.testing.assert_close(getattr(result, name), getattr(kept, name), atol=1e-5, rtol=1e-4)
+    for name in ("embed", "rest", "total"):
+        assert getattr(result, name) == pytest.approx(getattr(kept, name), abs=1e-5)
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_a_trace_that_recomputes_its_internals_gives_the_same_shares_without_a_block_rerun(family):
+    """Each block run on the position alone against its layer's keys and values (sliding
+    windows, soft-caps, post-norms, parallel residuals included) gives the kept run's shares,
+    reruns no block over the prompt and leaves no hook behind."""
+    model = perturbed_model(family)
+    trace = lmscope.Inspector(model, trace_internals="recompute").run(tiny_ids(24))
     assert not trace.internals_kept
-    result = trace.attribution(TARGET, position=5, foil=FOIL)
-    torch.testing.assert_close(result.heads, kept.heads, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(result.mlps, kept.mlps, atol=1e-5, rtol=1e-4)
-    assert result.total == pytest.approx(kept.total, abs=1e-5)
+    before = hook_snapshot(model)
+    for position in POSITIONS:
+        kept = family_trace(family).attribution(TARGET, position=position, foil=FOIL)
+        result = trace.attribution(TARGET, position=position, foil=FOIL)
+        _same_shares(result, kept)
+        assert result.route.startswith("each block run on this position alone")
+        assert "rerun" not in result.route
+        assert abs(result.unexplained) < 1e-4
+    assert not trace._recomputed  # no block was rerun over the whole prompt
+    assert hook_snapshot(model) == before
+    sources = result.sources(1, 0)
+    assert float(sources.sum()) == pytest.approx(float(result.heads[1, 0]), abs=1e-5)
+
+
+def test_a_block_its_one_position_run_does_not_reproduce_is_rerun_whole():
+    """An MLP whose output depends on the other tokens (as an MoE with a capacity would) cannot
+    be run on one position: that block's check fails, it is rerun over the prompt, and the
+    shares are still the kept run's."""
+    model = perturbed_model("llama")
+    mlp = model.model.layers[1].mlp
+    handle = mlp.register_forward_hook(lambda _m, _a, out: out + out.mean(dim=1, keepdim=True))
+    try:
+        kept = lmscope.Inspector(model, trace_internals="keep").run(tiny_ids(24))
+        trace = lmscope.Inspector(model, trace_internals="recompute").run(tiny_ids(24))
+        want = kept.attribution(TARGET, foil=FOIL)
+        result = trace.attribution(TARGET, foil=FOIL)
+    finally:
+        handle.remove()
+    _same_shares(result, want)
+    assert "blocks 1 rerun whole instead (block 1 run on position 23 alone" in result.route
+    assert list(trace._recomputed) == [1]
+
+
+def test_a_recomputed_edited_layer_is_rerun_whole_with_its_edit():
+    model = perturbed_model("llama")
+    edits = [lmscope.Ablate(1, head=2), lmscope.Ablate(2, neuron=[3, 5])]
+    kept = lmscope.Inspector(model, trace_internals="keep").run(tiny_ids(24), edits=edits)
+    trace = lmscope.Inspector(model, trace_internals="recompute").run(tiny_ids(24), edits=edits)
+    result = trace.attribution(TARGET, foil=FOIL)
+    _same_shares(result, kept.attribution(TARGET, foil=FOIL))
+    assert float(result.heads[1, 2]) == 0.0
+    assert "blocks 1-2 rerun whole instead (this run edited layer 1" in result.route
+    edited = lmscope.Inspector(model, trace_internals="recompute").run(
+        tiny_ids(24), edits=[lmscope.Ablate(1, site="attn_out")]
+    )
+    with pytest.raises(UnsupportedArchitectureError, match="this run was edited"):
+        edited.attribution(TARGET)
 
 
 def test_a_bfloat16_model_adds_up_to_its_own_rounding():

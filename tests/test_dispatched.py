@@ -173,8 +173,30 @@ def test_default_model_half_on_disk_matches_the_plain_one_in_every_view(tmp_path
     assert not trace.internals_kept and plain.internals_kept  # recomputed vs stored, exactly
     assert_traces_equal(trace, plain, [0, 14, 15, 29], heads=[0, 8])
     dash, plain_dash = Dashboard(trace).build_all(), Dashboard(plain).build_all()
-    assert _states(dash) == _states(plain_dash)
+    got, want = _states(dash), _states(plain_dash)
+    # attribution runs the recomputed blocks on one position (not the whole prompt, as the
+    # run did): its shares agree to float rounding, every other state exactly
+    shares = [(g, w) for g, w in zip(got, want, strict=True) if g[0] == "Attribution"]
+    assert [g for g in got if g[0] != "Attribution"] == [w for w in want if w[0] != "Attribution"]
+    assert shares
+    for (_, g), (_, w) in shares:
+        for name in ("heads", "mlps", "attn_bias", "blocks"):
+            torch.testing.assert_close(
+                _wire_tensor(g[name]), _wire_tensor(w[name]), atol=1e-5, rtol=0
+            )
+        assert g["summary"].keys() == w["summary"].keys()
+        assert "rerun" not in g["summary"].pop("route") and w["summary"].pop("route")
+        for key, value in w["summary"].items():
+            assert g["summary"][key] == (
+                pytest.approx(value, abs=1e-5) if isinstance(value, float) else value
+            )
     assert hook_snapshot(ins.model) == hooks
+
+
+def _wire_tensor(state) -> torch.Tensor:
+    from lmscope.widgets.traits import WireArray
+
+    return torch.from_numpy(WireArray.to_numpy(state).copy())
 
 
 @pytest.mark.parametrize("how", ["disk", "cpu_offload"])

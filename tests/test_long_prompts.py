@@ -19,6 +19,7 @@ from lmscope import _wire, attention, coloring, lens
 from lmscope.widgets import logit_lens as logit_lens_widget
 from lmscope.widgets import token_colors as token_colors_widget
 from lmscope.widgets.attention_grid import AttentionGrid
+from lmscope.widgets.attribution import Attribution
 from lmscope.widgets.logit_lens import WINDOW, LogitLens
 from lmscope.widgets.token_colors import TokenColors
 
@@ -386,3 +387,49 @@ def test_attention_call_without_a_block_rerun_equals_the_stored_one(family):
         assert torch.equal(redone.attention(layer), kept.attention(layer))
     assert not redone._recomputed  # the block stopped at its attention: nothing rerun whole
     assert hook_snapshot(model) == hooks
+
+
+@cache
+def long_recomputed_trace():
+    """The same 4,096-token run with its internals recomputed (`long_trace` keeps them)."""
+    model = long_inspector().model
+    return lmscope.Inspector(model, trace_internals="recompute").run(tiny_ids(LONG, seed=3))
+
+
+def test_attribution_first_state_is_the_streams_then_each_block_is_split():
+    """Past SPLIT_AT_ONCE tokens the first state is each block's share from the stored stream
+    (every head and MLP still NaN, nothing run); the blocks are then split one a step into the
+    kept run's own shares, with no block rerun over the prompt."""
+    tr, kept = long_recomputed_trace(), long_trace()
+    assert not tr.internals_kept and kept.internals_kept
+    want = kept.attribution(5, foil=7)
+    w = Attribution(tr, target=5, foil=7)
+    assert not w.exact and "0 of 3 blocks" in w.status
+    assert np.isnan(_decoded(w.heads)).all() and np.isnan(_decoded(w.mlps)).all()
+    np.testing.assert_allclose(_decoded(w.blocks), want.layers.numpy(), atol=1e-5)
+    assert w.summary["total"] == pytest.approx(want.total, abs=1e-5)
+    assert abs(w.summary["unexplained"]) < 1e-4  # the blocks' shares add up already
+    assert w.synced_bytes() < 40_000  # most of it the prompt's token labels
+    w.fill_all()
+    assert w.exact and w.status == "" and w.result.complete
+    np.testing.assert_allclose(_decoded(w.heads), want.heads.numpy(), atol=1e-5)
+    np.testing.assert_allclose(_decoded(w.mlps), want.mlps.numpy(), atol=1e-5)
+    assert abs(w.summary["unexplained"]) < 1e-4
+    assert "rerun" not in w.summary["route"] and not tr._recomputed
+    w.select(2, 1)
+    assert float(_decoded(w.sources).sum()) == pytest.approx(float(want.heads[2, 1]), abs=1e-5)
+
+
+def test_attribution_splits_a_selected_block_at_once_and_the_rest_while_idle():
+    tr = long_recomputed_trace()
+    want = long_trace().attribution(5, position=3000)
+    w = Attribution(tr, target=5, token=3000, layer=1, head=2)
+    assert w.result.pending == (0, 2)  # the selected head's block first: its sources are shown
+    assert float(_decoded(w.sources).sum()) == pytest.approx(float(want.heads[1, 2]), abs=1e-5)
+    w.select(0, 3)  # a click on a block not split yet splits it
+    assert w.result.pending == (2,)
+    w, seen = _built_under_a_running_loop(lambda: Attribution(tr, target=5, token=3000))
+    assert w.exact and {"heads and MLPs of 1 of 3", "heads and MLPs of 2 of 3"} <= {
+        s[:24] for s in seen
+    }
+    np.testing.assert_allclose(_decoded(w.heads), want.heads.numpy(), atol=1e-5)

@@ -54,11 +54,20 @@ export function cellAt(layout, x, y) {
   return column ? { kind: column.kind, layer: row, head: column.head } : null;
 }
 
-/** The largest |value| over arrays (1 when all are zero, so colours stay defined). */
+/** The largest finite |value| over arrays (1 when there is none, so colours stay defined);
+ * NaN marks a block not split yet. */
 export function maxAbs(...arrays) {
   let best = 0;
-  for (const values of arrays) for (const v of values ?? []) best = Math.max(best, Math.abs(v));
+  for (const values of arrays)
+    for (const v of values ?? []) if (Number.isFinite(v)) best = Math.max(best, Math.abs(v));
   return best || 1;
+}
+
+/** The sum of the finite values (a block not split yet is NaN: counted apart). */
+export function finiteSum(values) {
+  let sum = 0;
+  for (const v of values ?? []) if (Number.isFinite(v)) sum += v;
+  return sum;
 }
 
 /** A share as text: signed, three decimals, a true minus sign. */
@@ -86,4 +95,18 @@ export function headline(summary, tokens, at) {
 export function cellName(cell) {
   if (cell.kind === "head") return `L${cell.layer} H${cell.head}`;
   return `${{ bias: "attention bias", mlp: "MLP", total: "layer total" }[cell.kind]} ${cell.layer}`;
+}
+
+/**
+ * The source positions a head's row draws: every one of 0..at when they are at most `limit`,
+ * otherwise the `limit - 1` earlier ones with the largest |share| and `at` itself, in position
+ * order (an 8k prompt's row stays a few hundred chips).
+ */
+export function shownSources(values, at, limit) {
+  const n = Math.min(at + 1, values.length);
+  const all = Array.from({ length: n }, (_, i) => i);
+  if (n <= limit) return all;
+  const earlier = all.slice(0, n - 1);
+  earlier.sort((a, b) => Math.abs(values[b]) - Math.abs(values[a]) || a - b);
+  return [...earlier.slice(0, limit - 1), n - 1].sort((a, b) => a - b);
 }

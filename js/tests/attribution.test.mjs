@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { cellAt, gridLayout, maxAbs, share } from "../parts/attribution_grid.js";
+import { cellAt, gridLayout, maxAbs, share, shownSources } from "../parts/attribution_grid.js";
 
 test("grid layout has a column per head, then MLP and total (bias only when present)", () => {
   const plain = gridLayout(30, 9);
@@ -37,4 +37,11 @@ test("colour scale and share text", () => {
   assert.equal(maxAbs([0, 0]), 1);
   assert.equal(share(-1.1254), "\u22121.125");
   assert.equal(share(0.5), "+0.500");
+});
+
+test("a long row shows its largest sources and the attributed token, in order", () => {
+  const values = Float32Array.from({ length: 10 }, (_, i) => (i % 3 === 0 ? -i : i / 10));
+  assert.deepEqual(shownSources(values, 4, 8), [0, 1, 2, 3, 4]); // short: every one up to at
+  assert.deepEqual(shownSources(values, 9, 4), [3, 6, 8, 9]); // |-6|, |-3|, 0.8, then at
+  assert.deepEqual(shownSources(new Float32Array(5), 4, 3), [0, 1, 4]); // ties: earliest
 });

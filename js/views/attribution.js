@@ -2,7 +2,7 @@
 // diverging scale (red pushes the target, blue against it), then each layer's attention bias
 // (when the model has one), MLP and total. Hover shows a value; clicking a head selects it
 // (`layer`, `head`) and Python answers with its share by source position, drawn over the
-// prompt's tokens.
+// prompt's tokens (on a long prompt, its largest sources only).
 import { diverging, rgb } from "../lib/colors.js";
 import { el } from "../lib/dom.js";
 import { cssVar, textOn } from "../lib/theme.js";
@@ -13,15 +13,19 @@ import { decode } from "../lib/wire.js";
 import {
   cellAt,
   cellName,
+  finiteSum,
   gridLayout,
   headline,
   layerTotals,
   maxAbs,
   share,
+  shownSources,
 } from "../parts/attribution_grid.js";
 import CSS from "../styles/attribution.css";
 
 const COLUMN_LABELS = { bias: "bias", mlp: "MLP", total: "sum" };
+// at most this many source chips in a head's row (its largest shares on a long prompt)
+const SOURCE_CHIPS = 256;
 
 function read(model) {
   const nLayers = model.get("n_layers");
@@ -29,10 +33,16 @@ function read(model) {
   const heads = decode(model.get("heads")) ?? new Float32Array(nLayers * nHeads);
   const mlps = decode(model.get("mlps")) ?? new Float32Array(nLayers);
   const bias = decode(model.get("attn_bias")) ?? new Float32Array(nLayers);
-  const totals = layerTotals(heads, mlps, bias, nLayers, nHeads);
-  const layout = gridLayout(nLayers, nHeads, { bias: bias.some((v) => v !== 0) });
+  // each block's share from the stream (known before it is split), else its parts' sum
+  const blocks = decode(model.get("blocks"));
+  const totals =
+    blocks?.length === nLayers ? blocks : layerTotals(heads, mlps, bias, nLayers, nHeads);
+  const layout = gridLayout(nLayers, nHeads, {
+    bias: bias.some((v) => v !== 0 && !Number.isNaN(v)),
+  });
   const scale = maxAbs(heads, mlps, bias);
-  return { nHeads, heads, mlps, bias, totals, layout, scale, totalScale: maxAbs(totals) };
+  const pending = Array.from({ length: nLayers }, (_, l) => Number.isNaN(mlps[l]));
+  return { nHeads, heads, mlps, bias, totals, pending, layout, scale, totalScale: maxAbs(totals) };
 }
 
 function cellValue(state, cell) {
@@ -72,11 +82,13 @@ function drawGrid(ctx, root, state, selected) {
       ctx.fillText(String(l), layout.labelWidth - 4, y);
     }
   }
+  const pendingFill = cssVar(root, "--jp-layout-color3", "#d0d7de");
   for (const column of layout.columns) {
     const scale = column.kind === "total" ? state.totalScale : state.scale;
     for (let l = 0; l < layout.nLayers; l++) {
       const value = cellValue(state, { kind: column.kind, layer: l, head: column.head });
-      ctx.fillStyle = rgb(diverging(value / scale));
+      // a block not split yet: its cells grey until they come (its total is known)
+      ctx.fillStyle = Number.isNaN(value) ? pendingFill : rgb(diverging(value / scale));
       const y = layout.headerHeight + l * layout.cellH;
       ctx.fillRect(column.x, y, column.w - 1, layout.cellH - 1);
     }
@@ -97,6 +109,7 @@ function render({ model, el: host }) {
   const parts = el("div", { className: "lms-attr-parts lms-note", parent: root });
   const canvas = el("canvas", { parent: root });
   const legend = el("div", { className: "lms-attr-legend lms-note", parent: root });
+  const status = el("div", { className: "lms-attr-status lms-note", parent: root });
   const sourcesTitle = el("div", { className: "lms-attr-sources-title", parent: root });
   const sourcesRow = el("div", { className: "lms-attr-sources", parent: root });
   const tip = el("div", { className: "lms-tip", parent: root });
@@ -118,11 +131,13 @@ function render({ model, el: host }) {
   const describe = () => {
     const summary = model.get("summary") || {};
     title.textContent = headline(summary, model.get("tokens") || [], model.get("token"));
-    const sum = (values) => values.reduce((a, b) => a + b, 0);
-    const bias = sum(state.bias);
+    const bias = finiteSum(state.bias);
+    const waiting = state.pending.some(Boolean)
+      ? ` + blocks not split yet ${share(finiteSum(state.totals.filter((_, l) => state.pending[l])))}`
+      : "";
     parts.textContent = [
-      `= heads ${share(sum(state.heads))} + MLPs ${share(sum(state.mlps))}` +
-        `${bias ? ` + attention bias ${share(bias)}` : ""} + embeddings ` +
+      `= heads ${share(finiteSum(state.heads))} + MLPs ${share(finiteSum(state.mlps))}` +
+        `${bias ? ` + attention bias ${share(bias)}` : ""}${waiting} + embeddings ` +
         `${share(summary.embed ?? 0)} + rest ${share(summary.rest ?? 0)}`,
       `attributed: ${summary.attributed ?? ""}; final norm frozen at its scale ` +
         `(${summary.final_norm ?? ""}); unexplained ${(summary.unexplained ?? 0).toExponential(1)}`,
@@ -133,6 +148,9 @@ function render({ model, el: host }) {
       `red pushes ${target}${against}, blue against; heads, bias and MLPs share one scale ` +
       `(\u00b1${state.scale.toFixed(2)}), layer totals their own (\u00b1${state.totalScale.toFixed(2)}). ` +
       "Rows are layers, columns heads; click a head for its sources.";
+    status.textContent = model.get("status") || "";
+    status.hidden = !status.textContent;
+    host.dataset.exact = String(model.get("exact"));
   };
 
   const drawSources = () => {
@@ -158,7 +176,26 @@ function render({ model, el: host }) {
       });
     }
     const scale = maxAbs(values);
-    tokens.slice(0, at + 1).forEach((text, i) => {
+    const shown = shownSources(values, at, SOURCE_CHIPS);
+    if (shown.length < at + 1) {
+      const left = total - shown.reduce((a, i) => a + values[i], 0);
+      sourcesTitle.append(
+        el("div", {
+          className: "lms-note",
+          text:
+            `the ${shown.length - 1} of ${at} earlier tokens with the largest shares, in order, ` +
+            `and this one; … stands for the tokens between (${share(left)} in all)`,
+        }),
+      );
+    }
+    let previous = -1;
+    for (const i of shown) {
+      if (i > previous + 1) {
+        const gap = el("span", { className: "lms-attr-gap", text: "…", parent: sourcesRow });
+        gap.title = `tokens ${previous + 1}–${i - 1} left out`;
+      }
+      previous = i;
+      const text = tokens[i] ?? "";
       const chip = tokenElement(text, { className: "lms-attr-src" });
       const color = diverging(values[i] / scale);
       chip.style.background = rgb(color);
@@ -166,9 +203,10 @@ function render({ model, el: host }) {
       chip.classList.toggle("at", i === at);
       chip.title = `${i} ${JSON.stringify(text)}: ${share(values[i])}`;
       chip.dataset.share = String(values[i]);
+      chip.dataset.position = String(i);
       sourcesRow.append(chip);
-    });
-    host.dataset.sources = String(sourcesRow.childElementCount);
+    }
+    host.dataset.sources = String(shown.length);
   };
 
   const cellUnder = (event) => {
@@ -179,7 +217,10 @@ function render({ model, el: host }) {
     const cell = cellUnder(event);
     tip.style.display = cell ? "block" : "none";
     if (!cell) return;
-    tip.textContent = `${cellName(cell)}: ${share(cellValue(state, cell))}`;
+    const value = cellValue(state, cell);
+    tip.textContent = Number.isNaN(value)
+      ? `${cellName(cell)}: not split yet (block ${cell.layer}: ${share(state.totals[cell.layer])})`
+      : `${cellName(cell)}: ${share(value)}`;
     const box = root.getBoundingClientRect();
     tip.style.left = `${event.clientX - box.left + 12}px`;
     tip.style.top = `${event.clientY - box.top + 12}px`;
@@ -203,13 +244,14 @@ function render({ model, el: host }) {
     drawSources();
   };
   refresh();
-  for (const name of ["heads", "mlps", "attn_bias", "summary", "tokens", "token"])
+  for (const name of ["heads", "mlps", "attn_bias", "blocks", "summary", "tokens", "token"])
     model.on(`change:${name}`, refresh);
   for (const name of ["layer", "head", "sources", "can_open"])
     model.on(`change:${name}`, () => {
       draw();
       drawSources();
     });
+  model.on("change:status", describe);
 }
 
 export default defineView(render);

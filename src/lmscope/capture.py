@@ -77,9 +77,10 @@ def _probe_attention(module, query, key, value, attention_mask, **kwargs):
             module, query, key, value, attention_mask, heads
         )
     if rows is not None:  # only these queries (attribution reads one position)
-        query = query[:, :, rows]
-        if attention_mask is not None and attention_mask.shape[-2] > 1:
+        # the mask is cut to the rows already unless the module made its own (full) one
+        if attention_mask is not None and attention_mask.shape[-2] == query.shape[-2] > 1:
             attention_mask = attention_mask[:, :, rows]
+        query = query[:, :, rows]
     output, weights = eager(module, query, key, value, attention_mask, **kwargs)
     if cut_after:
         groups = query.shape[1] // key.shape[1]
@@ -430,8 +431,18 @@ def _window(module: nn.Module) -> int | None:
     return window
 
 
-def _eager_mask(mask: torch.Tensor | None, module: nn.Module, query_len: int, dtype, device):
-    """The additive [1, 1, q, k] mask eager attention expects, from what the model passed."""
+def _eager_mask(
+    mask: torch.Tensor | None,
+    module: nn.Module,
+    query_len: int,
+    dtype,
+    device,
+    rows: list[int] | None = None,
+):
+    """The additive [1, 1, q, k] mask eager attention expects, from what the model passed; only
+    the query `rows` when given (one row of an 8k prompt's mask, not all 8k x 8k of it)."""
+    if mask is not None and rows is not None and mask.dim() == 4 and mask.shape[-2] > 1:
+        mask = mask[:, :, rows]
     if mask is not None and mask.dtype == torch.bool:
         return torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(
             ~mask, torch.finfo(dtype).min
@@ -439,13 +450,14 @@ def _eager_mask(mask: torch.Tensor | None, module: nn.Module, query_len: int, dt
     if mask is not None:
         return mask.to(dtype)
     # SDPA with a plain causal mask passes None and relies on is_causal
-    rows = torch.arange(query_len, device=device)[:, None]
+    queries = torch.arange(query_len, device=device) if rows is None else torch.tensor(rows)
+    queries = queries.to(device)[:, None]
     cols = torch.arange(query_len, device=device)[None, :]
-    blocked = cols > rows
+    blocked = cols > queries
     window = _window(module)
     if window:
-        blocked |= rows - cols >= window
-    return torch.zeros(1, 1, query_len, query_len, dtype=dtype, device=device).masked_fill(
+        blocked |= queries - cols >= window
+    return torch.zeros(1, 1, len(queries), query_len, dtype=dtype, device=device).masked_fill(
         blocked, torch.finfo(dtype).min
     )
 
@@ -518,15 +530,15 @@ def probe(
     """Re-run one recorded call of an attention module through its family's eager attention
     and return what that saw: `query` (only `rows`, if given), `key`, `value`, `weights`
     ([1, heads, queries, seq]), `output` ([1, queries, heads, head_dim]), `scaling`, `softcap`
-    and the additive `attention_mask` ([1, 1 or heads, seq, seq]). Only `heads` and `rows`
-    are computed when given; the output projection then does not run.
+    and the additive `attention_mask` ([1, 1 or heads, seq or queries, seq]). Only `heads` and
+    `rows` are computed when given; the output projection then does not run.
     """
     if not hasattr(module, "config"):
         raise UnsupportedArchitectureError(
             f"{type(module).__name__} has no config, so it does not dispatch through "
             "transformers' attention interface"
         )
-    args, kwargs = _prepared_call(module, call)
+    args, kwargs = _prepared_call(module, call, rows=rows)
     clone = _private_copy(module)
     clone._lmscope_heads = heads
     clone._lmscope_rows = rows
@@ -543,23 +555,31 @@ def probe(
 
 
 def _prepared_call(
-    module: nn.Module, call: tuple[tuple, dict], *, own_masks: bool = False
+    module: nn.Module,
+    call: tuple[tuple, dict],
+    *,
+    own_masks: bool = False,
+    rows: list[int] | None = None,
 ) -> tuple[tuple, dict]:
     """The recorded call on the module's device and dtype, with lmscope's additive eager mask
-    and no cache. `own_masks` keeps a boolean mask the model passed as it is: a module outside
-    the interface reads its own mask convention (MPT's True means "masked")."""
+    (of the query `rows` only, when fewer than all) and no cache. `own_masks` keeps a boolean
+    mask the model passed as it is: a module outside the interface reads its own mask
+    convention (MPT's True means "masked")."""
     args, kwargs = on_module(module, *call)
     hidden = args[0] if args else kwargs["hidden_states"]
     seq = hidden.shape[-2]
+    rows = rows if rows is not None and len(rows) < seq else None
     mask = kwargs.get("attention_mask")
     if own_masks and isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:
         pass
     elif isinstance(mask, dict):  # ZAYA passes {"causal": 4-D mask, "conv": padding mask}
         mask = dict(mask)
-        mask["causal"] = _eager_mask(mask.get("causal"), module, seq, hidden.dtype, hidden.device)
+        mask["causal"] = _eager_mask(
+            mask.get("causal"), module, seq, hidden.dtype, hidden.device, rows
+        )
         kwargs["attention_mask"] = mask
     else:
-        kwargs["attention_mask"] = _eager_mask(mask, module, seq, hidden.dtype, hidden.device)
+        kwargs["attention_mask"] = _eager_mask(mask, module, seq, hidden.dtype, hidden.device, rows)
     for cache_key in ("cache", "past_key_values", "past_key_value", "layer_past"):
         if cache_key in kwargs:
             kwargs[cache_key] = None

@@ -468,6 +468,7 @@ class Inspector:
             tokenizer=self.tokenizer,
             place=place,
             edits=planned,
+            model=self.model,
         )
 
     def _placer(self) -> capture.Place | None:

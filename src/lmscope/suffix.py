@@ -57,11 +57,7 @@ class SuffixRunner:
         self.keys = keys  # per layer [1, kv_heads, seq, head_dim], the run's own
         self.values = values
         self._calls: dict[int, list[BlockCall]] = {}
-        # blocks called with the very same arguments (one mask for all) need only block 0's
-        first = trace.block_call(0)
-        self._shared = all(
-            _same_call(trace.block_call(layer), first) for layer in range(1, ins.n_layers)
-        )
+        self._shared = calls_shared(trace)
 
     @classmethod
     @torch.no_grad()
@@ -110,27 +106,11 @@ class SuffixRunner:
             self._calls[start] = self._record_calls(start)
         return self._calls[start]
 
-    @torch.no_grad()
     def _record_calls(self, start: int) -> list[BlockCall]:
-        ins, parts = self.ins, self.ins.parts
+        ins = self.ins
         cache = self._cache(start, [1] * ins.n_layers)
         ids = self.trace.input_ids[start:][None].to(ins.device)
-        layers = [0] if self._shared else None
-
-        def stop(*_):
-            raise _CallRecorded
-
-        with capture.recording(parts, internals=False, layers=layers) as rec:
-            handle = parts.blocks[0].register_forward_pre_hook(stop) if self._shared else None
-            try:
-                ins.model(input_ids=ids, use_cache=True, **{self.argument: cache})
-            except _CallRecorded:
-                pass
-            finally:
-                if handle is not None:
-                    handle.remove()
-        calls = [rec.block_call[0]] * ins.n_layers if self._shared else list(rec.block_call)
-        return [_without_cache(call, cache) for call in calls]
+        return record_calls(ins.model, ins.parts, self.argument, ids, cache, shared=self._shared)
 
     def _cache(self, start: int, copies: Sequence[int]) -> DynamicCache:
         """A cache of the run's first `start` positions, `copies[layer]` rows at each layer."""
@@ -146,7 +126,7 @@ class SuffixRunner:
     def run(self, start: int, joins: Sequence[int]) -> torch.Tensor:
         """`run_copies` of the run on positions start.. (see there)."""
         cache = self._cache(start, [max(1, n) for n in _rows_per_layer(joins, self.ins.n_layers)])
-        calls = [_with_cache(call, cache) for call in self.calls(start)]
+        calls = [with_cache(call, cache) for call in self.calls(start)]
         return run_copies(self.ins, self.trace, joins, start=start, calls=calls)
 
     def check(self, start: int) -> str | None:
@@ -207,6 +187,38 @@ def run_copies(
     return trace.unembed(hidden[:, -1])
 
 
+def calls_shared(trace: Trace) -> bool:
+    """Whether the run called every block with the very same arguments (one mask for all):
+    then block 0's call stands for every block's."""
+    first = trace.block_call(0)
+    return all(_same_call(trace.block_call(layer), first) for layer in range(1, trace.n_layers))
+
+
+@torch.no_grad()
+def record_calls(
+    model: torch.nn.Module, parts, argument: str, ids: torch.Tensor, cache, *, shared: bool
+) -> list[BlockCall]:
+    """Each block's call when `model` runs `ids` ([1, n]) after `cache` (passed as `argument`),
+    as the model itself makes it: stopped at block 0 when the calls are `shared`. The cache
+    object in them is a marker, for `with_cache` to fill in."""
+    layers = [0] if shared else None
+
+    def stop(*_):
+        raise _CallRecorded
+
+    with capture.recording(parts, internals=False, layers=layers) as rec:
+        handle = parts.blocks[0].register_forward_pre_hook(stop) if shared else None
+        try:
+            model(input_ids=ids, use_cache=True, **{argument: cache})
+        except _CallRecorded:
+            pass
+        finally:
+            if handle is not None:
+                handle.remove()
+    calls = [rec.block_call[0]] * len(parts.blocks) if shared else list(rec.block_call)
+    return [_without_cache(call, cache) for call in calls]
+
+
 def _rows_per_layer(joins: Sequence[int], n_layers: int) -> list[int]:
     return [sum(1 for j in joins if j <= layer) for layer in range(n_layers)]
 
@@ -247,7 +259,8 @@ def _without_cache(call: BlockCall, cache) -> BlockCall:
     return BlockCall(args, kwargs, call.hidden_in_args)
 
 
-def _with_cache(call: BlockCall, cache) -> BlockCall:
+def with_cache(call: BlockCall, cache) -> BlockCall:
+    """The call with `cache` where `record_calls` left its marker."""
     from lmscope.capture import BlockCall
 
     args = tuple(cache if a is _CACHE else a for a in call.args)

@@ -58,8 +58,11 @@ class Trace:
         tokenizer: Any = None,
         place: Place | None = None,
         edits: tuple[Edit, ...] = (),
+        model: torch.nn.Module | None = None,
     ) -> None:
         self._parts = parts
+        #: the model that ran (for calls only it makes: one position's, `position_run`)
+        self._model = model
         self._rec = recording
         self.input_ids = input_ids.detach().cpu()
         self.logits = logits

@@ -4,6 +4,7 @@ on a head answered by Python with its source-position shares; then in JupyterLab
 from __future__ import annotations
 
 import pytest
+import torch
 from harness import mount, open_notebook, settle, shot, write_notebook
 
 from _models import default_inspector, tiny_ids, tiny_inspector
@@ -69,6 +70,30 @@ def test_an_impossible_foil_is_shown_not_raised(page):
     w.foil = 11  # set before mounting: the state the page gets carries the error
     mount(page, w)
     assert "same token" in page.locator(".lms-error").text_content()
+
+
+@pytest.mark.real_model
+def test_a_long_prompts_sources_show_the_largest_in_order(page):
+    """400 tokens: a head's row draws its 255 largest earlier sources and the attributed token
+    (not 400 chips), in position order, with the left-out tokens marked and their share said."""
+    ins = default_inspector()
+    ids = torch.randint(100, 20_000, (400,), generator=torch.Generator().manual_seed(4))
+    tr = ins.run(ids)
+    w = Attribution(tr, target=int(tr.logits[-1].argmax()), layer=5, head=1)
+    mount(page, w)
+    root = page.locator("#root")
+    assert root.get_attribute("data-sources") == "256"
+    chips = page.locator(".lms-attr-src")
+    positions = chips.evaluate_all("ns => ns.map(n => +n.dataset.position)")
+    shares = chips.evaluate_all("ns => ns.map(n => +n.dataset.share)")
+    assert positions == sorted(positions) and positions[-1] == tr.seq_len - 1
+    sources = w.result.sources(5, 1)
+    earlier = sources[:-1].abs().argsort(descending=True)[:255].sort().values.tolist()
+    assert positions[:-1] == earlier
+    assert shares == pytest.approx(sources[positions].tolist(), abs=1e-5)
+    assert chips.last.get_attribute("class").split() == ["lms-attr-src", "at"]
+    assert page.locator(".lms-attr-gap").count() > 0
+    assert "255 of 399 earlier tokens" in page.locator(".lms-attr-sources-title").text_content()
 
 
 @pytest.mark.real_model
