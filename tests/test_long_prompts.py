@@ -270,6 +270,11 @@ def test_token_colors_show_the_residual_row_before_any_block_rerun(monkeypatch):
     for stream in w.streams:
         want = coloring.first_pass_colors(kept, stream=stream, layer=1)
         np.testing.assert_array_equal(w.colors_at(stream, 1), _as_wire(want, "unit"))
+    for _ in w.streams:  # then one neighbour table a step, sent with the last
+        assert w.neighbors_layer == -1
+        w._next_step()
+    assert w.neighbors_layer == 1
+    np.testing.assert_array_equal(_decoded(w.neighbors), w.neighbor_table(1))
     # a layer change in a script (no loop to run steps later): all of its rows at once
     w.layer = 2
     assert [s for s in w.color_slices if s[1] == 2] == [[0, 2], [1, 2], [2, 2]]

@@ -201,13 +201,15 @@ class TokenColors(LmscopeWidget):
     def _neighbor_steps(self) -> Iterator[None]:
         layer = self.layer
         tables = []
-        for stream in self.streams:
+        for i, stream in enumerate(self.streams):
+            if i:
+                yield
             tables.append(self._neighbors_of(stream, layer))
-            yield
-        if layer == self.layer:
+        if layer == self.layer:  # sent with the last table's step, not one step later
             with self.hold_sync():
                 self.neighbors = torch.stack(tables).to(torch.int32).numpy()
                 self.neighbors_layer = layer
+        yield
 
     def _neighbors_of(self, stream: str, layer: int) -> torch.Tensor:
         return coloring.token_neighbors(
