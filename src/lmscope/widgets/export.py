@@ -11,6 +11,7 @@ inlined only when the page has such widgets, so a page of lmscope views stays sm
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import os
@@ -43,7 +44,7 @@ body {{ margin: 16px; font: 13px system-ui, sans-serif; color: #222; background:
    so the next view was drawn over the end of the one above */
 .lms-export-column {{ display: grid; }}
 /* a figure the widget manager draws sizes itself by percent of its box: give each a share */
-.lms-export-row > .widget-subarea {{ flex: 1 1 0; min-width: 320px; }}
+.lms-export-row > .lms-export-widget {{ flex: 1 1 0; min-width: 320px; }}
 </style>
 </head>
 <body>
@@ -63,10 +64,12 @@ const mounted = [...document.querySelectorAll("[data-lmscope-view]")].map((host)
     host.textContent = `lmscope could not render this view: ${{err}}`;
   }});
 }});
-// the widget manager (megabytes of JS) starts once the lmscope views have painted, so they
-// are not kept waiting while it is parsed
+// the widget manager (megabytes of JS) starts once the lmscope views have painted (a frame
+// has been drawn with them: the mark says when), so they are not kept waiting while it is
+// compiled
 await Promise.all(mounted);
 await new Promise((done) => requestAnimationFrame(() => setTimeout(done, 0)));
+performance.mark("lmscope-views-painted");
 for (const held of document.querySelectorAll("script.lms-deferred")) {{
   const script = document.createElement("script");
   script.textContent = held.textContent;
@@ -116,8 +119,16 @@ class _Page:
             return f'<div class="{kind}">{html.escape(widget.value)}</div>'
         self.others.append(widget)
         spec = {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
-        # Jupyter's HTML widget manager draws the widget where this tag stands
-        return f'<script type="application/vnd.jupyter.widget-view+json">{_json_text(json.dumps(spec))}</script>'
+        # Jupyter's HTML widget manager draws the widget where this tag stands (in the box
+        # around it). The box holds the widget's height until then, so the views painted
+        # first are not pushed around (and redrawn) when it comes.
+        height = _reserved_height(widget)
+        style = f' style="min-height: {height}px"' if height else ""
+        return (
+            f'<div class="lms-export-widget"{style}>'
+            '<script type="application/vnd.jupyter.widget-view+json">'
+            f"{_json_text(json.dumps(spec))}</script></div>"
+        )
 
 
 def _size_style(view: LmscopeWidget) -> str:
@@ -130,6 +141,23 @@ def _size_style(view: LmscopeWidget) -> str:
     else:
         css = "; ".join(f"{k}: {v}" for k, v in {"width": width, "min-width": low}.items() if v)
     return f' style="{html.escape(css)}"' if css else ""
+
+
+def _px(value: str | None) -> int:
+    """A layout length in px ("300px"), else 0 (a percentage, "auto" or unset)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)px\s*", value or "")
+    return round(float(match.group(1))) if match else 0
+
+
+def _reserved_height(widget: ipywidgets.Widget) -> int:
+    """The px height `widget` will take, where its layout says (a figure's height; a row of
+    them: the tallest; a column: their sum); 0 where unknown."""
+    layout = getattr(widget, "layout", None)
+    own = _px(layout.height) if layout is not None else 0
+    if own or not isinstance(widget, ipywidgets.Box):
+        return own
+    heights = [_reserved_height(child) for child in widget.children]
+    return max(heights, default=0) if isinstance(widget, ipywidgets.HBox) else sum(heights)
 
 
 def _holds_a_view(box: ipywidgets.Box) -> bool:
@@ -194,6 +222,36 @@ def _amd_module(package: str) -> str:
     return named
 
 
+#: AMD copies of ipywidgets 7's base and controls in the manager's file, for extensions built
+#: against 7 that ask for them by these names: no widget lmscope exports does (the manager
+#: reads 7.x state with copies of its own), and they are a fifth of the code to compile
+_UNUSED_BUNDLES = ("base7", "controls7")
+#: the manager compiles JSON schemas of the widget state and view tags when it loads (~90 ms
+#: of a saved page's start) to check the page's own tags; the page writes those itself
+_SCHEMA_CHECKS = (
+    ("gt.compile(At),gt.compile(pt);", ""),
+    ("E=k.compile(y),$=k.compile(v);", "E=()=>!0,$=()=>!0;"),
+)
+
+
+@functools.cache
+def _html_manager() -> str:
+    """The vendored widget manager without what a saved page never uses (each cut applied
+    only where the file reads as expected, so another version still works, whole)."""
+    code = (STATIC / "vendor" / "html-manager-embed-amd.js").read_text(encoding="utf-8")
+    for name in _UNUSED_BUNDLES:
+        bundle = re.compile(
+            rf"/\*! For license information please see {name}\.js\.LICENSE\.txt \*/\n"
+            rf'define\("@jupyter-widgets/{name}",[^\n]*\n//# sourceMappingURL={name}\.js\.map;\n'
+        )
+        if len(bundle.findall(code)) == 1:
+            code = bundle.sub("", code)
+    for old, new in _SCHEMA_CHECKS:
+        if code.count(old) == 1:
+            code = code.replace(old, new)
+    return code
+
+
 def _manager_scripts(others: list[ipywidgets.Widget]) -> list[str]:
     """The widget manager, its modules and the state of every non-lmscope widget on the page."""
     from ipywidgets.embed import dependency_state
@@ -204,7 +262,7 @@ def _manager_scripts(others: list[ipywidgets.Widget]) -> list[str]:
     code = [(STATIC / "vendor" / "require.js").read_text(encoding="utf-8")]
     if any(m.get("model_module") in ("bqplot", "bqscales") for m in state.values()):
         code += [_amd_module("bqscales"), _amd_module("bqplot")]
-    code.append((STATIC / "vendor" / "html-manager-embed-amd.js").read_text(encoding="utf-8"))
+    code.append(_html_manager())
     # held as text: the page runs them once its lmscope views have painted (see _PAGE)
     scripts = [
         f'<script type="text/plain" class="lms-deferred">{_code_text(c)}</script>' for c in code
