@@ -60,6 +60,9 @@ def test_plots_name_whole_layers_and_keep_legends_short():
     np.testing.assert_array_equal(w.line_fig.axes[0].tick_values, np.arange(tr.n_layers))
     np.testing.assert_array_equal(plots.layer_ticks(30), np.arange(0, 30, 2))
     assert len(plots.layer_ticks(100)) <= 16
+    assert plots.count_ticks(3).tolist() == [0, 1, 2, 3]  # small counts: whole, each once
+    assert plots.count_ticks(13).tolist() == [0, 2, 4, 6, 8, 10, 12, 14]
+    assert plots.count_ticks(1300).tolist() == list(range(0, 1401, 200))
     long = "<script>window.pwned=2</script>"
     assert plots.legend_text(long) == long[:23] + "…" and plots.legend_text("Paris") == "Paris"
     assert all(len(m.labels[0]) <= 24 for m in w._scatter if m.visible)

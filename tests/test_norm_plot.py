@@ -55,6 +55,12 @@ def test_composite_draws_fit_and_selection():
     assert w.strips.token == 9 and "40" in w.strips.error
     # histograms count every shown token in every layer
     assert w._hist.y.shape[0] == L and (w._hist.y.sum(1) == 39).all()
+    # their count axis ticks whole numbers, each once, up to the tallest bin (bqplot's own
+    # ticks under a small count are fractions: 'd' printed them as 0 0 1 1 2 2)
+    ticks = np.asarray(w.hist_fig.axes[1].tick_values)
+    assert (ticks == ticks.round()).all() and len(set(ticks.astype(int))) == len(ticks)
+    assert ticks[0] == 0 and ticks[-1] >= w._hist.y.max() and len(ticks) <= 9
+    assert w._hist.scales["y"].max == ticks[-1]
     # stream / lags / first token follow the controls
     w._widgets["stream"].value = "mlp_out"
     w._widgets["lags"].value = 3

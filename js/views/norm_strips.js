@@ -26,6 +26,7 @@ const RADIUS = 2.1; // px: bqplot's default_size 14 (an area in px^2)
 const OPACITY = 0.55;
 const RING = 4.7; // px: the selected token's ring (bqplot size 70)
 const JITTER = 0.3; // the jitter's bound, in layers (uint8 0..255 -> -0.3..0.3)
+const SETTLE_MS = 150; // a new width held this long is redrawn
 
 const hexRgb = (hex) => [1, 3, 5].map((i) => Number.parseInt(hex.slice(i, i + 2), 16));
 
@@ -300,13 +301,28 @@ function render({ model, el: root }) {
   model.on("change:token", drawOverlay);
   retitle();
   load();
-  // Jupyter renders detached: draw once the stage has a width, and again when it changes
+  // Jupyter renders detached: draw once the stage has a width, and again when it changes.
+  // While the width keeps changing (a saved page's widget manager adding the figures beside
+  // it, a panel being dragged) the picture drawn is stretched and redrawn once the width
+  // holds: each redraw blends every point (~100 ms at 8k tokens).
+  let settle = 0;
   const resize = new ResizeObserver(() => {
-    if (Math.floor(stage.clientWidth) !== width) drawBase();
+    const w = Math.floor(stage.clientWidth);
+    if (w === width) return;
+    if (!scale || w <= 0) {
+      drawBase();
+      return;
+    }
+    for (const c of [base, overlay]) c.style.width = `${w}px`;
+    clearTimeout(settle);
+    settle = setTimeout(drawBase, SETTLE_MS);
   });
   resize.observe(stage);
   requestAnimationFrame(drawBase);
-  return () => resize.disconnect();
+  return () => {
+    clearTimeout(settle);
+    resize.disconnect();
+  };
 }
 
 export default defineView(render);

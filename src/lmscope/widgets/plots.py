@@ -45,6 +45,19 @@ def layer_ticks(n_layers: int, most: int = 16) -> np.ndarray:
     return np.arange(0, n_layers, step)
 
 
+def count_ticks(top: float, most: int = 8) -> np.ndarray:
+    """Whole counts from 0 to at least `top`, 1, 2 or 5 times a power of ten apart, at most
+    `most` + 1 of them: bqplot's own ticks under a small count are fractions, which an integer
+    format prints as '0 0 1 1 2 2'."""
+    top = max(1.0, float(top))
+    power = 1
+    while True:
+        for step in (power, 2 * power, 5 * power):
+            if math.ceil(top / step) <= most:
+                return np.arange(0, math.ceil(top / step) * step + 1, step)
+        power *= 10
+
+
 def legend_text(text: str, most: int = 24) -> str:
     """A legend entry cut to `most` characters: bqplot grows a legend past its figure's edge."""
     return text if len(text) <= most else text[: most - 1] + "…"
