@@ -157,9 +157,17 @@ function render({ model, el: root }) {
   };
   const targetString = () => (data.T ? model.get("targets")[model.get("target")] : null);
 
+  // Scrolling stops on whole columns at the ends too: the spacer has room for the part of a
+  // column the view's width leaves over, so the last column can stand whole after a whole first.
+  function spacerWidth() {
+    const full = GUTTER + data.P * CELL_W;
+    const view = scroll.clientWidth;
+    return view > 0 && full > view ? full + ((view - GUTTER) % CELL_W) : full;
+  }
+
   function layout() {
     const n = rows().length;
-    spacer.style.width = `${GUTTER + data.P * CELL_W}px`;
+    spacer.style.width = `${spacerWidth()}px`;
     spacer.style.height = `${n * CELL_H + AXIS_H}px`;
     wrap.dataset.rows = String(n);
     wrap.dataset.cols = String(data.P);
@@ -325,17 +333,34 @@ function render({ model, el: root }) {
     draw();
   });
   redrawOnScroll(scroll, draw);
-  const resize = new ResizeObserver(() => draw());
+  let pinned = null; // the scroll follow() set, while nobody has scrolled since
+  let viewWidth = scroll.clientWidth;
+  const resize = new ResizeObserver(() => {
+    if (scroll.clientWidth !== viewWidth) {
+      viewWidth = scroll.clientWidth;
+      const untouched = pinned !== null && scroll.scrollLeft === pinned;
+      spacer.style.width = `${spacerWidth()}px`;
+      // the page moved under a view left where it opened (a saved page's widget manager
+      // restyles it, a panel is resized): keep the selected column in view, whole
+      if (untouched) return follow(true);
+    }
+    draw();
+  });
   resize.observe(scroll);
 
-  // Scroll the selected column into view when Python (or a linked view) moves it.
-  const follow = () => {
+  // Scroll the selected column into view, whole and on a column boundary, when Python (or a
+  // linked view) moves it; `again`: also when it is in view already (after a resize).
+  const follow = (again = false) => {
     const p = model.get("token");
     if (p < 0) return;
     const x = p * CELL_W;
     const vw = scroll.clientWidth - GUTTER;
-    if (x < scroll.scrollLeft || x + CELL_W > scroll.scrollLeft + vw)
-      scroll.scrollLeft = Math.max(0, x - vw / 2);
+    if (again || x < scroll.scrollLeft || x + CELL_W > scroll.scrollLeft + vw) {
+      const whole = Math.max(1, Math.floor(vw / CELL_W));
+      const first = Math.max(0, Math.min(p - Math.floor(whole / 2), data.P - whole));
+      scroll.scrollLeft = first * CELL_W;
+      pinned = scroll.scrollLeft;
+    }
     draw();
   };
   const reload = () => {
@@ -349,11 +374,11 @@ function render({ model, el: root }) {
   model.on("change:stage", layout);
   model.on("change:target", draw);
   model.on("change:layer", draw);
-  model.on("change:token", follow);
+  model.on("change:token", () => follow());
   layout();
   requestAnimationFrame(() => {
     started = true;
-    follow();
+    follow(true);
   });
   return () => resize.disconnect(); // anywidget removes model listeners, not observers
 }

@@ -110,22 +110,38 @@ def test_lines_scroll_to_the_last_token_and_hover_it(page, long_trace):
 
 
 # -- logit lens: only the visible columns are drawn -------------------------------------------
+_LENS_SCROLL = """() => {
+  const s = document.querySelector('.lms-ll-scroll');
+  return new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(() =>
+    done({left: s.scrollLeft, last: Number(s.closest('.lms-ll').dataset.last)}))));
+}"""
+
+
 def test_lens_table_scrolls_to_the_last_position_and_hovers_it(page, long_trace):
     lens = lmscope.LogitLens(long_trace, top_k=3)
     mount(page, lens.table)
     root = page.locator(".lms-ll")
     assert root.get_attribute("data-cols") == str(N)
+    # it opens on the selected (last) position, in view, the first column whole
+    opened = page.evaluate(_LENS_SCROLL)
+    assert opened["left"] > 0 and opened["left"] % 66 == 0 and opened["last"] == LAST
+    # and keeps it so when the page narrows under it (a saved page restyled by the widget
+    # manager: the view kept its old scroll and lost the selected column off its right edge)
+    page.locator("#root").evaluate("n => { n.style.width = '517px'; }")
+    narrowed = page.evaluate(_LENS_SCROLL)
+    assert narrowed["left"] % 66 == 0 and narrowed["last"] == LAST
+    page.locator("#root").evaluate("n => { n.style.width = ''; }")
     page.locator(".lms-ll-scroll").evaluate("n => { n.scrollLeft = 0; }")
     page.wait_for_timeout(100)
     assert int(root.get_attribute("data-first")) == 0
     scroll_to_end(page, ".lms-ll-scroll", axis="Left")
     assert int(root.get_attribute("data-last")) == LAST
     canvas = page.locator(".lms-ll-canvas")
-    box = canvas.bounding_box()
-    # the last column is the right-most one drawn: hover the last layer's row there (the top
-    # row, below the target row when the table has one)
+    left = page.locator(".lms-ll-scroll").evaluate("n => n.scrollLeft")
+    # hover the last layer's row (the top row, below the target row when the table has one)
+    # in the last column (58 px of layer names, then 66 px a column)
     target_rows = int(root.get_attribute("data-rows")) - long_trace.n_layers
-    canvas.hover(position={"x": box["width"] - 30, "y": 19 * target_rows + 8})
+    canvas.hover(position={"x": 58 + LAST * 66 - left + 33, "y": 19 * target_rows + 8})
     assert root.get_attribute("data-hover") == f"post:{long_trace.n_layers - 1}:{LAST}"
     post = lens.results["post"]  # filled as columns are decoded: -1 where not yet
     best = int(post.token_ids[-1, LAST, 0])
