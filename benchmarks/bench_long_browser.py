@@ -9,8 +9,9 @@ writes its saved page (`save_html`) with the build time and synced bytes into --
 (`--rebuild` to redo them). `measure` opens each page in Chromium (network blocked), best of
 --repeats loads:
 
-- paint: ms from navigation start until every lmscope view on the page has rendered and two
-  frames have passed (performance.now() on the page's own clock; bqplot figures separately).
+- paint: ms from navigation start until every lmscope view on the page has rendered and a
+  frame has been drawn with them (the page's own mark, on its clock); bqplot: until every
+  bqplot figure on the page has drawn its marks.
 - hover: one synchronous hover (a mousemove on the view's drawing, then a forced layout, so the
   feedback is on screen at the next frame), mean over 100 distinct points.
 - scroll: frame intervals while the view's scroller is moved from top to bottom over 90
@@ -89,23 +90,48 @@ def _parts(widget) -> list:
 # -- in the page ------------------------------------------------------------------------------
 _PAINTED = """
 async (expected) => {
+  // every view rendered, and the page's own mark: set once a frame has been drawn with them
+  // (in the task after that frame's animation callbacks; a wait of two frames from here read
+  // the widget manager's compile, which the page starts right then, into the paint)
   const hosts = () => document.querySelectorAll('[data-lmscope-view]');
-  while ([...hosts()].filter((h) => h.dataset.rendered === '1').length < expected) {
+  const mark = () => performance.getEntriesByName('lmscope-views-painted')[0];
+  while ([...hosts()].filter((h) => h.dataset.rendered === '1').length < expected || !mark()) {
     await new Promise((r) => setTimeout(r, 2));
   }
-  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-  return performance.now();
+  return mark().startTime;
 }
 """
 _BQPLOT = """
-async () => {
+async (figures) => {
+  // every figure of the page has drawn a mark (a line or a point)
+  const drawn = () => [...document.querySelectorAll('.bqplot.figure')]
+    .filter((f) => f.querySelector('.dot, path.line')).length;
   const t0 = performance.now();
-  while (!document.querySelector('.bqplot .dot, .bqplot path.line')) {
+  while (drawn() < figures) {
     if (performance.now() - t0 > 60000) return null; // never drew: say so, do not hang
     await new Promise((r) => setTimeout(r, 5));
   }
   await new Promise((r) => requestAnimationFrame(r));
   return performance.now();
+}
+"""
+# long tasks seen by the page, so a measurement can wait for the page to be idle
+_WATCH = """
+window.lmsLongTasks = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) window.lmsLongTasks.push(e.startTime + e.duration);
+}).observe({ type: 'longtask', buffered: true });
+"""
+_IDLE = """
+async () => {
+  // until no task over 50 ms has ended for 500 ms (bqplot relayouts 300 ms after a resize);
+  // at most 10 s
+  const t0 = performance.now();
+  for (;;) {
+    const last = Math.max(0, ...window.lmsLongTasks);
+    if (performance.now() - last > 500 || performance.now() - t0 > 10000) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 """
 # what each view hovers on, and where it scrolls (none: the view does not scroll)
@@ -190,6 +216,15 @@ def current_page(html: str) -> str:
     probe = export.render_html(export.ErrorArea(error="x"))
     module = re.search(r'<script type="module">.*?</script>', probe, flags=re.S).group(0)
     html = re.sub(r'<script type="module">.*?</script>', lambda _m: module, html, flags=re.S)
+    # today's widget manager (what the page's lmscope views wait for is the same either way)
+    manager = export._code_text(export._html_manager())
+    html = re.sub(
+        r'(<script type="text/plain" class="lms-deferred">)/\*! For license information please'
+        r" see base\.js\.LICENSE\.txt \*/.*?(</script>)",
+        lambda m: m.group(1) + manager + m.group(2),
+        html,
+        flags=re.S,
+    )
     if "lms-deferred" in module and "lms-deferred" not in html:
         # the widget manager waits for the views' first paint: its scripts (one per line in
         # the page, unlike "<script>" inside their code's strings) held as text
@@ -230,6 +265,7 @@ def measure_page(browser, path: pathlib.Path, view: str, repeats: int) -> dict:
     path = path.with_name(f"current_{path.name}")
     path.write_text(html)
     expected = html.count("data-lmscope-view=")
+    figures = html.count('"_model_name": "FigureModel"')
     paints, bq = [], []
     out: dict = {}
     for attempt in range(repeats):
@@ -242,11 +278,13 @@ def measure_page(browser, path: pathlib.Path, view: str, repeats: int) -> dict:
                 else route.abort()
             ),
         )
+        page.add_init_script(_WATCH)
         page.goto(path.as_uri(), wait_until="commit", timeout=180_000)
         paints.append(page.evaluate(_PAINTED, expected))
-        if "widget-view+json" in html:
-            bq.append(page.evaluate(_BQPLOT))
+        if figures:
+            bq.append(page.evaluate(_BQPLOT, figures))
         if attempt == repeats - 1:
+            page.evaluate(_IDLE)  # hover and scroll a page that has finished loading
             hover_sel, scroll_sel = TARGETS[view]
             page.locator(hover_sel).first.scroll_into_view_if_needed()
             page.evaluate(_HOVER, [hover_sel, 5])  # warm up the handlers
