@@ -266,6 +266,7 @@ def test_token_colors_show_the_residual_row_before_any_block_rerun(monkeypatch):
     # the first step reruns block 1: its two rows arrive, the same as from a kept trace's
     w._next_step()
     assert w.color_slices == [[0, 1], [1, 1], [2, 1]] and "recomputing" not in w.status
+    assert tr.stream_stored("mlp_out", 1) and tr.stream_stored("resid_post", 0)  # now cached
     kept = long_inspector().run(tiny_ids(300, seed=3))
     for stream in w.streams:
         want = coloring.first_pass_colors(kept, stream=stream, layer=1)
