@@ -3,6 +3,8 @@ on a head answered by Python with its source-position shares; then in JupyterLab
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 from harness import mount, open_notebook, settle, shot, write_notebook
@@ -62,6 +64,34 @@ def test_grid_hover_and_click_shows_sources(page):
     assert chips.first.text_content() == tr.tokens[0]  # token text, as text
     assert "L1 H2" in page.locator(".lms-attr-sources-title").text_content()
     shot(page, "attribution_tiny.png")
+
+
+def test_blocks_not_split_yet_are_grey_until_a_click_splits_one(page, monkeypatch):
+    """A long prompt's first state (here forced at 24 tokens): every block's share from the
+    stream, its heads and MLP still to come; a click on a head splits its block at once."""
+    from lmscope.widgets import attribution as attribution_widget
+
+    monkeypatch.setattr(attribution_widget, "SPLIT_AT_ONCE", 8)
+    tr = tiny_inspector("llama").run(tiny_ids(24))
+    with ThreadPoolExecutor(1) as pool:  # no running loop there: nothing is split while idle
+        w = pool.submit(lambda: Attribution(tr, target=11, foil=7)).result()
+    assert w.result.pending == (0, 1, 2)
+    mount(page, w)
+    root = page.locator("#root")
+    assert root.get_attribute("data-exact") == "false"
+    assert "0 of 3 blocks" in page.locator(".lms-attr-status").text_content()
+    assert "blocks not split yet" in page.locator(".lms-attr-parts").text_content()
+    _click_head(page, w, 1, 2, hover_only=True)
+    block = float(w.result.blocks[1])
+    tip = page.locator(".lms-attr .lms-tip").text_content()
+    assert tip.startswith("L1 H2: not split yet (block 1: ") and f"{abs(block):.3f}" in tip
+    _click_head(page, w, 1, 2)
+    settle(page)
+    assert w.result.pending == (0, 2) and root.get_attribute("data-sources") == str(tr.seq_len)
+    assert "1 of 3 blocks" in page.locator(".lms-attr-status").text_content()
+    _click_head(page, w, 1, 2, hover_only=True)
+    tip = page.locator(".lms-attr .lms-tip").text_content()
+    assert f"{abs(float(w.result.heads[1, 2])):.3f}" in tip and "not split" not in tip
 
 
 def test_an_impossible_foil_is_shown_not_raised(page):
