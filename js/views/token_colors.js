@@ -58,6 +58,9 @@ function render({ model, el: root }) {
   let slices = new Map(); // row * n_layers + layer -> slice of `colors`
   let neighbors = null;
   let hover = null; // {row, token}
+  let top = 0; // the rows' shared scroll position (CSS px)
+  let frame = 0; // a scroll's pending animation frame
+  let theme = null; // read outside the scroll path (getComputedStyle restyles)
   let timer = null;
   let width = 0;
   let font = "13px monospace";
@@ -75,31 +78,30 @@ function render({ model, el: root }) {
 
   function buildRows() {
     rowsBox.replaceChildren();
+    top = 0;
     rows = model.get("titles").map((title, s) => {
       const head = el("div", { className: "lms-tc-title", text: title, parent: rowsBox });
       const scroll = el("div", { className: "lms-tc-scroll", parent: rowsBox });
       const canvas = el("canvas", { parent: scroll });
-      drawsWith(canvas, (ctx) => lay && colors && drawRow(row, themeColors(), ctx));
+      drawsWith(
+        canvas,
+        (ctx) => lay && colors && drawRow(row, themeColors(), scroll.scrollTop, ctx),
+      );
       canvas.dataset.stream = model.get("streams")[s];
       const spacer = el("div", { parent: scroll });
-      const row = { scroll, canvas, spacer, index: s, head, title };
+      const row = { scroll, canvas, spacer, index: s, head, title, at: 0 };
       const hit = (ev) => {
         const rect = canvas.getBoundingClientRect();
         return tokenAt(lay, ev.clientX - rect.left, ev.clientY - rect.top + scroll.scrollTop);
       };
       scroll.addEventListener("scroll", () => {
-        // a row scrolled to follow another only redraws: passing its (by then older)
-        // position on would pull the row being scrolled back, frame after frame
-        if (row.following === scroll.scrollTop) {
-          row.following = null;
-          return draw();
-        }
-        for (const other of rows) {
-          if (other === row || other.scroll.scrollTop === scroll.scrollTop) continue;
-          other.scroll.scrollTop = scroll.scrollTop;
-          other.following = other.scroll.scrollTop;
-        }
-        draw();
+        const at = scroll.scrollTop;
+        // no move, or a follower's own event once it got the position it was given: passing
+        // that (by then older) position on would pull the row being scrolled back
+        if (Math.abs(at - row.at) < 1) return;
+        row.at = at;
+        top = at;
+        schedule();
       });
       canvas.addEventListener("mousemove", (ev) => {
         const token = hit(ev);
@@ -142,10 +144,9 @@ function render({ model, el: root }) {
     return true;
   }
 
-  function drawRow(row, theme, ctx = row.canvas.getContext("2d")) {
+  function drawRow(row, theme, top, ctx = row.canvas.getContext("2d")) {
     const dpr = window.devicePixelRatio || 1;
     const viewH = row.canvas.height / dpr;
-    const top = row.scroll.scrollTop;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, width, viewH);
     ctx.font = font;
@@ -190,13 +191,35 @@ function render({ model, el: root }) {
     slices = new Map(model.get("color_slices").map(([s, layer], i) => [s * L + layer, i]));
   }
 
-  function draw() {
+  // A scroll draws once per frame: the followers take the scrolled row's position (their
+  // scroll events then only say they got there) and every row is painted at that position,
+  // without reading layout back.
+  function schedule() {
+    if (!frame) frame = requestAnimationFrame(onFrame);
+  }
+  function onFrame() {
+    frame = 0;
     for (const r of rows) {
-      r.head.textContent = sliceOf(r.index) === undefined ? `${r.title} · to come` : r.title;
+      if (Math.abs(r.at - top) < 1) continue;
+      r.at = top;
+      r.scroll.scrollTop = top;
+    }
+    paint();
+  }
+
+  function paint() {
+    for (const r of rows) {
+      const head = sliceOf(r.index) === undefined ? `${r.title} · to come` : r.title;
+      if (r.head.textContent !== head) r.head.textContent = head;
     }
     if (!lay || !colors) return;
-    const theme = themeColors();
-    for (const r of rows) drawRow(r, theme);
+    theme ??= themeColors();
+    for (const r of rows) drawRow(r, theme, top);
+  }
+
+  function draw() {
+    theme = themeColors();
+    paint();
   }
 
   function describe() {
@@ -295,7 +318,8 @@ function render({ model, el: root }) {
     if (relayout()) draw();
   });
   return () => {
-    stop(); // a timer and an observer: anywidget removes only model listeners
+    stop(); // a timer, an observer and a frame: anywidget removes only model listeners
+    cancelAnimationFrame(frame);
     resize.disconnect();
   };
 }

@@ -233,3 +233,46 @@ def test_long_prompt_draws_the_first_pass_and_says_so(page, monkeypatch):
     mount(page, w)
     assert painted(1, "mlp_out", 2) and painted(0, "attn_out", 2)
     shot(page, "token_colors_first_pass.png")
+
+
+def test_scrolling_paints_each_row_once_a_frame(page):
+    """A scrolled row takes the others along and every row is painted once per frame at the
+    same position (each row's scroll event redrew all three rows: 9 paints a frame)."""
+    import lmscope
+    from _models import tiny_ids, tiny_model
+
+    tr = lmscope.Inspector(tiny_model("llama")).run(tiny_ids(250, seed=3))
+    w = TokenColors(tr, layer=1)
+    page.set_viewport_size({"width": 360, "height": 800})  # narrow: the rows scroll
+    mount(page, w)
+    paints = page.evaluate(
+        """async () => {
+            const scrolls = [...document.querySelectorAll('.lms-tc-scroll')];
+            const frame = () => new Promise((r) => requestAnimationFrame(r));
+            let paints = 0;
+            const clear = CanvasRenderingContext2D.prototype.clearRect;
+            CanvasRenderingContext2D.prototype.clearRect = function (...args) {
+                paints++;
+                return clear.apply(this, args);
+            };
+            const end = scrolls[0].scrollHeight - scrolls[0].clientHeight;
+            for (let i = 1; i <= 20; i++) {
+                scrolls[i % 2].scrollTop = (end * i) / 20;  // by hand in two of the rows
+                await frame();
+            }
+            await frame();
+            await frame();
+            CanvasRenderingContext2D.prototype.clearRect = clear;
+            return paints;
+        }"""
+    )
+    assert 3 <= paints <= 3 * 20, paints
+    tops = page.evaluate("[...document.querySelectorAll('.lms-tc-scroll')].map((s) => s.scrollTop)")
+    assert len(set(tops)) == 1 and tops[0] > 0
+    # every row shows the end of the text, in its own colors
+    rgb = colors_of(w)
+    last = tr.seq_len - 1
+    b = box(page, last)
+    for row in range(3):
+        got = pixel(page, row, b["x"] + 1, b["y"] + 1)
+        assert np.abs(np.array(got) - rgb[row, 1, last]).max() <= 2, row
