@@ -2,6 +2,7 @@
 agree with a hand computation from Hugging Face's modules (norm formulas written out here)."""
 
 import copy
+import dataclasses
 from functools import cache
 
 import pytest
@@ -214,11 +215,13 @@ def test_heads_plus_bias_are_the_attention_share_and_sources_sum_to_a_head(famil
                 result.resid[layer - 1] if layer else result.embed + result.rest
             )
             assert float(step) == pytest.approx(float(result.layers[layer]), abs=1e-4)
+    probed = dataclasses.replace(result, _sources=None)  # each head from a probe of its own
     for layer in range(trace.n_layers):
         for head in range(trace.n_heads):
             sources = result.sources(layer, head)
             assert sources.shape == (trace.seq_len,)
             assert float(sources.sum()) == pytest.approx(float(result.heads[layer, head]), abs=1e-5)
+            torch.testing.assert_close(sources, probed.sources(layer, head), atol=1e-6, rtol=1e-5)
     mid = trace.attribution(TARGET, position=11)
     assert (mid.sources(1, 0)[12:] == 0).all()  # causal: no key after the position
 

@@ -72,6 +72,8 @@ class AttributionResult:
     pending: tuple[int, ...] = ()
     # per-layer readout of each head's output ([n_layers, n_heads, head_dim]), kept for sources
     _head_readout: torch.Tensor | None = field(default=None, repr=False)
+    # per layer, every head's sources ([n_heads, seq]) from the split's own probe, or None
+    _sources: list[torch.Tensor | None] | None = field(default=None, repr=False)
     _trace: Trace | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -142,6 +144,8 @@ class AttributionResult:
                     f"run ({edit.label}): its output there is the edit's value, not a mix of "
                     "source positions"
                 )
+        if self._sources is not None and self._sources[layer] is not None:
+            return self._sources[layer][head].clone()  # the split's probe had every head's
         sink = capture.probe(
             trace.parts.attentions[layer],
             trace.attention_call(layer),
@@ -265,6 +269,7 @@ class StagedAttribution:
         self.mlps = torch.full((n_layers,), float("nan"))
         self._readouts: list[torch.Tensor | None] = [None] * n_layers
         self._routes: dict[int, str] = {}  # layer -> where its sub-layer outputs came from
+        self._sources: list[torch.Tensor | None] = [None] * n_layers  # `_source_table`s
         self._position_run = None if trace.internals_kept else position_run.PositionRun(trace, pos)
 
     def _share(self, v: torch.Tensor) -> float:
@@ -290,9 +295,11 @@ class StagedAttribution:
             heads_in = {
                 layer: _head_inputs(trace, layer, pos, runner is not None) for layer in layers
             }
-            rows = _sublayer_rows(trace, pos, runner, {k: kv for k, (_, kv) in heads_in.items()})
+            kvs = {k: kv for k, (_, kv, _) in heads_in.items()}
+            rows = _sublayer_rows(trace, pos, runner, kvs)
+            del kvs
             for layer in layers:
-                (z, _), (attn_row, mlp_row, route) = heads_in[layer], rows[layer]
+                (z, _, sink), (attn_row, mlp_row, route) = heads_in.pop(layer), rows[layer]
                 device = self._summed.device
                 added = attn_row.float().to(device) + mlp_row.float().to(device)
                 stream = trace.resid_post(layer)[pos].float() - trace.resid_pre(layer)[pos]
@@ -306,6 +313,8 @@ class StagedAttribution:
                 self._summed += added
                 self._readouts[layer] = head_readout
                 self._routes[layer] = route
+                if sink is not None:
+                    self._sources[layer] = _source_table(sink, head_readout, trace.seq_len)
             if not self.pending:
                 _check(
                     self._summed,
@@ -361,6 +370,7 @@ class StagedAttribution:
             blocks=self.blocks.clone(),
             pending=tuple(self.pending),
             _head_readout=readouts,
+            _sources=list(self._sources),
             _trace=self.trace,
         )
 
@@ -381,14 +391,31 @@ def _check_added(added, stream, post, tol: float, layer: int, trace: Trace) -> N
 
 def _head_inputs(trace: Trace, layer: int, pos: int, keep_kv: bool):
     """(the output projection's input at `pos` [n_heads, head_dim], the layer's keys and values
-    if `keep_kv`, else None): one query row of the layer's attention."""
+    if `keep_kv` else None, the probe's sink or None): one query row of the layer's attention."""
     if any(e.layer == layer and e.site == "head" for e in trace.edits):
         # the run edited heads here: their outputs as the run had them (the whole layer rerun)
         from lmscope.edits import head_outputs
 
-        return head_outputs(trace, layer)[pos].float(), None
+        return head_outputs(trace, layer)[pos].float(), None, None
     sink = capture.probe(trace.parts.attentions[layer], trace.attention_call(layer), rows=[pos])
-    return sink["output"][0, 0].float(), (sink["key"], sink["value"]) if keep_kv else None
+    kv = (sink["key"], sink["value"]) if keep_kv else None
+    return sink["output"][0, 0].float(), kv, sink
+
+
+def _source_table(sink, head_readout: torch.Tensor, seq: int) -> torch.Tensor | None:
+    """[n_heads, seq] every head's share by key position (see `sources`) from one probe of all
+    heads, or None where its weights or values are not laid out one row per head and one value
+    head per group of query heads."""
+    weights, value = sink["weights"], sink["value"]  # [1, heads, 1, seq], [1, kv, seq, head_dim]
+    n_heads, head_dim = head_readout.shape
+    if weights.shape != (1, n_heads, 1, seq) or value.dim() != 4 or value.shape[2] != seq:
+        return None
+    kv = value.shape[1]
+    if n_heads % kv or value.shape[-1] != head_dim:
+        return None
+    readout = head_readout.to(value.device).view(kv, n_heads // kv, head_dim)
+    through = torch.einsum("ksd,kgd->kgs", value[0].float(), readout).reshape(n_heads, seq)
+    return (weights[0, :, 0].float() * through).cpu()
 
 
 def _sublayer_rows(
