@@ -321,6 +321,63 @@ def test_token_colors_fill_while_the_event_loop_is_idle(monkeypatch):
     np.testing.assert_array_equal(_decoded(w.neighbors), w.neighbor_table(0))
 
 
+def test_token_colors_idle_steps_are_a_block_or_a_cut_each(monkeypatch):
+    """Each idle step is one block of a neighbour table, one block rerun or one normalized cut,
+    and what they build equals the whole computation."""
+    monkeypatch.setattr(token_colors_widget, "EAGER_TOKENS", 100)
+    model = long_inspector().model
+    tr = lmscope.Inspector(model, trace_internals="recompute").run(tiny_ids(300, seed=3))
+    w_streams = ("attn_out", "mlp_out", "resid_post")
+    kept = long_trace(300)  # the same prompt, internals kept: the whole tables, 1,024 rows a block
+    whole = [coloring.token_neighbors(kept, stream=s, layer=1, n_neighbors=4) for s in w_streams]
+    monkeypatch.setattr(coloring, "NEIGHBOR_ROWS", 64)  # 5 blocks of a table's 300 rows
+    w = TokenColors(tr, layer=1, n_neighbors=4)
+    w._next_step()  # block 1's rerun: the first pass of its rows
+    assert w.color_slices == [[0, 1], [1, 1], [2, 1]]
+    for _ in range(3 * 5 - 1):
+        w._next_step()
+        assert w.neighbors_layer == -1
+    w._next_step()  # the last block of the last table: the tables are sent
+    assert w.neighbors_layer == 1
+    np.testing.assert_array_equal(_decoded(w.neighbors), torch.stack(whole).numpy())
+    reruns = 0
+    for layer in range(tr.n_layers):
+        if not tr.stream_stored("attn_out", layer):  # a block's rerun is a step of its own
+            reruns += 1
+            w._next_step()
+            assert tr.stream_stored("attn_out", layer) and tr.stream_stored("mlp_out", layer)
+            assert w._spectral_done == 3 * layer
+        for i in range(3):  # one normalized cut a step
+            w._next_step()
+            assert w._spectral_done == 3 * layer + i + 1
+    assert not w.exact and reruns >= tr.n_layers - 1  # block 1 may still be cached
+    assert not w._next_step()  # the colors, from the cached cuts: the last step
+    assert w.exact and w._steps is None
+    np.testing.assert_array_equal(
+        _decoded(w.colors).reshape(3, tr.n_layers, 300, 3), _eager_colors(300, w.streams)
+    )
+
+
+def test_token_colors_later_layer_neighbours_come_in_steps(monkeypatch):
+    """Once exact, a long prompt's slider move sends that layer's neighbours from idle steps."""
+    monkeypatch.setattr(token_colors_widget, "EAGER_TOKENS", 100)
+    monkeypatch.setattr(coloring, "NEIGHBOR_ROWS", 64)
+    tr = long_trace(300)
+    w = TokenColors(tr, layer=1, n_neighbors=4).fill_all()
+
+    async def move():
+        w.layer = 2
+        assert w.neighbors_layer == 1 and w._steps is not None  # not computed in the handler
+        for _ in range(100):
+            await asyncio.sleep(0)
+        return w.neighbors_layer
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, move()).result() == 2
+    assert w._steps is None
+    np.testing.assert_array_equal(_decoded(w.neighbors), w.neighbor_table(2))
+
+
 def test_token_view_takes_its_softmaxes_block_by_block():
     tr = long_trace()
     w = lmscope.TokenView(tr)

@@ -24,7 +24,7 @@ the cache forgets it when it is garbage-collected).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -226,6 +226,20 @@ def token_neighbors(trace: Trace, *, stream: str, layer: int, n_neighbors: int =
     Similarity is cosine between rows centered on the regular tokens' mean (the space the colors
     are fitted in); with fewer than n_neighbors+1 tokens the table is padded with -1.
     """
+    steps = neighbor_steps(trace, stream=stream, layer=layer, n_neighbors=n_neighbors)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def neighbor_steps(
+    trace: Trace, *, stream: str, layer: int, n_neighbors: int = 5
+) -> Generator[None, None, torch.Tensor]:
+    """`token_neighbors` a block of NEIGHBOR_ROWS query rows at a time: yields between blocks
+    (a view's idle steps: 1,024 x 8,192 similarities a step at 8k tokens, not all 8,192 rows)
+    and returns the table (`table = yield from neighbor_steps(...)`)."""
     stream = check_choice("stream", stream, VIEW_STREAMS)
     layer = check_index("layer", layer, trace.n_layers)
     k = check_count("n_neighbors", n_neighbors)
@@ -236,13 +250,16 @@ def token_neighbors(trace: Trace, *, stream: str, layer: int, n_neighbors: int =
         return out
     with torch.no_grad():
         z = directions(x, outlier_mask(x))
-        # a block of rows at a time: the [seq, seq] similarity is 256 MB at 8,192 tokens
-        for a in range(0, seq, NEIGHBOR_ROWS):
+    # a block of rows at a time: the [seq, seq] similarity is 256 MB at 8,192 tokens
+    for a in range(0, seq, NEIGHBOR_ROWS):
+        if a:
+            yield
+        with torch.no_grad():
             sim = z[a : a + NEIGHBOR_ROWS] @ z.T
             rows = torch.arange(sim.shape[0], device=sim.device)
             sim[rows, rows + a] = -float("inf")
             top = sim.topk(min(k, seq - 1), dim=-1).indices.cpu()
-            out[a : a + NEIGHBOR_ROWS, : top.shape[1]] = top
+        out[a : a + NEIGHBOR_ROWS, : top.shape[1]] = top
     return out
 
 

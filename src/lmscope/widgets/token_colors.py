@@ -20,9 +20,10 @@ a cheap first pass instead (`exact` is False): the shown layer's colors from
 it. Only rows whose activations the trace holds are in the first state: when it recomputes its
 internals (long prompts), the attention and MLP rows need their block rerun, which runs as the
 first of the steps done while the kernel is idle, after the residual stream's row is on screen.
-Then the neighbour table, then the spectral colors a normalized cut at a time (`status` says
-what is pending and how far); they replace the first pass when done: the same colors a short
-prompt gets. Without a running event loop (a script) `fill_all()` computes them.
+Then the neighbour table (a block of query rows a step; a later layer's too), then the
+spectral colors a normalized cut (or a block rerun) a step (`status` says what is pending and
+how far); they replace the first pass when done: the same colors a short prompt gets. Without
+a running event loop (a script) `fill_all()` computes them.
 """
 
 from __future__ import annotations
@@ -181,11 +182,17 @@ class TokenColors(LmscopeWidget):
             yield
 
     def _long_steps(self) -> Iterator[None]:
-        """The rest of a long prompt's work, one normalized cut (or neighbour table) a step:
-        the shown layer's neighbours first, then every layer's embedding, then the colors."""
+        """The rest of a long prompt's work, one normalized cut (or block rerun, or block of a
+        neighbour table) a step: the shown layer's neighbours first, then every layer's
+        embedding, then the colors."""
         yield from self._neighbor_steps()
-        # layer by layer: a recomputed block serves its attention and MLP rows in turn
+        # layer by layer: a recomputed block serves its attention and MLP rows in turn; its
+        # rerun is a step of its own (5 s at 8,192 tokens, as long as a normalized cut)
         for layer in range(self.n_layers):
+            if not all(self.trace.stream_stored(s, layer) for s in self.streams):
+                for stream in self.streams:
+                    self.trace.stream(stream, layer)
+                yield
             for stream in self.streams:
                 coloring.spectral_embedding(self.trace, stream, [layer], self.seed)  # cached
                 self._spectral_done += 1
@@ -204,7 +211,10 @@ class TokenColors(LmscopeWidget):
         for i, stream in enumerate(self.streams):
             if i:
                 yield
-            tables.append(self._neighbors_of(stream, layer))
+            steps = coloring.neighbor_steps(
+                self.trace, stream=stream, layer=layer, n_neighbors=self.n_neighbors
+            )
+            tables.append((yield from steps))  # a block of query rows a step
         if layer == self.layer:  # sent with the last table's step, not one step later
             with self.hold_sync():
                 self.neighbors = torch.stack(tables).to(torch.int32).numpy()
@@ -246,6 +256,10 @@ class TokenColors(LmscopeWidget):
                 steps = _chain(self._pending_steps(layer), self._neighbor_steps(), self._steps)
                 self._start_steps(steps)
                 return
+        elif self.trace.seq_len > EAGER_TOKENS and loop_running():
+            # three tables of a long prompt take seconds: a block of rows per idle step
+            self._start_steps(self._neighbor_steps())
+            return
         self._update_neighbors()
 
 
