@@ -10,7 +10,9 @@ over every widget the view is made of (a composite's table, plots, marks and sca
 fill the rest of their data afterwards (the lens on scroll, token colours in the background)
 also get the time until everything is there ("complete"). The dashboard is timed from its
 constructor (it opens the Tokens tab) and then per tab switch. `--skip View@N` leaves a view out
-at one length (the eager lens at 8k took 338 s).
+at one length (the eager lens at 8k took 338 s). AttentionGridDiff is the grid's difference mode
+as the dashboard shows it after an edit: the run with head 1 of block 0 ablated (its forward
+timed apart, like the first) minus the plain run, at layer 5.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ VIEWS = (
     "TokenView",
     "AttentionLines",
     "AttentionGrid",
+    "AttentionGridDiff",
     "AttentionExplorer",
     "LogitLens",
     "TokenColors",
@@ -70,13 +73,18 @@ def widget_bytes(widget: ipw.Widget, seen: set[int] | None = None) -> int:
     return total
 
 
-def make_view(name: str, tr):
+EDIT = lmscope.Ablate(0, head=1)
+
+
+def make_view(name: str, tr, edited=None):
     if name == "TokenView":
         return lmscope.TokenView(tr)
     if name == "AttentionLines":
         return lmscope.AttentionLines(tr, layer=5, head=1)
     if name == "AttentionGrid":
         return lmscope.AttentionGrid(tr)
+    if name == "AttentionGridDiff":
+        return lmscope.AttentionGrid(edited, layer=5, compare=tr, mode="diff")
     if name == "AttentionExplorer":
         return lmscope.AttentionExplorer(tr)
     if name == "LogitLens":
@@ -143,6 +151,11 @@ def main() -> None:
             f"{memory.budget_bytes(cpu) / 1e9:.1f} GB; peak RSS {rss_mb():.0f} MB\n",
             flush=True,
         )
+        edited = None
+        if "AttentionGridDiff" in args.views and f"AttentionGridDiff@{n}" not in args.skip:
+            t0 = time.perf_counter()
+            edited = ins.run(ids, edits=[EDIT])
+            print(f"edited forward ({EDIT.label}) {time.perf_counter() - t0:.1f} s\n", flush=True)
         row("view", "first state (s)", "synced (KB)", "complete (s)", "load after")
         row(*["---"] * 5)
         for name in args.views:
@@ -151,7 +164,7 @@ def main() -> None:
                 continue
             gc.collect()
             t0 = time.perf_counter()
-            view = make_view(name, tr) if name != "Dashboard" else lmscope.Dashboard(tr)
+            view = make_view(name, tr, edited) if name != "Dashboard" else lmscope.Dashboard(tr)
             first = time.perf_counter() - t0
             size = widget_bytes(view)
             done = complete(view) if args.complete else None
@@ -176,7 +189,9 @@ def main() -> None:
             del view
         print(f"\npeak RSS {rss_mb():.0f} MB", flush=True)
         tr.release()
-        del tr
+        if edited is not None:
+            edited.release()
+        del tr, edited
 
 
 if __name__ == "__main__":

@@ -14,7 +14,15 @@ import torch
 import transformers as tf
 
 import lmscope
-from _models import _DECODER, TINY_FAMILIES, hook_snapshot, tiny_ids, tiny_model
+from _models import (
+    _DECODER,
+    PROSE_THEN_CODE,
+    TINY_FAMILIES,
+    default_inspector,
+    hook_snapshot,
+    tiny_ids,
+    tiny_model,
+)
 from lmscope import _wire, attention, coloring, lens
 from lmscope.widgets import logit_lens as logit_lens_widget
 from lmscope.widgets import token_colors as token_colors_widget
@@ -188,6 +196,127 @@ def test_grid_at_long_length_starts_from_a_first_pass_and_holds_no_full_pattern(
     # by head, through every layer: each layer's one head (short enough to be exact at once)
     grid.by = "head"
     assert grid.panel_a["shape"] == [tr.n_layers, 128, 128] and grid.exact
+
+
+@cache
+def edited_long_trace(n: int = LONG, seed: int = 3):
+    """The long prompt run again with a head of block 0 ablated: every later layer's patterns
+    differ from the plain run's (the dashboard's difference grid after an edit)."""
+    return long_inspector().run(tiny_ids(n, seed=seed), edits=[lmscope.Ablate(0, head=1)])
+
+
+@cache
+def diff_pair(n: int = 700) -> tuple:
+    """A plain and an edited run of their own prompt: what these tests cache on them touches
+    no other test's trace."""
+    return long_inspector().run(tiny_ids(n, seed=5)), edited_long_trace(n, seed=5)
+
+
+def _whole_difference(a, b, layer: int, head: int, size: int, mute_sink: bool = False):
+    ma, mb = a.head(layer, head).float(), b.head(layer, head).float()
+    if mute_sink:
+        ma, mb = attention.without_sink(ma), attention.without_sink(mb)
+    return attention.pool(ma - mb, size)
+
+
+@pytest.mark.parametrize("mute_sink", [False, True])
+def test_grid_difference_pooled_block_by_block_equals_pooling_the_whole_difference(
+    monkeypatch, mute_sink
+):
+    a, b = diff_pair(700)
+    monkeypatch.setattr(attention, "BLOCK_BYTES", 700 * 4 * 5 * 3 * 37)  # blocks of 37 rows
+    heads = [0, 2, 3]
+    got = attention.pooled_heads(a, 1, heads, 96, mute_sink=mute_sink, minus=b)
+    # the grid function takes the same route (every head of the layer)
+    every = attention.grid_difference(a, b, layer=1, size=96, mute_sink=mute_sink)
+    torch.testing.assert_close(every[heads], got, rtol=0, atol=0)
+    first = attention.first_pass_pool(a, 1, heads, 96, mute_sink=mute_sink, minus=b)
+    for i, h in enumerate(heads):
+        want = _whole_difference(a, b, 1, h, 96, mute_sink)
+        assert (want > 0).any() and (want < 0).any()  # both signs, or the test proves little
+        torch.testing.assert_close(got[i], want, rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(_as_wire(got[i], "activation"), _as_wire(want, "activation"))
+        # a first pass sees fewer rows: never a larger difference than the exact one
+        assert (first[i].abs() <= want.abs() + 1e-7).all() and (first[i] != want).any()
+
+
+def test_grid_difference_at_long_length_starts_from_a_first_pass_and_holds_no_full_pattern():
+    a, b = long_trace(), edited_long_trace()
+
+    def held() -> tuple:  # bytes each trace holds, and which heads of layer 2 it has cached
+        cached = [
+            [h for h in range(a.n_heads) if tr.cached_head(2, h) is not None] for tr in (a, b)
+        ]
+        return a.stored_bytes(), b.stored_bytes(), cached
+
+    before = held()
+    assert before[2][1] == []  # the edited run has no pattern of layer 2 yet
+    grid = AttentionGrid(a, layer=2, compare=b, mode="diff")
+    assert not grid.exact and grid.status.startswith("first pass")
+    assert "exact max-pooling: 0%" in grid.status
+    assert grid.diff["shape"] == [a.n_heads, 128, 128] and grid.panel_a is None
+    assert grid.synced_bytes() < 200_000
+    first = _decoded(grid.diff)
+    np.testing.assert_array_equal(
+        first,
+        _as_wire(attention.first_pass_pool(a, 2, range(a.n_heads), 128, minus=b), "activation"),
+    )
+    grid.fill_all()
+    assert grid.exact and grid.status == ""
+    # no [seq, seq] pattern of either trace was computed whole and cached
+    assert held() == before
+    exact = _decoded(grid.diff)
+    assert (np.abs(first) <= np.abs(exact)).all() and (first != exact).any()
+    # side by side: both panels start as first passes and end exact, still nothing cached
+    grid.mode = "side"
+    assert not grid.exact and grid.diff is None
+    grid.fill_all()
+    assert grid.exact and held() == before
+    # one head from its whole patterns (computed and cached now) is the same picture
+    ma, mb = a.head(2, 3).float(), b.head(2, 3).float()
+    for got, want, kind in (
+        (exact, ma - mb, "activation"),
+        (_decoded(grid.panel_a), ma, "unit"),
+        (_decoded(grid.panel_b), mb, "unit"),
+    ):
+        np.testing.assert_array_equal(got[3], _as_wire(attention.pool(want, 128), kind))
+
+
+def test_grid_difference_fills_while_the_event_loop_is_idle(monkeypatch):
+    monkeypatch.setattr(attention, "BLOCK_BYTES", 700 * 4 * 5 * 4 * 37)  # blocks of 37 rows
+    a, b = diff_pair(700)
+
+    def build():
+        return AttentionGrid(a, layer=1, size=64, compare=b, mode="diff")
+
+    grid, seen = _built_under_a_running_loop(build)
+    assert grid.exact and len(seen) > 3 and any("%" in s for s in seen)
+    want = torch.stack([_whole_difference(a, b, 1, h, 64) for h in range(a.n_heads)])
+    np.testing.assert_array_equal(_decoded(grid.diff), _as_wire(want, "activation"))
+
+
+def test_grid_difference_on_the_default_model_equals_the_difference_of_whole_patterns(
+    monkeypatch,
+):
+    # SmolLM2 at ~330 tokens, blocks of 40 query rows as a prompt 25x longer would have them:
+    # the dashboard's grid after an edit (edited minus original)
+    ins = default_inspector()
+    ids = ins.tokenizer(PROSE_THEN_CODE * 4, return_tensors="pt").input_ids[0]
+    plain = ins.run(ids)
+    edited = ins.run(ids, edits=[lmscope.Ablate(2, head=4)])
+    seq = plain.seq_len
+    monkeypatch.setattr(attention, "BLOCK_BYTES", seq * 4 * 5 * plain.n_heads * 40)
+    grid = AttentionGrid(edited, layer=6, size=64, compare=plain, mode="diff")
+    assert not grid.exact and grid.diff["shape"] == [plain.n_heads, 64, 64]
+    first = _decoded(grid.diff)
+    grid.fill_all()
+    assert grid.exact
+    assert all(tr.cached_head(6, h) is None for tr in (plain, edited) for h in range(9))
+    want = torch.stack([_whole_difference(edited, plain, 6, h, 64) for h in range(9)])
+    assert want.abs().max() > 1e-3  # the ablation moved layer 6's attention
+    got = _decoded(grid.diff)
+    np.testing.assert_array_equal(got, _as_wire(want, "activation"))
+    assert (np.abs(first) <= np.abs(got)).all()
 
 
 def _built_under_a_running_loop(build):

@@ -304,8 +304,18 @@ def grid_difference(
     size: int = 128,
     mute_sink: bool = False,
 ) -> torch.Tensor:
-    """[cells, r, r] pattern of `a` minus pattern of `b`, cell by cell as in `grid`, taken at
-    full resolution and then pooled keeping the signed value of largest magnitude."""
+    """[cells, r, r] pattern of `a` minus pattern of `b`, cell by cell as in `grid`, pooled
+    keeping the signed value of largest magnitude. On a long prompt each layer's heads are
+    taken block by block of query rows (`pooled_heads` with `minus=b`): the pooled full
+    difference, without either [seq, seq] pattern existing whole."""
+    check_same_length(a, b)
+    size = check_count("size", size)
+    where, _ = grid_cells(a, by, layer, head)
+    return grid_heatmaps(a, where, size, mute_sink=mute_sink, minus=b)
+
+
+def check_same_length(a: Trace, b: Trace) -> None:
+    """A difference of patterns needs two runs of the same model over as many tokens."""
     if a.seq_len != b.seq_len:
         raise InputError(
             f"a difference needs prompts of the same length: {a.seq_len} vs {b.seq_len} tokens; "
@@ -313,14 +323,75 @@ def grid_difference(
         )
     if (a.n_layers, a.n_heads) != (b.n_layers, b.n_heads):
         raise InputError("a difference needs two traces of the same model")
-    where, _ = grid_cells(a, by, layer, head)
-    cells = []
-    for block, h in where:
-        ma, mb = a.head(block, h).float(), b.head(block, h).float()
-        if mute_sink:
-            ma, mb = without_sink(ma), without_sink(mb)
-        cells.append(pool((ma - mb).cpu(), size))
-    return torch.stack(cells)
+
+
+def by_layer(where: Sequence[tuple[int, int]]) -> dict[int, list[int]]:
+    """The (layer, head) cells grouped by layer, in order: {layer: [heads]}."""
+    groups: dict[int, list[int]] = {}
+    for layer, head in where:
+        groups.setdefault(layer, []).append(head)
+    return groups
+
+
+def pooled_cell(
+    trace: Trace,
+    layer: int,
+    head: int,
+    size: int,
+    *,
+    mute_sink: bool = False,
+    minus: Trace | None = None,
+) -> torch.Tensor:
+    """[r, r] one head's heatmap (minus `minus`'s same head) pooled from its whole pattern:
+    the route of a short prompt, or of a pattern that is already cached."""
+    m = trace.head(layer, head).float()
+    m = without_sink(m) if mute_sink else m
+    if minus is not None:
+        other = minus.head(layer, head).float()
+        m = m - (without_sink(other) if mute_sink else other)
+    return pool(m.cpu(), size)
+
+
+def grid_heatmaps(
+    trace: Trace,
+    where: Sequence[tuple[int, int]],
+    size: int,
+    *,
+    mute_sink: bool = False,
+    minus: Trace | None = None,
+    first_pass: bool = False,
+    long: dict[int, list[int]] | None = None,
+) -> torch.Tensor:
+    """[cells, r, r] the heatmap of each (layer, head) in `where` (`trace`'s probabilities, or
+    their difference from `minus`'s). The layers of `long` (by default `long_layers`) are
+    pooled block by block of query rows, or are their `first_pass_pool` when `first_pass`; the
+    others come from their whole pattern."""
+    long = long_layers(trace, where, size, minus=minus) if long is None else long
+    r = min(trace.seq_len, size)
+    cells = torch.empty(len(where), r, r)
+    index = {cell: i for i, cell in enumerate(where)}
+    for layer, heads in by_layer(where).items():
+        if layer in long:
+            how = first_pass_pool if first_pass else pooled_heads
+            pooled = how(trace, layer, heads, size, mute_sink=mute_sink, minus=minus)
+        else:
+            pooled = [
+                pooled_cell(trace, layer, h, size, mute_sink=mute_sink, minus=minus) for h in heads
+            ]
+        for h, cell in zip(heads, pooled, strict=True):
+            cells[index[layer, h]] = cell
+    return cells
+
+
+def long_layers(
+    trace: Trace, where: Sequence[tuple[int, int]], size: int, *, minus: Trace | None = None
+) -> dict[int, list[int]]:
+    """The layers of `where` (each with its heads) that a grid pools block by block."""
+    return {
+        layer: heads
+        for layer, heads in by_layer(where).items()
+        if pools_by_blocks(trace, layer, heads, size, minus=minus)
+    }
 
 
 def _bins(n: int, out: int) -> tuple[list[int], list[int]]:
@@ -329,32 +400,82 @@ def _bins(n: int, out: int) -> tuple[list[int], list[int]]:
 
 
 def pooled_heads(
-    trace: Trace, layer: int, heads: Sequence[int], size: int, *, mute_sink: bool = False
+    trace: Trace,
+    layer: int,
+    heads: Sequence[int],
+    size: int,
+    *,
+    mute_sink: bool = False,
+    minus: Trace | None = None,
 ) -> torch.Tensor:
     """[len(heads), r, r] float32 CPU: `pool` of each head's probabilities (after
-    `without_sink` when muted), computed from blocks of query rows that line up with the pooled
+    `without_sink` when muted; minus `minus`'s, pooled keeping the signed value of largest
+    magnitude, when given), computed from blocks of query rows that line up with the pooled
     rows, so a head's [seq, seq] pattern never exists whole (256 MB at 8,192 tokens; its layer
     2.3 GB). Each block's rows come from the family's eager attention like every pattern
-    (`capture.probe` with `rows`); a max over a bin is the max over its rows' key bins, so the
-    result is the pooled full pattern."""
+    (`capture.probe` with `rows`); a max (and a min) over a bin is the max (min) over its rows'
+    key bins, so the result is the pooled full pattern."""
     out = torch.empty(len(heads), min(trace.seq_len, size), min(trace.seq_len, size))
-    for _ in pool_blocks(trace, layer, heads, size, out, mute_sink=mute_sink):
+    for _ in pool_blocks(trace, layer, heads, size, out, mute_sink=mute_sink, minus=minus):
         pass
     return out
 
 
 def first_pass_pool(
-    trace: Trace, layer: int, heads: Sequence[int], size: int, *, mute_sink: bool = False
+    trace: Trace,
+    layer: int,
+    heads: Sequence[int],
+    size: int,
+    *,
+    mute_sink: bool = False,
+    minus: Trace | None = None,
 ) -> torch.Tensor:
     """A cheap stand-in for `pooled_heads`: each pooled row from the first query row of its
-    bin only (one block of r rows instead of seq), so a weight is at most what the exact
-    max-pooled picture shows there."""
+    bin only (one block of r rows instead of seq), so a weight (a difference's magnitude) is at
+    most what the exact max-pooled picture shows there."""
     seq, r = trace.seq_len, min(trace.seq_len, size)
     starts, _ = _bins(seq, r)
-    weights = next(_probe_rows(trace, layer, list(heads), [starts]))
-    if mute_sink:
-        weights = without_sink(weights)
-    return F.adaptive_max_pool1d(weights.reshape(-1, 1, seq), r).reshape(len(heads), r, r).cpu()
+    weights = next(_weight_rows(trace, layer, list(heads), [starts], mute_sink, minus))
+    hi, lo = _key_pool(weights, r, signed=minus is not None)
+    return _signed(hi, lo).cpu()
+
+
+def _weight_rows(
+    trace: Trace,
+    layer: int,
+    heads: list[int],
+    blocks: list[list[int]],
+    mute_sink: bool,
+    minus: Trace | None,
+) -> Iterator[torch.Tensor]:
+    """[heads, rows, seq] of each block of query rows: `trace`'s probabilities (muted when
+    asked), minus `minus`'s when given."""
+    mine = _probe_rows(trace, layer, heads, blocks)
+    theirs = _probe_rows(minus, layer, heads, blocks) if minus is not None else None
+    for weights in mine:
+        weights = without_sink(weights) if mute_sink else weights
+        if theirs is not None:
+            other = next(theirs)
+            weights = weights - (without_sink(other) if mute_sink else other)
+        yield weights
+
+
+def _key_pool(
+    weights: torch.Tensor, r: int, *, signed: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """[heads, rows, seq] -> the max (and, for signed values, the min) over each of r key bins:
+    [heads, rows, r] each."""
+    heads, rows, seq = weights.shape
+    flat = weights.reshape(-1, 1, seq)
+    hi = F.adaptive_max_pool1d(flat, r).reshape(heads, rows, r)
+    lo = -F.adaptive_max_pool1d(-flat, r).reshape(heads, rows, r) if signed else None
+    return hi, lo
+
+
+def _signed(hi: torch.Tensor, lo: torch.Tensor | None) -> torch.Tensor:
+    """The value of largest magnitude from a bin's max and min (the max when they tie), as
+    `pool` keeps it."""
+    return hi if lo is None else torch.where(hi.abs() >= lo.abs(), hi, lo)
 
 
 def pool_blocks(
@@ -365,13 +486,17 @@ def pool_blocks(
     out: torch.Tensor,
     *,
     mute_sink: bool = False,
+    minus: Trace | None = None,
 ) -> Iterator[float]:
     """Fill `out` ([heads, r, r]) as `pooled_heads` does, one block of rows per step; yields
     the fraction done after each."""
     seq, heads = trace.seq_len, list(heads)
     r = min(seq, size)
     starts, ends = _bins(seq, r)
-    max_rows = max(1, BLOCK_BYTES // (len(heads) * seq * 4 * 3))
+    # a block holds probabilities, scores and mask rows; a difference holds both runs' and
+    # the difference itself
+    floats_per_row = len(heads) * seq * (3 if minus is None else 5)
+    max_rows = max(1, BLOCK_BYTES // (floats_per_row * 4))
     blocks = []  # (first bin, bin after the last)
     i = 0
     while i < r:
@@ -381,13 +506,14 @@ def pool_blocks(
         blocks.append((i, j))
         i = j
     rows = [list(range(starts[i], ends[j - 1])) for i, j in blocks]
-    for (i, j), weights in zip(blocks, _probe_rows(trace, layer, heads, rows), strict=True):
-        a, b = starts[i], ends[j - 1]
-        if mute_sink:
-            weights = without_sink(weights)
-        keys = F.adaptive_max_pool1d(weights.reshape(-1, 1, seq), r).reshape(len(heads), b - a, r)
+    probed = _weight_rows(trace, layer, heads, rows, mute_sink, minus)
+    for (i, j), weights in zip(blocks, probed, strict=True):
+        a = starts[i]
+        hi, lo = _key_pool(weights, r, signed=minus is not None)
         for k in range(i, j):
-            out[:, k] = keys[:, starts[k] - a : ends[k] - a].amax(1).cpu()
+            bin_rows = slice(starts[k] - a, ends[k] - a)
+            top = hi[:, bin_rows].amax(1)
+            out[:, k] = _signed(top, None if lo is None else lo[:, bin_rows].amin(1)).cpu()
         yield j / r
 
 
@@ -453,20 +579,25 @@ def head_line_blocks(
         yield b, Lines(found.query + a, found.key, found.value, found.strength)
 
 
-def long_enough_for_blocks(trace: Trace, layer: int, heads: list[int]) -> bool:
-    """Whether these heads' patterns are better taken block by block: together they would not
-    fit one block, they are not already computed, and the layer goes through the attention
-    interface (whose probe can compute some query rows only)."""
+def long_enough_for_blocks(
+    trace: Trace, layer: int, heads: list[int], *, minus: Trace | None = None
+) -> bool:
+    """Whether these heads' patterns (and `minus`'s, for a difference) are better taken block
+    by block: together they would not fit one block, they are not all already computed, and the
+    layer goes through the attention interface (whose probe can compute some query rows only)."""
     if trace.seq_len**2 * 4 * 3 * len(heads) <= BLOCK_BYTES:
         return False
-    if all(trace.cached_head(layer, h) is not None for h in heads):
+    traces = [trace] if minus is None else [trace, minus]
+    if all(tr.cached_head(layer, h) is not None for tr in traces for h in heads):
         return False
-    return trace.parts.pattern_route.get(layer, "interface") == "interface"
+    return all(tr.parts.pattern_route.get(layer, "interface") == "interface" for tr in traces)
 
 
-def pools_by_blocks(trace: Trace, layer: int, heads: list[int], size: int) -> bool:
+def pools_by_blocks(
+    trace: Trace, layer: int, heads: list[int], size: int, *, minus: Trace | None = None
+) -> bool:
     """Whether a grid pools these heads block by block (long enough, and pooled at all)."""
-    return trace.seq_len > size and long_enough_for_blocks(trace, layer, heads)
+    return trace.seq_len > size and long_enough_for_blocks(trace, layer, heads, minus=minus)
 
 
 @keyword_options
@@ -485,22 +616,4 @@ def grid(
     long prompt each layer's heads are pooled block by block (`pooled_heads`)."""
     size = check_count("size", size)
     where, labels = grid_cells(trace, by, layer, head)
-    by_layer: dict[int, list[int]] = {}
-    for block, h in where:
-        by_layer.setdefault(block, []).append(h)
-    pooled: dict[tuple[int, int], torch.Tensor] = {}
-    for block, heads in by_layer.items():
-        if pools_by_blocks(trace, block, heads, size):
-            for h, cell in zip(
-                heads, pooled_heads(trace, block, heads, size, mute_sink=mute_sink), strict=True
-            ):
-                pooled[block, h] = cell
-    cells = []
-    for block, h in where:
-        if (block, h) not in pooled:
-            m = trace.head(block, h).float()
-            if mute_sink:
-                m = without_sink(m)
-            pooled[block, h] = pool(m, size).cpu()
-        cells.append(pooled[block, h])
-    return torch.stack(cells), labels, where
+    return grid_heatmaps(trace, where, size, mute_sink=mute_sink), labels, where

@@ -7,10 +7,12 @@ cost. `layer` and `head` are the selection: by="layer" shows every head of `laye
 `head`, by="head" shows `head` in every layer and rings `layer`; clicking a heatmap sets both.
 `link(lines)` makes an AttentionLines follow them.
 
-On a long prompt (a layer's patterns too big for one block of `attention.BLOCK_BYTES`) a single
-grid starts from a first pass (`attention.first_pass_pool`: one query row per pooled row, a
-fraction of a second at 8,192 tokens) and is max-pooled exactly block by block while the
-kernel is idle (`status` says how far, `exact` turns True; `fill_all()` without a loop)."""
+On a long prompt (a layer's patterns too big for one block of `attention.BLOCK_BYTES`) every
+panel (one trace, two side by side, or their difference) starts from a first pass
+(`attention.first_pass_pool`: one query row per pooled row, a fraction of a second at 8,192
+tokens) and is max-pooled exactly block by block while the kernel is idle (`status` says how
+far, `exact` turns True; `fill_all()` without a loop); no [seq, seq] pattern of either trace
+is computed whole or cached."""
 
 from __future__ import annotations
 
@@ -26,10 +28,13 @@ from lmscope.widgets.base import LmscopeWidget, choice_check, index_check, stati
 from lmscope.widgets.traits import WireArray
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from lmscope.trace import Trace
     from lmscope.widgets.attention_lines import AttentionLines
 
 MODES = ("single", "side", "diff")
+FIRST_PASS = "first pass (one query row per pixel row)"
 
 
 def _label(trace: Trace, limit: int = 40) -> str:
@@ -142,88 +147,58 @@ class AttentionGrid(LmscopeWidget):
         with self.reporting_errors():
             self._refresh()
 
-    def _long_groups(self) -> dict[int, list[int]]:
-        """The layers of the cells shown (each with its heads) that pool block by block."""
-        where, _ = attention.grid_cells(self._trace, self.by, self.layer, self.head)
-        groups: dict[int, list[int]] = {}
-        for layer, head in where:
-            groups.setdefault(layer, []).append(head)
-        return {
-            layer: heads
-            for layer, heads in groups.items()
-            if attention.pools_by_blocks(self._trace, layer, heads, self.size)
-        }
-
-    def _first_pass(self, long: dict[int, list[int]]) -> None:
-        """A long prompt's grid: first-pass heatmaps now, the exact ones while idle."""
-        tr = self._trace
-        where, labels = attention.grid_cells(tr, self.by, self.layer, self.head)
-        r = min(tr.seq_len, self.size)
-        cells = torch.empty(len(where), r, r)
-        index = {cell: i for i, cell in enumerate(where)}
-        for layer, heads in long.items():
-            first = attention.first_pass_pool(tr, layer, heads, self.size, mute_sink=self.mute_sink)
-            for h, cell in zip(heads, first, strict=True):
-                cells[index[layer, h]] = cell
-        for i, (layer, h) in enumerate(where):
-            if layer not in long:  # short enough: exact at once, as on a short prompt
-                m = tr.head(layer, h).float()
-                m = attention.without_sink(m) if self.mute_sink else m
-                cells[i] = attention.pool(m, self.size)
-        shown = range(self.n_layers) if self.by == "head" else [self.layer]
-        with self.hold_sync():
-            self.labels = labels
-            self.cells = [list(w) for w in where]
-            self.panel_a, self.panel_b, self.diff = cells, None, None
-            self.note = attention.notes(tr, shown)
-            self.exact = False
-            self.status = "first pass (one query row per pixel row); exact max-pooling: 0%"
-            self.error = ""
-        self._start_steps(self._exact_steps(long, cells, index))
-
-    def _exact_steps(self, long: dict[int, list[int]], cells: torch.Tensor, index: dict):
-        """One block of query rows a step; each layer's exact heatmaps replace its first pass."""
-        r = cells.shape[-1]
-        for n, (layer, heads) in enumerate(long.items()):
-            out = torch.empty(len(heads), r, r)
-            steps = attention.pool_blocks(
-                self._trace, layer, heads, self.size, out, mute_sink=self.mute_sink
-            )
-            for done in steps:
-                share = (n + done) / len(long)
-                self.status = f"first pass (one query row per pixel row); exact: {share:.0%}"
-                yield
-            for h, cell in zip(heads, out, strict=True):
-                cells[index[layer, h]] = cell
-            self.panel_a = cells
-        with self.hold_sync():
-            self.exact, self.status = True, ""
+    def _panels(self) -> list[tuple[str, Trace, Trace | None]]:
+        """Each heatmap stack shown: its trait, its trace, and the trace subtracted from it."""
+        if self.mode == "diff":
+            return [("diff", self._trace, self._compare)]
+        if self.mode == "side":
+            return [("panel_a", self._trace, None), ("panel_b", self._compare, None)]
+        return [("panel_a", self._trace, None)]
 
     def _refresh(self) -> None:
-        opts = dict(
-            by=self.by, layer=self.layer, head=self.head, size=self.size, mute_sink=self.mute_sink
-        )
-        long = self._long_groups() if self.mode == "single" else {}
-        if long:
-            self._first_pass(long)
-            return
-        self._steps = None  # a short grid now: nothing of an earlier one is still to come
-        a = b = diff = None
-        if self.mode == "diff":
-            diff = attention.grid_difference(self._trace, self._compare, **opts)
-            where, labels = attention.grid_cells(self._trace, self.by, self.layer, self.head)
-        else:
-            a, labels, where = attention.grid(self._trace, **opts)
-            if self.mode == "side":
-                b, _, _ = attention.grid(self._compare, **opts)
+        """Every panel's heatmaps: exact at once on a short prompt; on a long one, each long
+        layer's first pass now and its exact pooling block by block while the kernel is idle."""
+        where, labels = attention.grid_cells(self._trace, self.by, self.layer, self.head)
+        shown: dict[str, torch.Tensor | None] = dict.fromkeys(("panel_a", "panel_b", "diff"))
+        pending = []  # (trait, trace, minus, long layers, their cells)
+        for trait, tr, minus in self._panels():
+            long = attention.long_layers(tr, where, self.size, minus=minus)
+            opts = dict(mute_sink=self.mute_sink, minus=minus, long=long)
+            shown[trait] = attention.grid_heatmaps(tr, where, self.size, first_pass=True, **opts)
+            if long:
+                pending.append((trait, tr, minus, long, shown[trait]))
+        layers = range(self.n_layers) if self.by == "head" else [self.layer]
         with self.hold_sync():
             self.labels = labels
             self.cells = [list(w) for w in where]
-            self.panel_a, self.panel_b, self.diff = a, b, diff
-            self.exact, self.status = True, ""
-            shown = range(self.n_layers) if self.by == "head" else [self.layer]
-            self.note = attention.notes(self._trace, shown)
+            self.panel_a, self.panel_b, self.diff = shown.values()
+            self.note = attention.notes(self._trace, layers)
+            self.exact = not pending
+            self.status = f"{FIRST_PASS}; exact max-pooling: 0%" if pending else ""
             self.error = ""
+        if pending:
+            self._start_steps(self._exact_steps(pending, where))
+        else:
+            self._steps = None  # a short grid now: nothing of an earlier one is still to come
+
+    def _exact_steps(self, pending: list, where: list[tuple[int, int]]) -> Iterator[None]:
+        """One block of query rows a step; each layer's exact heatmaps replace its first pass."""
+        index = {cell: i for i, cell in enumerate(where)}
+        total, n = sum(len(long) for _, _, _, long, _ in pending), 0
+        for trait, tr, minus, long, cells in pending:
+            r = cells.shape[-1]
+            for layer, heads in long.items():
+                out = torch.empty(len(heads), r, r)
+                opts = dict(mute_sink=self.mute_sink, minus=minus)
+                for done in attention.pool_blocks(tr, layer, heads, self.size, out, **opts):
+                    self.status = f"{FIRST_PASS}; exact max-pooling: {(n + done) / total:.0%}"
+                    yield
+                n += 1
+                for h, cell in zip(heads, out, strict=True):
+                    cells[index[layer, h]] = cell
+                setattr(self, trait, cells)
+        with self.hold_sync():
+            self.exact, self.status = True, ""
 
     def link(self, lines: AttentionLines) -> AttentionGrid:
         """Clicking a heatmap opens that layer and head in `lines` (one head, one block)."""
