@@ -155,7 +155,10 @@ def main() -> None:
         if "AttentionGridDiff" in args.views and f"AttentionGridDiff@{n}" not in args.skip:
             t0 = time.perf_counter()
             edited = ins.run(ids, edits=[EDIT])
-            print(f"edited forward ({EDIT.label}) {time.perf_counter() - t0:.1f} s\n", flush=True)
+            print(
+                f"edited forward ({edited.edits_text}) {time.perf_counter() - t0:.1f} s\n",
+                flush=True,
+            )
         row("view", "first state (s)", "synced (KB)", "complete (s)", "load after")
         row(*["---"] * 5)
         for name in args.views:
