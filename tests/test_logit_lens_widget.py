@@ -64,5 +64,14 @@ def test_plots_name_whole_layers_and_keep_legends_short():
     assert plots.count_ticks(13).tolist() == [0, 2, 4, 6, 8, 10, 12, 14]
     assert plots.count_ticks(1300).tolist() == list(range(0, 1401, 200))
     long = "<script>window.pwned=2</script>"
-    assert plots.legend_text(long) == long[:23] + "…" and plots.legend_text("Paris") == "Paris"
-    assert all(len(m.labels[0]) <= 24 for m in w._scatter if m.visible)
+    most = plots.LEGEND_COLUMNS
+    assert (
+        plots.legend_text(long) == long[: most - 1] + "…" and plots.legend_text("Paris") == "Paris"
+    )
+    # the token is cut, what is around it kept whole; a wide character counts two columns
+    assert plots.legend_text(long, before="8191: ") == "8191: <script>win…"
+    assert plots.legend_text("東京" * 10, after=" (post)") == "東京東京東…" + " (post)"
+    assert plots.fit_text("東京", 4) == "東京" and plots.fit_text("東京x", 4) == "東…"
+    title = plots.title_text("targets at position 8191 (", long, ")")
+    assert title == "targets at position 8191 (<scrip…)" and len(title) == plots.TITLE_COLUMNS
+    assert all(len(m.labels[0]) <= most for m in w._scatter if m.visible)

@@ -558,3 +558,67 @@ def _plots_are_light(page, control, svg: bytes, app: str) -> None:
     x = float(plot.get("x")) + tx + 0.6 * float(area.get("width"))
     y = float(plot.get("y")) + ty + 0.35 * float(area.get("height"))
     assert pixels[int(y * 2), int(x * 2)].min() > 200, pixels[int(y * 2), int(x * 2)]
+
+
+# each bqplot plot's title and legend against its own figure (the <svg> it is drawn in), and
+# each legend entry against the legend's box: [what, left, right, figure left, figure right]
+_PLOT_BOXES = """(root) => [...root.querySelectorAll('text.mainheading')].flatMap((title) => {
+  // the figure's viewport (a nested <svg>'s client box is its content's, not its own)
+  const svg = title.closest('svg'), m = svg.getScreenCTM();
+  const fig = { left: m.e, right: m.e + svg.width.baseVal.value * m.a };
+  const row = (what, e) => {
+    const r = e.getBoundingClientRect();
+    return [what, e.textContent, r.left, r.right, fig.left, fig.right];
+  };
+  const legend = title.closest('svg').querySelector('.g_legend');
+  const box = legend?.querySelector('rect');
+  const entries = [...(legend?.querySelectorAll('text') || [])].map((t) => {
+    const r = t.getBoundingClientRect(), b = box.getBoundingClientRect();
+    return ['entry', t.textContent, r.left, r.right, b.left, b.right];
+  });
+  return [row('title', title), ...(box ? [row('legend', legend)] : []), ...entries];
+})"""
+
+
+def _lens_with_long_labels():
+    """A lens whose plots' title and legends carry the hostile tokens (at most 34 characters):
+    a target tracked at the last position (a <script> token), two more positions compared."""
+    return lmscope.LogitLens(_trace(), top_k=3, targets=[179, 5], compare_positions=[1, 3])
+
+
+def _fits(boxes: list) -> None:
+    assert {b[0] for b in boxes} == {"title", "legend", "entry"}, boxes
+    for what, text, left, right, lo, hi in boxes:
+        assert lo - 1 <= left and right <= hi + 1, (
+            f"{what} {text!r}: {left:.0f}-{right:.0f} px out of {lo:.0f}-{hi:.0f}"
+        )
+
+
+def test_lens_plot_titles_and_legends_fit_their_plots(page, tmp_path):
+    """Long token text in the lens plots' titles and legends is cut with an ellipsis (text,
+    never markup) so that each title and legend box stays inside its own plot, on screen and in
+    the figure (before: the title ran past both edges, the softmax legend 134 px left of its
+    plot, over the other plot)."""
+    from lmscope.widgets.export import render_html
+    from lmscope.widgets.figures import _READY
+
+    view = _lens_with_long_labels()
+    svg = view.save_svg(OUT / "logit_lens_long_labels.svg").read_bytes()
+    root = _check_svg(svg, "lens")
+    view.save_png(OUT / "logit_lens_long_labels.png", scale=2)
+    page.set_content(f"<html><body style='margin:0'>{svg.decode()}</body></html>")
+    boxes = page.evaluate(f"({_PLOT_BOXES})(document)")
+    _fits(boxes)
+    # cut as text: the markup's head stays, literally, then an ellipsis
+    title = next(b[1] for b in boxes if b[0] == "title")
+    assert title.startswith("targets at position 13 (<script>") and title.endswith("…)"), title
+    entries = [b[1] for b in boxes if b[0] == "entry"]
+    assert "13: <script>windo…" in entries and '3: "><svg onload=…' in entries, entries
+    assert not root.findall(f".//{SVG}script")
+    page.set_viewport_size({"width": 640, "height": 900})  # two plots of ~300 px side by side
+    saved = tmp_path / "lens.html"
+    saved.write_text(render_html(view), encoding="utf-8")
+    page.goto(saved.as_uri())
+    page.wait_for_function(_READY, timeout=60_000)
+    page.wait_for_timeout(300)  # bqplot lays its legends out after the marks
+    _fits(page.evaluate(f"({_PLOT_BOXES})(document)"))

@@ -51,7 +51,8 @@ SCATTER_TOP = 100
 WINDOW = 32
 #: the most columns one "columns" request may ask for
 MAX_REQUEST = 256
-_HALF = {"width": "50%", "height": "300px"}  # the two plots side by side under the table
+# the two plots side by side under the table
+_HALF = {"width": "50%", "height": "300px", "min_width": plots.HALF_MIN_WIDTH}
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 #: what the table can show: one lens stage, or both interleaved
 SHOWN = (*lens.STAGES, "both")
@@ -307,7 +308,14 @@ class LogitLens(LmscopeComposite):
             x_ticks=plots.layer_ticks(self.trace.n_layers),
         )
         margin = (40, 40, 55, 10)
-        fig = plots.figure([lines], frame, **_HALF, margin=margin, legend_location="top-left")
+        fig = plots.figure(
+            [lines],
+            frame,
+            **_HALF,
+            margin=margin,
+            legend_location="top-left",
+            title_style=plots.TITLE_STYLE,
+        )
         fig.title = "target"
         return fig, lines
 
@@ -340,7 +348,16 @@ class LogitLens(LmscopeComposite):
             y_ticks=np.logspace(-5, 0, 6),  # decades: bqplot's own log ticks crowd
         )
         margin = (40, 40, 60, 10)
-        fig = plots.figure(marks, frame, **_HALF, margin=margin, legend_location="top-right")
+        # bottom left: under a distribution's top ranks (high on the left), and bqplot draws a
+        # right-hand legend past the plot's left edge
+        fig = plots.figure(
+            marks,
+            frame,
+            **_HALF,
+            margin=margin,
+            legend_location="bottom-left",
+            title_style=plots.TITLE_STYLE,
+        )
         fig.title = "softmax"
         return fig, marks
 
@@ -371,7 +388,7 @@ class LogitLens(LmscopeComposite):
                         ys.append(r.target_probs[:, pos].T.numpy())
                     else:
                         ys.append(r.target_ranks[:, pos].T.numpy().astype(float))
-                    labels += [plots.legend_text(f"{name} ({s})") for name in r.target_tokens]
+                    labels += [plots.legend_text(name, after=f" ({s})") for name in r.target_tokens]
                 y = np.concatenate(ys)
                 scale = self._lines.scales["y"]
                 if self.metric == "prob":
@@ -388,7 +405,9 @@ class LogitLens(LmscopeComposite):
                     self._lines.colors = [_COLORS[i % len(_COLORS)] for i in range(n_t)] * len(
                         self.results
                     )
-                self.line_fig.title = f"targets at position {pos} ({tokens[pos]!s})"
+                self.line_fig.title = plots.title_text(
+                    f"targets at position {pos} (", str(tokens[pos]), ")"
+                )
             for mark in self._scatter:  # a hidden mark would still leave a blank legend row
                 mark.visible = mark.display_legend = False
             for mark, p in zip(self._scatter, self.scatter_positions(), strict=False):
@@ -399,7 +418,7 @@ class LogitLens(LmscopeComposite):
                     mark.y = values.clamp_min(1e-12).numpy()
                     mark.names = lens.token_strings(self._tokenizer, ids.tolist())
                     mark.display_names = False
-                    mark.labels = [plots.legend_text(f"{p}: {tokens[p]}")]
+                    mark.labels = [plots.legend_text(str(tokens[p]), before=f"{p}: ")]
                     mark.visible = mark.display_legend = True
             self.scatter_fig.title = f"softmax at layer {layer} ({stage})"
 

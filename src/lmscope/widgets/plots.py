@@ -4,6 +4,7 @@ every plot in lmscope has the same margins, label styles and layout rules."""
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any
 
 import bqplot as bq
@@ -58,9 +59,48 @@ def count_ticks(top: float, most: int = 8) -> np.ndarray:
         power *= 10
 
 
-def legend_text(text: str, most: int = 24) -> str:
-    """A legend entry cut to `most` characters: bqplot grows a legend past its figure's edge."""
-    return text if len(text) <= most else text[: most - 1] + "…"
+#: a plot half a view wide is at least this wide (its figure's min_width), so that the budgets
+#: below hold: bqplot sizes a legend's box by its longest label's length (11 px a character,
+#: 14 px type) and never wraps or cuts a title
+HALF_MIN_WIDTH = "300px"
+#: a plot title's type, and the columns it keeps in a 235 px plot area (about 7 px a column)
+TITLE_STYLE = {"font-size": "14px"}
+TITLE_COLUMNS = 34
+#: the columns a legend entry keeps: its box (columns + 2) x 11 px from 8 px in stays inside
+#: a 235 px plot area when the legend is on the plot's left (bqplot's right-hand legends are
+#: shifted left by 16 px a character, past the plot's edge)
+LEGEND_COLUMNS = 18
+
+
+def _columns(ch: str) -> int:
+    return 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+
+
+def fit_text(text: str, most: int) -> str:
+    """`text` cut to `most` columns with an ellipsis (a wide character, CJK or emoji, counts
+    two): plain text, which bqplot sets as a text node."""
+    if sum(map(_columns, text)) <= most:
+        return text
+    out, used = [], 0
+    for ch in text:
+        used += _columns(ch)
+        if used > most - 1:
+            break
+        out.append(ch)
+    return "".join(out) + "…"
+
+
+def legend_text(text: str, *, before: str = "", after: str = "") -> str:
+    """A legend entry `before + text + after` in LEGEND_COLUMNS: `text` (a token) is cut with
+    an ellipsis, `before` and `after` (a position, a stage) are kept whole."""
+    room = max(4, LEGEND_COLUMNS - len(before) - len(after))
+    return f"{before}{fit_text(text, room)}{after}"
+
+
+def title_text(before: str, text: str, after: str = "") -> str:
+    """A plot title `before + text + after` in TITLE_COLUMNS, `text` cut with an ellipsis."""
+    room = max(4, TITLE_COLUMNS - len(before) - len(after))
+    return f"{before}{fit_text(text, room)}{after}"
 
 
 def figure(
