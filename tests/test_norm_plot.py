@@ -69,6 +69,9 @@ def test_composite_draws_fit_and_selection():
         w._beta_lines[2].y, norm_regression(tr, stream="mlp_out", lags=3).betas[:, 2]
     )
     assert "mlp_out" in w.beta_fig.title and w._beta_lines[2].visible
+    # the figure holds the shown lags' marks only (the zero line, and per lag a line and the
+    # filled and hollow points)
+    assert len(w.beta_fig.marks) == 1 + 3 * 3 and w._beta_lines[3] not in w.beta_fig.marks
     assert w.strips.y_label == "log ‖mlp_out‖" and w.strips.title.startswith("MLP output")
     w.mute_sink = False
     assert _drawn(w)[1].shape == (L, 40) and (w._hist.y.sum(1) == 40).all()

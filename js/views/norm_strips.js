@@ -26,7 +26,9 @@ const RADIUS = 2.1; // px: bqplot's default_size 14 (an area in px^2)
 const OPACITY = 0.55;
 const RING = 4.7; // px: the selected token's ring (bqplot size 70)
 const JITTER = 0.3; // the jitter's bound, in layers (uint8 0..255 -> -0.3..0.3)
-const SETTLE_MS = 150; // a new width held this long is redrawn
+const SETTLE_MS = 150; // a new width held this long is redrawn, once the page is idle:
+const IDLE_MS = 40; // an idle moment this long (the browser gives at most 50 ms)
+const MAX_WAIT_MS = 1500; // or after this long at the latest
 
 const hexRgb = (hex) => [1, 3, 5].map((i) => Number.parseInt(hex.slice(i, i + 2), 16));
 
@@ -302,10 +304,20 @@ function render({ model, el: root }) {
   retitle();
   load();
   // Jupyter renders detached: draw once the stage has a width, and again when it changes.
-  // While the width keeps changing (a saved page's widget manager adding the figures beside
-  // it, a panel being dragged) the picture drawn is stretched and redrawn once the width
-  // holds: each redraw blends every point (~100 ms at 8k tokens).
+  // While the width keeps changing (a saved page's widget manager adding the figures and
+  // controls around it, a panel being dragged) the picture drawn is stretched, and redrawn
+  // once the width has held and the page is idle: each redraw blends every point (~85 ms at
+  // 8k tokens), which held back the saved page's last bqplot figure.
   let settle = 0;
+  let idle = 0;
+  const whenIdle = (since) => {
+    if (!window.requestIdleCallback) return drawBase();
+    idle = requestIdleCallback((deadline) => {
+      const waited = performance.now() - since;
+      if (deadline.timeRemaining() < IDLE_MS && waited < MAX_WAIT_MS) whenIdle(since);
+      else drawBase();
+    });
+  };
   const resize = new ResizeObserver(() => {
     const w = Math.floor(stage.clientWidth);
     if (w === width) return;
@@ -315,12 +327,14 @@ function render({ model, el: root }) {
     }
     for (const c of [base, overlay]) c.style.width = `${w}px`;
     clearTimeout(settle);
-    settle = setTimeout(drawBase, SETTLE_MS);
+    window.cancelIdleCallback?.(idle);
+    settle = setTimeout(() => whenIdle(performance.now()), SETTLE_MS);
   });
   resize.observe(stage);
   requestAnimationFrame(drawBase);
   return () => {
     clearTimeout(settle);
+    window.cancelIdleCallback?.(idle);
     resize.disconnect();
   };
 }

@@ -358,6 +358,13 @@ class NormPlot(LmscopeComposite):
                 with mark.hold_sync():
                     idx = np.flatnonzero(keep)
                     mark.x, mark.y, mark.names = idx.astype(float), b[idx], names[idx]
+        # the figure holds the shown lags' marks only: bqplot builds a view for every mark it
+        # holds, hidden or not (19 of them for 6 lags; a saved page's last figure to draw)
+        lags = range(res.lags)
+        marks = [self._zero, *(self._beta_lines[j] for j in lags)]
+        marks += [self._beta_sig[j] for j in lags] + [self._beta_ns[j] for j in lags]
+        if self.beta_fig.marks != marks:
+            self.beta_fig.marks = marks
         shown = betas[np.isfinite(betas)]
         lo, hi = (min(0.0, shown.min()), max(0.0, shown.max())) if shown.size else (-1.0, 1.0)
         pad = 0.08 * (hi - lo or 1.0)
