@@ -89,6 +89,12 @@ def test_save_html_renders_offline(browser, tmp_path):
     )
     page.goto(path.as_uri())
     page.locator("[data-rendered='1'] canvas").first.wait_for(timeout=10_000)
+    # both plots drawn by the page's widget manager: the target line and the softmax points
+    page.wait_for_function(
+        "document.querySelectorAll('.bqplot.figure path.line').length > 0"
+        " && document.querySelectorAll('.bqplot.figure .dot').length >= 100",
+        timeout=30_000,
+    )
     shot(page, "logit_lens_static_export.png")
     page.close()
     assert not blocked
