@@ -258,10 +258,7 @@ class StagedAttribution:
             embed_row = trace.embeddings[pos].float()
             self.embed = self._share(embed_row)
             self.blocks = torch.tensor(
-                [
-                    self._share(trace.resid_post(layer)[pos].float() - trace.resid_pre(layer)[pos])
-                    for layer in range(n_layers)
-                ]
+                [self._share(_stream_step(trace, layer, pos)) for layer in range(n_layers)]
             )
         self._summed = embed_row.clone()  # the embeddings plus every split layer's parts
         self.heads = torch.full((n_layers, n_heads), float("nan"))
@@ -302,7 +299,7 @@ class StagedAttribution:
                 (z, _, sink), (attn_row, mlp_row, route) = heads_in.pop(layer), rows[layer]
                 device = self._summed.device
                 added = attn_row.float().to(device) + mlp_row.float().to(device)
-                stream = trace.resid_post(layer)[pos].float() - trace.resid_pre(layer)[pos]
+                stream = _stream_step(trace, layer, pos)
                 post = trace.resid_post(layer)[pos]
                 _check_added(added, stream.to(device), post, self.tol, layer, trace)
                 head_share, bias_share, head_readout = _layer_heads(
@@ -373,6 +370,13 @@ class StagedAttribution:
             _sources=list(self._sources),
             _trace=self.trace,
         )
+
+
+def _stream_step(trace: Trace, layer: int, pos: int) -> torch.Tensor:
+    """What block `layer` added to the stored stream at `pos` (its output minus its input; a
+    dispatched run may store the two beside different devices' blocks)."""
+    post = trace.resid_post(layer)[pos].float()
+    return post - trace.resid_pre(layer)[pos].float().to(post.device)
 
 
 def _check_added(added, stream, post, tol: float, layer: int, trace: Trace) -> None:
