@@ -141,8 +141,8 @@ def test_a_pattern_that_does_not_reproduce_the_model_is_refused(monkeypatch):
 
     real = capture._eager_mask
 
-    def unmasked(mask, module, query_len, dtype, device):  # as if lmscope got the mask wrong
-        return torch.zeros_like(real(mask, module, query_len, dtype, device))
+    def unmasked(*args, **kwargs):  # as if lmscope got the mask wrong
+        return torch.zeros_like(real(*args, **kwargs))
 
     monkeypatch.setattr(capture, "_eager_mask", unmasked)
     ins = lmscope.Inspector(tiny_model("qwen2"))
