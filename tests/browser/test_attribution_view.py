@@ -81,6 +81,7 @@ def test_blocks_not_split_yet_are_grey_until_a_click_splits_one(page, monkeypatc
     assert root.get_attribute("data-exact") == "false"
     assert "0 of 3 blocks" in page.locator(".lms-attr-status").text_content()
     assert "blocks not split yet" in page.locator(".lms-attr-parts").text_content()
+    shot(page, "attribution_pending.png")
     _click_head(page, w, 1, 2, hover_only=True)
     block = float(w.result.blocks[1])
     tip = page.locator(".lms-attr .lms-tip").text_content()
@@ -124,6 +125,7 @@ def test_a_long_prompts_sources_show_the_largest_in_order(page):
     assert chips.last.get_attribute("class").split() == ["lms-attr-src", "at"]
     assert page.locator(".lms-attr-gap").count() > 0
     assert "255 of 399 earlier tokens" in page.locator(".lms-attr-sources-title").text_content()
+    shot(page, "attribution_long_sources.png")
 
 
 @pytest.mark.real_model
