@@ -295,16 +295,14 @@ class Trace:
 
     def stream(self, name: str, layer: int) -> torch.Tensor:
         """Any of STREAMS by name, e.g. trace.stream("attn_out", 3)."""
-        if name not in STREAMS:
-            raise ValueError(f"unknown stream {name!r}; choose one of {', '.join(STREAMS)}")
+        _check_stream(name)
         return getattr(self, name)(layer)
 
     def stream_stored(self, name: str, layer: int) -> bool:
         """Whether `stream(name, layer)` is at hand without rerunning block `layer`: the
         residual stream always is; a sub-layer output when the run kept its internals, when
         the block's recomputed ones are still cached, or when the block has no such part."""
-        if name not in STREAMS:
-            raise ValueError(f"unknown stream {name!r}; choose one of {', '.join(STREAMS)}")
+        _check_stream(name)
         layer = self._layer(layer)
         internal = {"attn_out": "attn_out", "resid_mid": "attn_out", "mlp_out": "mlp_out"}
         if name not in internal:
@@ -321,8 +319,7 @@ class Trace:
         """float64 `[seq]` norm of each token's vector in stream `name` at `layer`, where the
         trace keeps it. When internals are recomputed, a sub-layer output's norms are the ones
         recorded during the run (no block rerun); otherwise they come from the stored tensor."""
-        if name not in STREAMS:
-            raise ValueError(f"unknown stream {name!r}; choose one of {', '.join(STREAMS)}")
+        _check_stream(name)
         layer = self._layer(layer)
         kind = {"attn_out": "mixer", "mlp_out": "mlp"}.get(name)
         if kind is not None:
@@ -467,3 +464,8 @@ class Trace:
         self._recomputed.clear()
         self._rec = None  # type: ignore[assignment]
         self.logits = None  # type: ignore[assignment]
+
+
+def _check_stream(name: str) -> None:
+    if name not in STREAMS:
+        raise ValueError(f"unknown stream {name!r}; choose one of {', '.join(STREAMS)}")
