@@ -164,10 +164,6 @@ def _token(trace: Trace, token) -> int:
     return resolve_targets(token, trace.tokenizer, trace.logits.shape[-1])[0]
 
 
-def _tol(dtype: torch.dtype) -> float:
-    return 1e-4 if torch.finfo(dtype).bits >= 32 else 5e-2
-
-
 def _check(
     got: torch.Tensor, want: torch.Tensor, tol: float, what: str, trace: Trace | None = None
 ) -> None:
@@ -231,7 +227,7 @@ class StagedAttribution:
             raise InputError(
                 f"target and foil are the same token ({self.target}): nothing to compare"
             )
-        self.tol = tol = _tol(trace.dtype)
+        self.tol = tol = position_run.tolerance(trace.dtype)
         n_layers, n_heads = trace.n_layers, trace.n_heads
         with capture.model_lock(parts.blocks[0]):  # modules called here carry a run's hooks
             parts.check_view("decomposition")

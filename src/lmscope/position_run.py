@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 KeysValues = tuple[torch.Tensor, torch.Tensor]
 
 
-def _tolerance(dtype: torch.dtype) -> float:
+def tolerance(dtype: torch.dtype) -> float:
+    """How far a recomputed row may be from the stored one in `dtype` (attribution's checks too)."""
     return 1e-4 if torch.finfo(dtype).bits >= 32 else 5e-2
 
 
@@ -157,7 +158,7 @@ def _run_block(
     got = out.reshape(-1).float()
     want = trace.resid_post(layer)[position].float().to(got.device)
     off = float((got - want).norm() / want.norm().clamp_min(1e-12))
-    if not off <= _tolerance(trace.dtype):
+    if not off <= tolerance(trace.dtype):
         return (
             f"block {layer} run on position {position} alone gives an output {off:.2g} "
             "(relative) away from the stream the run stored there"
